@@ -1,0 +1,47 @@
+//! Core types for axum sessions.
+//!
+//! This crate holds what every session store and the `session-axum` layer
+//! share:
+//!
+//! - [`SessionId`]: 128 random bits, strictly parsed, never logged; and
+//!   [`StorageKey`], the hash of an id that stores file records under.
+//! - [`SessionData`]: the session dict, with change tracking; [`Codec`] and
+//!   [`JsonCodec`] to turn it into bytes.
+//! - [`Record`]: a stored session with its deadlines and user.
+//! - [`ExpiryPolicy`] and [`SessionExpiry`]: idle and absolute timeouts.
+//! - [`SessionStore`] and [`SessionLock`]: the traits every server-side store
+//!   implements, with their contracts; [`Error`].
+//! - [`Clock`], [`SystemClock`], [`ManualClock`]: time, testable.
+//! - `testing` (feature `testing`): the conformance suite for stores.
+//!
+//! Applications use these through `session-axum`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod clock;
+mod codec;
+mod data;
+mod error;
+mod expiry;
+mod id;
+mod lock;
+mod record;
+mod store;
+
+#[cfg(any(test, feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+
+pub use async_trait::async_trait;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use codec::{Codec, JsonCodec};
+pub use data::SessionData;
+pub use error::{BoxError, Error};
+pub use expiry::{ExpiryPolicy, SessionExpiry};
+pub use id::{
+    IdGenerator, InvalidSessionId, InvalidStorageKey, RandomIds, SESSION_ID_LEN, SessionId,
+    StorageKey,
+};
+pub use lock::{HeldLock, LockGuard, LockOptions, SessionLock};
+pub use record::Record;
+pub use store::SessionStore;

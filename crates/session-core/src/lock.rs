@@ -1,0 +1,176 @@
+//! Per-session locks: no lost updates for read-modify-write.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{Error, Record, SessionStore, StorageKey, Timestamp};
+
+/// How to take a session lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockOptions {
+    /// How long the lock is held at most if its holder dies. Distributed
+    /// locks renew the lease while the guard is alive.
+    pub lease: Duration,
+    /// How long to wait for the lock before giving up with
+    /// [`Error::LockTimeout`].
+    pub wait_timeout: Duration,
+}
+
+impl Default for LockOptions {
+    /// A 30 second lease and a 10 second wait.
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(30),
+            wait_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// An exclusive per-session lock, provided by the store that holds the
+/// session so it works wherever the store is shared: in one process (memory,
+/// SQLite), across processes on one machine (filesystem) or across machines
+/// (Redis, Postgres).
+///
+/// # Contract
+///
+/// While a [`LockGuard`] for a key is alive, no other `lock` call for that key,
+/// through this or any other instance of the store on the same backend,
+/// returns. A waiting call returns [`Error::LockTimeout`] after
+/// `options.wait_timeout`. Dropping the guard releases the lock (best effort
+/// for remote stores; the lease bounds how long a lost release can block).
+///
+/// ```
+/// # use session_core::{LockOptions, SessionId, SessionLock};
+/// # async fn demo(store: &dyn SessionLock) -> Result<(), session_core::Error> {
+/// let key = SessionId::random().storage_key();
+/// let guard = store.lock(&key, LockOptions::default()).await?;
+/// // read, modify and save the session here
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait SessionLock: SessionStore {
+    /// Waits for and takes the lock on `key`.
+    async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error>;
+
+    /// Takes the lock, then loads the record. Stores that can do both in one
+    /// round trip override this.
+    async fn lock_and_load(
+        &self,
+        key: &StorageKey,
+        options: LockOptions,
+        now: Timestamp,
+    ) -> Result<(LockGuard, Option<Record>), Error> {
+        let guard = self.lock(key, options).await?;
+        match self.load(key, now).await {
+            Ok(record) => Ok((guard, record)),
+            Err(error) => {
+                release_quietly(guard).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Saves the record, then releases the lock. Stores that can do both in
+    /// one round trip override this. The lock is released even if the save
+    /// fails.
+    async fn save_and_release(&self, record: &Record, guard: LockGuard) -> Result<(), Error> {
+        if !guard.is_held() {
+            return Err(Error::LockTimeout {
+                waited: Duration::ZERO,
+            });
+        }
+        let saved = self.save(record).await;
+        release_quietly(guard).await;
+        saved
+    }
+}
+
+async fn release_quietly(guard: LockGuard) {
+    if let Err(error) = guard.release().await {
+        tracing::warn!(%error, "releasing a session lock failed; its lease will expire it");
+    }
+}
+
+/// One store's held lock. Store crates implement this; users see [`LockGuard`].
+///
+/// Implementations release in `release` and, best effort, in `Drop` when
+/// `release` was never called.
+#[async_trait]
+pub trait HeldLock: Send + Sync + 'static {
+    /// Releases the lock.
+    async fn release(self: Box<Self>) -> Result<(), Error>;
+
+    /// Whether the lock is still held: `false` once a distributed lock's lease
+    /// lapsed (renewal failed), when writing would risk a lost update.
+    fn is_held(&self) -> bool {
+        true
+    }
+}
+
+/// A held session lock. Dropping it releases the lock; prefer
+/// [`LockGuard::release`] to learn whether that worked.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard {
+    held: Box<dyn HeldLock>,
+}
+
+impl LockGuard {
+    /// Wraps a store's held lock.
+    pub fn new(held: impl HeldLock) -> Self {
+        Self {
+            held: Box::new(held),
+        }
+    }
+
+    /// Releases the lock now.
+    ///
+    /// # Errors
+    ///
+    /// The store's error if the release could not be confirmed; the lease
+    /// still ends the lock.
+    pub async fn release(self) -> Result<(), Error> {
+        self.held.release().await
+    }
+
+    /// Whether the lock is still held (see [`HeldLock::is_held`]).
+    #[must_use]
+    pub fn is_held(&self) -> bool {
+        self.held.is_held()
+    }
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("held", &self.is_held())
+            .finish()
+    }
+}
+
+macro_rules! forward_lock {
+    ($($wrapper:ty),*) => {$(
+        #[async_trait]
+        impl<S: SessionLock + ?Sized> SessionLock for $wrapper {
+            async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
+                (**self).lock(key, options).await
+            }
+            async fn lock_and_load(
+                &self,
+                key: &StorageKey,
+                options: LockOptions,
+                now: Timestamp,
+            ) -> Result<(LockGuard, Option<Record>), Error> {
+                (**self).lock_and_load(key, options, now).await
+            }
+            async fn save_and_release(&self, record: &Record, guard: LockGuard) -> Result<(), Error> {
+                (**self).save_and_release(record, guard).await
+            }
+        }
+    )*};
+}
+
+forward_lock!(Arc<S>, Box<S>);

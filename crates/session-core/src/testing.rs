@@ -1,0 +1,598 @@
+//! The conformance suite every [`SessionStore`] + [`SessionLock`] must pass.
+//!
+//! A store crate runs it from its tests with one macro:
+//!
+//! ```ignore
+//! async fn store() -> MyStore { MyStore::new() }
+//!
+//! session_core::conformance_tests!(store);
+//! ```
+//!
+//! which expands to one `#[tokio::test]` per behaviour (the store crate needs
+//! `tokio` with `macros` and `rt-multi-thread` as a dev-dependency), or calls
+//! [`run_all`] directly. Every check uses fresh random keys and user names, so
+//! the suite can run against a shared Redis or Postgres alongside other tests.
+//!
+//! Not semver-stable: checks are added as the contract is refined.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::{
+    Error, ExpiryPolicy, IdGenerator, LockOptions, Record, SessionId, SessionLock, Timestamp,
+};
+
+/// What the store under test can be held to beyond the core contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// `delete_expired` physically removes expired records (false for stores
+    /// whose backend expires keys on its own clock, like Redis).
+    pub purges_expired: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self {
+            purges_expired: true,
+        }
+    }
+}
+
+impl Capabilities {
+    /// For stores whose backend expires records by itself.
+    #[must_use]
+    pub fn expires_natively() -> Self {
+        Self {
+            purges_expired: false,
+        }
+    }
+}
+
+/// The store under test, as the suite sees it.
+pub type DynStore = Arc<dyn SessionLock>;
+
+/// Number of concurrent increments in [`lock_serializes_increments`].
+pub const CONCURRENT_INCREMENTS: usize = 50;
+
+/// An [`IdGenerator`] that hands out the same id `repeats` times before
+/// moving on to fresh random ids: it forces id collisions in tests.
+#[derive(Debug)]
+pub struct RepeatingIds {
+    id: SessionId,
+    repeats: usize,
+    issued: AtomicUsize,
+}
+
+impl RepeatingIds {
+    /// Repeats `id` for the first `repeats` calls.
+    #[must_use]
+    pub fn new(id: SessionId, repeats: usize) -> Self {
+        Self {
+            id,
+            repeats,
+            issued: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many ids were issued so far.
+    #[must_use]
+    pub fn issued(&self) -> usize {
+        self.issued.load(Ordering::SeqCst)
+    }
+}
+
+impl IdGenerator for RepeatingIds {
+    fn generate(&self) -> SessionId {
+        if self.issued.fetch_add(1, Ordering::SeqCst) < self.repeats {
+            self.id
+        } else {
+            SessionId::random()
+        }
+    }
+}
+
+fn policy() -> ExpiryPolicy {
+    ExpiryPolicy::default()
+        .with_idle_timeout(Duration::from_secs(600))
+        .with_absolute_timeout(Some(Duration::from_secs(3600)))
+}
+
+fn fresh_record(now: Timestamp) -> Record {
+    policy().new_record(SessionId::random().storage_key(), now)
+}
+
+fn fresh_user() -> String {
+    format!("user-{}", &SessionId::random().storage_key().to_hex()[..16])
+}
+
+fn counter(record: &Record) -> u64 {
+    match record.data.get::<u64>("n") {
+        Ok(value) => value.unwrap_or(0),
+        Err(error) => panic!("counter is not a number: {error}"),
+    }
+}
+
+async fn load_live(store: &DynStore, record: &Record, now: Timestamp) -> Record {
+    match store.load(&record.key, now).await {
+        Ok(Some(loaded)) => loaded,
+        Ok(None) => panic!("record {:?} should load at {now:?}", record.key),
+        Err(error) => panic!("load failed: {error}"),
+    }
+}
+
+async fn assert_absent(store: &DynStore, record: &Record, now: Timestamp, why: &str) {
+    match store.load(&record.key, now).await {
+        Ok(None) => {}
+        Ok(Some(_)) => panic!("{why}: record {:?} still loads", record.key),
+        Err(error) => panic!("{why}: load failed: {error}"),
+    }
+}
+
+async fn create(store: &DynStore, record: &Record) {
+    if let Err(error) = store.create(record).await {
+        panic!("create failed: {error}");
+    }
+}
+
+/// Unknown keys load as `None`; delete of an unknown key succeeds.
+pub async fn unknown_key_loads_nothing(store: DynStore) {
+    let now = Timestamp::now();
+    let record = fresh_record(now);
+    assert_absent(&store, &record, now, "never created").await;
+    store
+        .delete(&record.key)
+        .await
+        .unwrap_or_else(|e| panic!("delete of unknown key: {e}"));
+}
+
+/// What `create` writes, `load` returns: data, deadlines, user, version.
+pub async fn create_then_load_round_trips(store: DynStore) {
+    let now = Timestamp::now();
+    let mut record = fresh_record(now);
+    let values = [
+        ("int", serde_json::json!(42)),
+        (
+            "text",
+            serde_json::json!("héllo ✓ \u{0} \"quoted\" ' OR 1=1--"),
+        ),
+        (
+            "nested",
+            serde_json::json!({"a": [1, 2.5, null, true], "b": {"c": "d"}}),
+        ),
+        ("big", serde_json::json!(u64::MAX)),
+    ];
+    for (key, value) in &values {
+        record.data.insert_value(key, value.clone());
+    }
+    record.user = Some(fresh_user());
+    record.version = 3;
+    create(&store, &record).await;
+    let loaded = load_live(&store, &record, now).await;
+    for (key, value) in &values {
+        assert_eq!(loaded.data.get_value(key), Some(value), "value under {key}");
+    }
+    assert_eq!(loaded.data.len(), values.len());
+    assert!(!loaded.data.is_changed(), "loaded data starts unchanged");
+    assert_eq!(loaded.key, record.key);
+    assert_eq!(loaded.created_at, record.created_at);
+    assert_eq!(loaded.last_seen, record.last_seen);
+    assert_eq!(loaded.idle_deadline, record.idle_deadline);
+    assert_eq!(loaded.absolute_deadline, record.absolute_deadline);
+    assert_eq!(loaded.user, record.user);
+    assert_eq!(loaded.version, record.version);
+}
+
+/// A second `create` under a taken key (forced with [`RepeatingIds`]) fails
+/// with [`Error::IdCollision`] and leaves the first record untouched.
+pub async fn create_refuses_collision(store: DynStore) {
+    let now = Timestamp::now();
+    let ids = RepeatingIds::new(SessionId::random(), 2);
+    let mut first = policy().new_record(ids.generate().storage_key(), now);
+    first.data.insert_value("owner", "first".into());
+    create(&store, &first).await;
+
+    let mut second = policy().new_record(ids.generate().storage_key(), now);
+    second.data.insert_value("owner", "second".into());
+    match store.create(&second).await {
+        Err(Error::IdCollision) => {}
+        other => panic!("expected IdCollision, got {other:?}"),
+    }
+    let loaded = load_live(&store, &first, now).await;
+    assert_eq!(
+        loaded.data.get::<String>("owner").ok().flatten().as_deref(),
+        Some("first")
+    );
+
+    let third = policy().new_record(ids.generate().storage_key(), now);
+    assert_ne!(
+        third.key, first.key,
+        "the generator moves on after its repeats"
+    );
+    create(&store, &third).await;
+}
+
+/// `save` overwrites data and version.
+pub async fn save_overwrites(store: DynStore) {
+    let now = Timestamp::now();
+    let mut record = fresh_record(now);
+    record.data.insert_value("a", 1.into());
+    create(&store, &record).await;
+    record.data.remove("a");
+    record.data.insert_value("b", 2.into());
+    record.version += 1;
+    store
+        .save(&record)
+        .await
+        .unwrap_or_else(|e| panic!("save: {e}"));
+    let loaded = load_live(&store, &record, now).await;
+    assert_eq!(loaded.data.get_value("a"), None);
+    assert_eq!(loaded.data.get_value("b"), Some(&2.into()));
+    assert_eq!(loaded.version, 1);
+}
+
+/// `save` after `delete` returns [`Error::NotFound`] and writes nothing.
+pub async fn save_never_resurrects(store: DynStore) {
+    let now = Timestamp::now();
+    let mut record = fresh_record(now);
+    create(&store, &record).await;
+    store
+        .delete(&record.key)
+        .await
+        .unwrap_or_else(|e| panic!("delete: {e}"));
+    store
+        .delete(&record.key)
+        .await
+        .unwrap_or_else(|e| panic!("second delete: {e}"));
+    record.data.insert_value("stale", true.into());
+    match store.save(&record).await {
+        Err(Error::NotFound) => {}
+        other => panic!("save of a deleted session must be NotFound, got {other:?}"),
+    }
+    assert_absent(&store, &record, now, "save after delete").await;
+
+    let never_created = fresh_record(now);
+    match store.save(&never_created).await {
+        Err(Error::NotFound) => {}
+        other => panic!("save of an unknown session must be NotFound, got {other:?}"),
+    }
+    assert_absent(&store, &never_created, now, "save of unknown").await;
+}
+
+/// Records are invisible from their deadline on (idle and absolute), judged
+/// by the `now` passed in.
+pub async fn load_hides_expired(store: DynStore) {
+    let now = Timestamp::now();
+    let record = fresh_record(now);
+    create(&store, &record).await;
+    let idle = record.idle_deadline;
+    load_live(&store, &record, idle - Duration::from_secs(1)).await;
+    assert_absent(&store, &record, idle, "at the idle deadline").await;
+
+    let mut capped = fresh_record(now);
+    capped.idle_deadline = now + Duration::from_secs(7200);
+    capped.absolute_deadline = Some(now + Duration::from_secs(60));
+    create(&store, &capped).await;
+    load_live(&store, &capped, now + Duration::from_secs(59)).await;
+    assert_absent(
+        &store,
+        &capped,
+        now + Duration::from_secs(60),
+        "at the absolute deadline",
+    )
+    .await;
+}
+
+/// `touch` moves the deadline and `last_seen`, keeps data and version.
+pub async fn touch_extends_without_rewriting(store: DynStore) {
+    let now = Timestamp::now();
+    let mut record = fresh_record(now);
+    record.data.insert_value("keep", "me".into());
+    record.version = 7;
+    create(&store, &record).await;
+
+    let later = now + Duration::from_secs(500);
+    let mut touched = record.clone();
+    // A touch must not write data, even if the caller's copy differs.
+    touched.data.insert_value("keep", "overwritten".into());
+    touched.version = 99;
+    policy().refresh(&mut touched, later);
+    store
+        .touch(&touched)
+        .await
+        .unwrap_or_else(|e| panic!("touch: {e}"));
+
+    let beyond_old_deadline = record.idle_deadline + Duration::from_secs(1);
+    let loaded = load_live(&store, &record, beyond_old_deadline).await;
+    assert_eq!(loaded.idle_deadline, touched.idle_deadline);
+    assert_eq!(loaded.last_seen, later);
+    assert_eq!(
+        loaded.data.get::<String>("keep").ok().flatten().as_deref(),
+        Some("me")
+    );
+    assert_eq!(loaded.version, 7);
+
+    let missing = fresh_record(now);
+    match store.touch(&missing).await {
+        Err(Error::NotFound) => {}
+        other => panic!("touch of an unknown session must be NotFound, got {other:?}"),
+    }
+    assert_absent(&store, &missing, now, "touch must not create").await;
+}
+
+/// `delete_expired` removes what is expired at `now` and nothing else.
+pub async fn delete_expired_removes_only_expired(store: DynStore, capabilities: Capabilities) {
+    let now = Timestamp::now();
+    let mut expired = fresh_record(now - Duration::from_secs(100));
+    expired.idle_deadline = now - Duration::from_secs(1);
+    // Stores with native TTLs may refuse to write an already-expired record;
+    // create it while it is still live from the store's point of view.
+    let mut live = fresh_record(now);
+    live.idle_deadline = now + Duration::from_secs(3600);
+    create(&store, &live).await;
+    let created_expired = store.create(&expired).await.is_ok();
+
+    let removed = store
+        .delete_expired(now)
+        .await
+        .unwrap_or_else(|e| panic!("delete_expired: {e}"));
+    if capabilities.purges_expired {
+        assert!(created_expired, "create of a past-deadline record");
+        assert!(
+            removed >= 1,
+            "delete_expired removed {removed}, expected the expired record"
+        );
+        // Physically gone: not even visible to a reader whose clock is behind.
+        assert_absent(&store, &expired, now - Duration::from_secs(50), "purged").await;
+    }
+    assert_absent(&store, &expired, now, "expired").await;
+    load_live(&store, &live, now).await;
+}
+
+/// The per-user index lists live sessions, follows `save`, and
+/// `delete_for_user` ends them all without touching other users.
+pub async fn user_index(store: DynStore) {
+    let now = Timestamp::now();
+    let (alice, bob) = (fresh_user(), fresh_user());
+    let mut alice_sessions = Vec::new();
+    for _ in 0..3 {
+        let mut record = fresh_record(now);
+        record.user = Some(alice.clone());
+        create(&store, &record).await;
+        alice_sessions.push(record);
+    }
+    let mut bobs = fresh_record(now);
+    bobs.user = Some(bob.clone());
+    create(&store, &bobs).await;
+
+    // A session that logs in later (anonymous at create, user set by save).
+    let mut late = fresh_record(now);
+    create(&store, &late).await;
+    late.user = Some(alice.clone());
+    late.version += 1;
+    store
+        .save(&late)
+        .await
+        .unwrap_or_else(|e| panic!("save: {e}"));
+    alice_sessions.push(late.clone());
+
+    let listed = store
+        .list_for_user(&alice, now)
+        .await
+        .unwrap_or_else(|e| panic!("list_for_user: {e}"));
+    let listed: HashSet<_> = listed.iter().map(|r| r.key).collect();
+    let expected: HashSet<_> = alice_sessions.iter().map(|r| r.key).collect();
+    assert_eq!(listed, expected);
+
+    // Moving a session to another user removes it from the first user's index.
+    late.user = Some(bob.clone());
+    late.version += 1;
+    store
+        .save(&late)
+        .await
+        .unwrap_or_else(|e| panic!("save: {e}"));
+    let listed = store
+        .list_for_user(&alice, now)
+        .await
+        .unwrap_or_else(|e| panic!("list: {e}"));
+    assert_eq!(listed.len(), 3);
+    assert!(listed.iter().all(|r| r.key != late.key));
+
+    // Deleted sessions disappear from the index.
+    store
+        .delete(&alice_sessions[0].key)
+        .await
+        .unwrap_or_else(|e| panic!("delete: {e}"));
+    let listed = store
+        .list_for_user(&alice, now)
+        .await
+        .unwrap_or_else(|e| panic!("list: {e}"));
+    assert_eq!(listed.len(), 2);
+
+    let removed = store
+        .delete_for_user(&alice)
+        .await
+        .unwrap_or_else(|e| panic!("delete_for_user: {e}"));
+    assert_eq!(removed, 2);
+    for record in &alice_sessions[1..3] {
+        assert_absent(&store, record, now, "after delete_for_user").await;
+    }
+    load_live(&store, &bobs, now).await;
+    load_live(&store, &late, now).await;
+    let listed = store
+        .list_for_user(&alice, now)
+        .await
+        .unwrap_or_else(|e| panic!("list: {e}"));
+    assert!(listed.is_empty());
+    assert_eq!(
+        store
+            .list_for_user(&bob, now)
+            .await
+            .unwrap_or_else(|e| panic!("list: {e}"))
+            .len(),
+        2
+    );
+}
+
+/// Increments a counter in one session `n` times concurrently, each under the
+/// lock, spread round-robin over `stores` (several instances on one backend
+/// stand for several processes). With an `await` between read and write, any
+/// gap in the lock shows up as a lost update.
+pub async fn concurrent_increments(stores: &[DynStore], n: usize) {
+    assert!(!stores.is_empty(), "at least one store instance");
+    let now = Timestamp::now();
+    let record = fresh_record(now);
+    create(&stores[0], &record).await;
+    let options = LockOptions {
+        lease: Duration::from_secs(30),
+        wait_timeout: Duration::from_secs(60),
+    };
+
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let store = Arc::clone(&stores[i % stores.len()]);
+        let key = record.key;
+        tasks.push(tokio::spawn(async move {
+            let (guard, loaded) = store
+                .lock_and_load(&key, options, now)
+                .await
+                .unwrap_or_else(|e| panic!("lock_and_load: {e}"));
+            let mut loaded = loaded.unwrap_or_else(|| panic!("session vanished"));
+            let value = counter(&loaded);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            loaded.data.insert_value("n", (value + 1).into());
+            loaded.version += 1;
+            store
+                .save_and_release(&loaded, guard)
+                .await
+                .unwrap_or_else(|e| panic!("save_and_release: {e}"));
+        }));
+    }
+    for task in tasks {
+        if let Err(error) = task.await {
+            std::panic::resume_unwind(error.into_panic());
+        }
+    }
+    let loaded = load_live(&stores[0], &record, now).await;
+    assert_eq!(counter(&loaded), n as u64, "lost updates under the lock");
+    assert_eq!(loaded.version, n as u64);
+}
+
+/// [`CONCURRENT_INCREMENTS`] increments under the lock end at exactly that.
+pub async fn lock_serializes_increments(store: DynStore) {
+    concurrent_increments(&[store], CONCURRENT_INCREMENTS).await;
+}
+
+/// A held lock makes a second `lock` time out with [`Error::LockTimeout`];
+/// other keys are not blocked; after release the lock can be taken again.
+pub async fn lock_is_exclusive_per_key(store: DynStore) {
+    let now = Timestamp::now();
+    let (a, b) = (fresh_record(now), fresh_record(now));
+    let options = LockOptions {
+        lease: Duration::from_secs(30),
+        wait_timeout: Duration::from_secs(10),
+    };
+    let short = LockOptions {
+        lease: options.lease,
+        wait_timeout: Duration::from_millis(200),
+    };
+
+    let held = store
+        .lock(&a.key, options)
+        .await
+        .unwrap_or_else(|e| panic!("lock a: {e}"));
+    match store.lock(&a.key, short).await {
+        Err(Error::LockTimeout { .. }) => {}
+        Err(other) => panic!("expected LockTimeout, got {other}"),
+        Ok(_) => panic!("lock on a was granted twice"),
+    }
+    let other = store
+        .lock(&b.key, short)
+        .await
+        .unwrap_or_else(|e| panic!("lock b: {e}"));
+    other
+        .release()
+        .await
+        .unwrap_or_else(|e| panic!("release b: {e}"));
+    held.release()
+        .await
+        .unwrap_or_else(|e| panic!("release a: {e}"));
+
+    let again = store
+        .lock(&a.key, short)
+        .await
+        .unwrap_or_else(|e| panic!("relock a: {e}"));
+    drop(again);
+    // Dropping releases too (best effort, so allow the full wait).
+    let after_drop = store
+        .lock(&a.key, options)
+        .await
+        .unwrap_or_else(|e| panic!("lock after drop: {e}"));
+    after_drop
+        .release()
+        .await
+        .unwrap_or_else(|e| panic!("release: {e}"));
+}
+
+/// Runs every check in order.
+pub async fn run_all(store: DynStore, capabilities: Capabilities) {
+    unknown_key_loads_nothing(Arc::clone(&store)).await;
+    create_then_load_round_trips(Arc::clone(&store)).await;
+    create_refuses_collision(Arc::clone(&store)).await;
+    save_overwrites(Arc::clone(&store)).await;
+    save_never_resurrects(Arc::clone(&store)).await;
+    load_hides_expired(Arc::clone(&store)).await;
+    touch_extends_without_rewriting(Arc::clone(&store)).await;
+    delete_expired_removes_only_expired(Arc::clone(&store), capabilities).await;
+    user_index(Arc::clone(&store)).await;
+    lock_is_exclusive_per_key(Arc::clone(&store)).await;
+    lock_serializes_increments(store).await;
+}
+
+/// Expands to one `#[tokio::test]` per conformance check, in a module named
+/// `conformance`.
+///
+/// `$make_store` is an `async fn() -> impl SessionLock`; an optional second
+/// argument gives the store's [`Capabilities`].
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make_store:path) => {
+        $crate::conformance_tests!($make_store, $crate::testing::Capabilities::default());
+    };
+    ($make_store:path, $capabilities:expr) => {
+        mod conformance {
+            use super::*;
+
+            async fn store() -> $crate::testing::DynStore {
+                ::std::sync::Arc::new($make_store().await)
+            }
+
+            $crate::conformance_tests!(@each
+                unknown_key_loads_nothing,
+                create_then_load_round_trips,
+                create_refuses_collision,
+                save_overwrites,
+                save_never_resurrects,
+                load_hides_expired,
+                touch_extends_without_rewriting,
+                user_index,
+                lock_is_exclusive_per_key,
+                lock_serializes_increments,
+            );
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn delete_expired_removes_only_expired() {
+                $crate::testing::delete_expired_removes_only_expired(store().await, $capabilities)
+                    .await;
+            }
+        }
+    };
+    (@each $($check:ident),* $(,)?) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $check() {
+            $crate::testing::$check(store().await).await;
+        }
+    )*};
+}
