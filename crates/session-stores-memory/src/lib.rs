@@ -1,0 +1,18 @@
+//! The in-process session store: [`MemoryStore`].
+//!
+//! Sessions live in a sharded map inside the process and are gone when it
+//! exits. It is the default store of `session-axum`, right for development,
+//! tests and single-process apps that can afford to log everyone out on
+//! restart. Its lock ([`SessionLock`](session_core::SessionLock)) is a
+//! per-session async mutex, so `lock()` serializes requests within this
+//! process only.
+//!
+//! Not for direct use; see the `session-axum` crate.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod lock;
+mod store;
+mod sweeper;
+
+pub use store::MemoryStore;
+pub use sweeper::SweeperHandle;
