@@ -1,0 +1,355 @@
+//! [`SessionConfig`]: cookie attributes, expiry, locking and limits.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use cookie::SameSite;
+use http::StatusCode;
+use session_core::{Clock, Error, ExpiryPolicy, IdGenerator, LockOptions, RandomIds, SystemClock};
+
+/// The largest cookie (name plus value) browsers are required to keep.
+pub const MAX_COOKIE_BYTES: usize = 4096;
+
+/// Turns a session failure into the response the client gets.
+///
+/// Implemented for any `Fn(&Error) -> Response`. The default,
+/// [`DefaultErrorResponder`], answers 503 for a store that is down or a lock
+/// that timed out, and 500 otherwise, with a short plain-text body.
+///
+/// ```
+/// use axum::response::{IntoResponse, Response};
+/// use http::StatusCode;
+/// use session_axum::SessionConfig;
+///
+/// let config = SessionConfig::default().with_error_responder(|error: &session_core::Error| -> Response {
+///     (StatusCode::SERVICE_UNAVAILABLE, "Please try again in a moment.").into_response()
+/// });
+/// # let _ = config;
+/// ```
+pub trait ErrorResponder: Send + Sync + 'static {
+    /// The response for `error`.
+    fn respond(&self, error: &Error) -> Response;
+}
+
+impl<F> ErrorResponder for F
+where
+    F: Fn(&Error) -> Response + Send + Sync + 'static,
+{
+    fn respond(&self, error: &Error) -> Response {
+        self(error)
+    }
+}
+
+/// 503 for unavailable stores and lock timeouts, 500 for anything else.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultErrorResponder;
+
+impl ErrorResponder for DefaultErrorResponder {
+    fn respond(&self, error: &Error) -> Response {
+        if error.is_unavailable() {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Session store unavailable; please retry.\n",
+            )
+                .into_response()
+        } else {
+            (StatusCode::INTERNAL_SERVER_ERROR, "Session error.\n").into_response()
+        }
+    }
+}
+
+/// How a [`SessionLayer`](crate::SessionLayer) names, protects and expires
+/// its sessions.
+///
+/// The defaults are the secure choice: cookie `id` with `Secure`, `HttpOnly`,
+/// `SameSite=Lax`, `Path=/` and no `Domain`; a 24-hour idle timeout and a
+/// 7-day absolute timeout; JSON payloads of at most 64 KiB.
+///
+/// `Secure` cookies are not sent over plain `http://` except to `localhost`
+/// in current browsers; turn it off with [`with_secure`](Self::with_secure)
+/// only for local development over another host name.
+///
+/// ```
+/// use std::time::Duration;
+/// use session_axum::SessionConfig;
+/// use session_core::ExpiryPolicy;
+///
+/// let config = SessionConfig::default()
+///     .with_cookie_name("sid")
+///     .with_host_prefix()
+///     .with_expiry(ExpiryPolicy::default().with_idle_timeout(Duration::from_secs(30 * 60)));
+/// assert_eq!(config.cookie_name(), "__Host-sid");
+/// ```
+#[derive(Clone)]
+pub struct SessionConfig {
+    pub(crate) cookie_name: Cow<'static, str>,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: SameSite,
+    pub(crate) path: Cow<'static, str>,
+    pub(crate) domain: Option<Cow<'static, str>>,
+    pub(crate) expiry: ExpiryPolicy,
+    pub(crate) lock: LockOptions,
+    pub(crate) max_payload_bytes: usize,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Arc<dyn IdGenerator>,
+    pub(crate) error_responder: Arc<dyn ErrorResponder>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            cookie_name: Cow::Borrowed("id"),
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            path: Cow::Borrowed("/"),
+            domain: None,
+            expiry: ExpiryPolicy::default(),
+            lock: LockOptions::default(),
+            max_payload_bytes: 64 * 1024,
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(RandomIds),
+            error_responder: Arc::new(DefaultErrorResponder),
+        }
+    }
+}
+
+impl fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("cookie_name", &self.cookie_name)
+            .field("secure", &self.secure)
+            .field("http_only", &self.http_only)
+            .field("same_site", &self.same_site)
+            .field("path", &self.path)
+            .field("domain", &self.domain)
+            .field("expiry", &self.expiry)
+            .field("lock", &self.lock)
+            .field("max_payload_bytes", &self.max_payload_bytes)
+            .field("clock", &self.clock)
+            .field("ids", &self.ids)
+            .finish_non_exhaustive()
+    }
+}
+
+const HOST_PREFIX: &str = "__Host-";
+
+impl SessionConfig {
+    /// Sets the cookie name.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is empty or not an HTTP token (RFC 6265: no separators,
+    /// spaces or control characters). This is a programming error, caught at
+    /// startup.
+    #[must_use]
+    pub fn with_cookie_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        let name = name.into();
+        assert!(
+            is_token(&name),
+            "invalid session cookie name {name:?}: must be an HTTP token"
+        );
+        let prefixed = self.cookie_name.starts_with(HOST_PREFIX);
+        self.cookie_name = name;
+        if prefixed {
+            self = self.with_host_prefix();
+        }
+        self
+    }
+
+    /// Prefixes the cookie name with `__Host-`, which browsers only accept on
+    /// a `Secure` cookie with `Path=/` and no `Domain`: the cookie cannot be
+    /// set or overwritten by a sibling subdomain or over plain HTTP. Forces
+    /// those attributes.
+    #[must_use]
+    pub fn with_host_prefix(mut self) -> Self {
+        if !self.cookie_name.starts_with(HOST_PREFIX) {
+            self.cookie_name = Cow::Owned(format!("{HOST_PREFIX}{}", self.cookie_name));
+        }
+        self.secure = true;
+        self.path = Cow::Borrowed("/");
+        self.domain = None;
+        self
+    }
+
+    /// Sets the `Secure` attribute (default on).
+    ///
+    /// # Panics
+    ///
+    /// If turned off on a `__Host-` cookie.
+    #[must_use]
+    pub fn with_secure(mut self, secure: bool) -> Self {
+        assert!(
+            secure || !self.cookie_name.starts_with(HOST_PREFIX),
+            "a __Host- cookie must be Secure"
+        );
+        self.secure = secure;
+        self
+    }
+
+    /// Sets the `HttpOnly` attribute (default on: scripts cannot read the id).
+    #[must_use]
+    pub fn with_http_only(mut self, http_only: bool) -> Self {
+        self.http_only = http_only;
+        self
+    }
+
+    /// Sets the `SameSite` attribute (default `Lax`).
+    #[must_use]
+    pub fn with_same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    /// Sets the cookie `Path` (default `/`).
+    ///
+    /// # Panics
+    ///
+    /// On a `__Host-` cookie with a path other than `/`, or a path that does
+    /// not start with `/` or holds `;` or control characters.
+    #[must_use]
+    pub fn with_path(mut self, path: impl Into<Cow<'static, str>>) -> Self {
+        let path = path.into();
+        assert!(
+            path.starts_with('/') && !path.contains(';') && !path.chars().any(char::is_control),
+            "invalid cookie path {path:?}"
+        );
+        assert!(
+            path == "/" || !self.cookie_name.starts_with(HOST_PREFIX),
+            "a __Host- cookie must have Path=/"
+        );
+        self.path = path;
+        self
+    }
+
+    /// Sets the cookie `Domain` (default none: only the exact host).
+    ///
+    /// # Panics
+    ///
+    /// On a `__Host-` cookie, or a domain holding `;` or control characters.
+    #[must_use]
+    pub fn with_domain(mut self, domain: impl Into<Cow<'static, str>>) -> Self {
+        let domain = domain.into();
+        assert!(
+            !domain.is_empty() && !domain.contains(';') && !domain.chars().any(char::is_control),
+            "invalid cookie domain {domain:?}"
+        );
+        assert!(
+            !self.cookie_name.starts_with(HOST_PREFIX),
+            "a __Host- cookie cannot have a Domain"
+        );
+        self.domain = Some(domain);
+        self
+    }
+
+    /// Sets the expiry policy (idle and absolute timeouts, touch interval,
+    /// browser-session cookies).
+    #[must_use]
+    pub fn with_expiry(mut self, expiry: ExpiryPolicy) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Sets the lock lease and wait timeout for
+    /// [`Session::lock`](crate::Session::lock).
+    #[must_use]
+    pub fn with_lock_options(mut self, lock: LockOptions) -> Self {
+        self.lock = lock;
+        self
+    }
+
+    /// Sets the largest encoded session payload accepted at save (default
+    /// 64 KiB). A larger one fails the request with
+    /// [`Error::PayloadTooLarge`] and the stored session keeps its data.
+    #[must_use]
+    pub fn with_max_payload_bytes(mut self, limit: usize) -> Self {
+        self.max_payload_bytes = limit;
+        self
+    }
+
+    /// Sets the clock (tests use [`ManualClock`](session_core::ManualClock)).
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Sets the id generator (tests force collisions with it).
+    #[must_use]
+    pub fn with_id_generator(mut self, ids: impl IdGenerator) -> Self {
+        self.ids = Arc::new(ids);
+        self
+    }
+
+    /// Sets what a failed session operation answers (default
+    /// [`DefaultErrorResponder`]).
+    #[must_use]
+    pub fn with_error_responder(mut self, responder: impl ErrorResponder) -> Self {
+        self.error_responder = Arc::new(responder);
+        self
+    }
+
+    /// The cookie name.
+    #[must_use]
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+
+    /// The expiry policy.
+    #[must_use]
+    pub fn expiry(&self) -> &ExpiryPolicy {
+        &self.expiry
+    }
+}
+
+/// RFC 6265 cookie-name: an RFC 7230 token.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_secure() {
+        let config = SessionConfig::default();
+        assert_eq!(config.cookie_name(), "id");
+        assert!(config.secure && config.http_only);
+        assert_eq!(config.same_site, SameSite::Lax);
+        assert_eq!(config.path, "/");
+        assert_eq!(config.domain, None);
+    }
+
+    #[test]
+    fn host_prefix_sticks_and_forces_its_attributes() {
+        let config = SessionConfig::default()
+            .with_host_prefix()
+            .with_cookie_name("sid");
+        assert_eq!(config.cookie_name(), "__Host-sid");
+        let config = SessionConfig::default()
+            .with_path("/app")
+            .with_host_prefix();
+        assert_eq!(config.path, "/");
+    }
+
+    #[test]
+    #[should_panic(expected = "must be Secure")]
+    fn host_prefix_refuses_insecure() {
+        let _ = SessionConfig::default()
+            .with_host_prefix()
+            .with_secure(false);
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid session cookie name")]
+    fn refuses_names_that_are_not_tokens() {
+        let _ = SessionConfig::default().with_cookie_name("a b;c");
+    }
+}

@@ -1,0 +1,241 @@
+//! [`SessionLayer`] and its service.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes, HttpBody};
+use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
+use http::{HeaderValue, Request, Response};
+use session_core::{SessionId, SessionLock};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::config::SessionConfig;
+use crate::cookie::request_cookies;
+use crate::kind::{DefaultSession, SessionKind};
+use crate::save::CookieUpdate;
+use crate::session::{LayerShared, Session};
+
+/// Adds a [`Session<K>`](Session) to every request and saves it after the
+/// handler.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use session_axum::{Session, SessionConfig, SessionLayer, memory::MemoryStore};
+///
+/// async fn handler(session: Session) -> String {
+///     session.get::<String>("name").await.ok().flatten().unwrap_or_default()
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/", get(handler))
+///     .layer(SessionLayer::new(MemoryStore::new()).with_config(SessionConfig::default()));
+/// ```
+pub struct SessionLayer<K: SessionKind = DefaultSession> {
+    shared: Arc<LayerShared>,
+    _kind: PhantomData<fn() -> K>,
+}
+
+impl SessionLayer {
+    /// A layer for the default [`Session`], on `store`, with the default
+    /// [`SessionConfig`].
+    pub fn new(store: impl SessionLock) -> Self {
+        Self::with_store(Arc::new(store))
+    }
+}
+
+impl<K: SessionKind> SessionLayer<K> {
+    /// A layer for `Session<K>` on a shared store.
+    #[must_use]
+    pub fn with_store(store: Arc<dyn SessionLock>) -> Self {
+        let shared = LayerShared {
+            store,
+            config: SessionConfig::default(),
+        };
+        Self {
+            shared: Arc::new(shared),
+            _kind: PhantomData,
+        }
+    }
+
+    /// Replaces the configuration.
+    #[must_use]
+    pub fn with_config(self, config: SessionConfig) -> Self {
+        let shared = LayerShared {
+            store: Arc::clone(&self.shared.store),
+            config,
+        };
+        Self {
+            shared: Arc::new(shared),
+            _kind: PhantomData,
+        }
+    }
+
+    /// The same layer for another session kind, `Session<Other>`.
+    #[must_use]
+    pub fn for_kind<Other: SessionKind>(self) -> SessionLayer<Other> {
+        SessionLayer {
+            shared: self.shared,
+            _kind: PhantomData,
+        }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &SessionConfig {
+        &self.shared.config
+    }
+}
+
+impl<K: SessionKind> Clone for SessionLayer<K> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            _kind: PhantomData,
+        }
+    }
+}
+
+impl<K: SessionKind> fmt::Debug for SessionLayer<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("kind", &K::NAME)
+            .field("store", &self.shared.store)
+            .field("config", &self.shared.config)
+            .finish()
+    }
+}
+
+impl<Inner, K: SessionKind> Layer<Inner> for SessionLayer<K> {
+    type Service = SessionService<Inner, K>;
+
+    fn layer(&self, inner: Inner) -> Self::Service {
+        SessionService {
+            inner,
+            shared: Arc::clone(&self.shared),
+            _kind: PhantomData,
+        }
+    }
+}
+
+/// The service built by [`SessionLayer`].
+pub struct SessionService<Inner, K: SessionKind = DefaultSession> {
+    inner: Inner,
+    shared: Arc<LayerShared>,
+    _kind: PhantomData<fn() -> K>,
+}
+
+impl<Inner: Clone, K: SessionKind> Clone for SessionService<Inner, K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+            _kind: PhantomData,
+        }
+    }
+}
+
+impl<Inner: fmt::Debug, K: SessionKind> fmt::Debug for SessionService<Inner, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService")
+            .field("kind", &K::NAME)
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<Inner, K, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<Inner, K>
+where
+    Inner: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    Inner::Future: Send + 'static,
+    K: SessionKind,
+    ReqBody: Send + 'static,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Inner::Error;
+    type Future = ResponseFuture<Inner::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let incoming = incoming_id(&request, self.shared.config.cookie_name());
+        let session = Session::<K>::new(Arc::clone(&self.shared), incoming);
+        request.extensions_mut().insert(session.clone());
+
+        // The clone that was driven to readiness serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        ResponseFuture {
+            inner: Box::pin(async move {
+                let response = inner.call(request).await?.map(Body::new);
+                Ok(finish(&shared, &session, response).await)
+            }),
+        }
+    }
+}
+
+/// The first well-formed session id among the request's session cookies.
+fn incoming_id<B>(request: &Request<B>, cookie_name: &str) -> Option<SessionId> {
+    let mut seen = false;
+    let id = request_cookies(request.headers(), cookie_name).find_map(|value| {
+        seen = true;
+        value.parse::<SessionId>().ok()
+    });
+    if id.is_none() && seen {
+        tracing::debug!(cookie = cookie_name, "malformed session cookie ignored");
+    }
+    id
+}
+
+async fn finish<K: SessionKind>(
+    shared: &LayerShared,
+    session: &Session<K>,
+    mut response: Response<Body>,
+) -> Response<Body> {
+    match session.inner.finish(response.status()).await {
+        Ok(CookieUpdate::Keep) => response,
+        Ok(CookieUpdate::Set(cookie)) => {
+            let headers = response.headers_mut();
+            headers.append(SET_COOKIE, cookie);
+            headers.append(VARY, HeaderValue::from_static("Cookie"));
+            // A response that sets a session cookie must never be served
+            // from a shared cache to someone else.
+            if !headers.contains_key(CACHE_CONTROL) {
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, kind = K::NAME, "saving the session failed");
+            shared.config.error_responder.respond(&error)
+        }
+    }
+}
+
+/// The response future of [`SessionService`].
+pub struct ResponseFuture<E> {
+    inner: Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>,
+}
+
+impl<E> Future for ResponseFuture<E> {
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<E> fmt::Debug for ResponseFuture<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

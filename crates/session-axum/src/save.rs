@@ -1,0 +1,191 @@
+//! After the handler: persist what it did to the session.
+
+use std::io;
+
+use http::{HeaderValue, StatusCode};
+use session_core::{Error, LockGuard, Record};
+
+use crate::cookie::{removal_cookie, set_cookie};
+use crate::session::{Current, SessionInner, State, release};
+
+/// How many fresh ids to try when `create` reports a collision. With 128-bit
+/// random ids a second collision means the generator is broken.
+const CREATE_ATTEMPTS: usize = 3;
+
+/// What the response's `Set-Cookie` should do.
+pub(crate) enum CookieUpdate {
+    /// Nothing: the session was not written (or not touched).
+    Keep,
+    /// Send this `Set-Cookie` value.
+    Set(HeaderValue),
+}
+
+impl SessionInner {
+    /// Applies the handler's changes to the store and says what to tell the
+    /// client. Nothing is written for a 5xx response.
+    pub(crate) async fn finish(&self, status: StatusCode) -> Result<CookieUpdate, Error> {
+        let mut state = self.state.lock().await;
+        let lock = state.lock.take();
+        if status.is_server_error() {
+            if let Some(lock) = lock {
+                release(lock).await;
+            }
+            return Ok(CookieUpdate::Keep);
+        }
+        let result = self.persist(&mut state, lock).await;
+        let config = &self.layer.config;
+        Ok(match result? {
+            Some(value) => CookieUpdate::Set(value),
+            None if state.clear_cookie => {
+                removal_cookie(config).map_or(CookieUpdate::Keep, CookieUpdate::Set)
+            }
+            None => CookieUpdate::Keep,
+        })
+    }
+
+    /// Writes the session; returns the cookie to set, if any.
+    async fn persist(
+        &self,
+        state: &mut State,
+        lock: Option<LockGuard>,
+    ) -> Result<Option<HeaderValue>, Error> {
+        let store = &self.layer.store;
+        let config = &self.layer.config;
+        let now = config.clock.now();
+        let stale = std::mem::take(&mut state.stale);
+
+        let Some(current) = &mut state.current else {
+            if let Some(lock) = lock {
+                release(lock).await;
+            }
+            self.delete_stale(&stale).await?;
+            return Ok(None);
+        };
+
+        if current.is_new {
+            let keeps_nothing = current.record.data.is_empty() && !state.meta_changed;
+            if keeps_nothing && stale.is_empty() {
+                // Written and emptied again, or a cycled empty session: nothing to keep.
+                if let Some(lock) = lock {
+                    release(lock).await;
+                }
+                return Ok(None);
+            }
+            let created = self.create(current).await;
+            if let Some(lock) = lock {
+                release(lock).await;
+            }
+            created?;
+            // Only once the new session exists does the old one go, so a
+            // failure here never logs anyone out.
+            self.delete_stale(&stale).await?;
+            current.is_new = false;
+            return Ok(self.cookie_for(current));
+        }
+
+        if current.record.data.is_changed() || state.meta_changed {
+            check_payload(&current.record, config.max_payload_bytes)?;
+            config.expiry.refresh(&mut current.record, now);
+            current.record.version += 1;
+            let saved = match lock {
+                Some(lock) => store.save_and_release(&current.record, lock).await,
+                None => store.save(&current.record).await,
+            };
+            return match saved {
+                Ok(()) => {
+                    current.record.data.mark_unchanged();
+                    Ok(self.cookie_for(current))
+                }
+                Err(Error::NotFound) => {
+                    // Deleted meanwhile (logout elsewhere): never resurrect it.
+                    tracing::debug!(session = %current.id, "session ended during the request; not saved");
+                    state.clear_cookie = true;
+                    state.current = None;
+                    Ok(None)
+                }
+                Err(error) => Err(error),
+            };
+        }
+
+        if let Some(lock) = lock {
+            release(lock).await;
+        }
+        if config.expiry.needs_touch(&current.record, now) {
+            config.expiry.refresh(&mut current.record, now);
+            return match store.touch(&current.record).await {
+                Ok(()) => Ok(self.cookie_for(current)),
+                Err(Error::NotFound) => {
+                    state.clear_cookie = true;
+                    state.current = None;
+                    Ok(None)
+                }
+                Err(error) => {
+                    // The data is intact and still valid until the old deadline.
+                    tracing::warn!(%error, "extending the session deadline failed");
+                    Ok(None)
+                }
+            };
+        }
+        Ok(None)
+    }
+
+    async fn create(&self, current: &mut Current) -> Result<(), Error> {
+        let config = &self.layer.config;
+        check_payload(&current.record, config.max_payload_bytes)?;
+        current.record.version += 1;
+        for _ in 0..CREATE_ATTEMPTS {
+            match self.layer.store.create(&current.record).await {
+                Ok(()) => {
+                    current.record.data.mark_unchanged();
+                    return Ok(());
+                }
+                Err(Error::IdCollision) => {
+                    tracing::warn!("session id collision on create; retrying with a fresh id");
+                    current.id = config.ids.generate();
+                    current.record.key = current.id.storage_key();
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(Error::IdCollision)
+    }
+
+    async fn delete_stale(&self, stale: &[session_core::StorageKey]) -> Result<(), Error> {
+        for key in stale {
+            self.layer.store.delete(key).await?;
+        }
+        Ok(())
+    }
+
+    fn cookie_for(&self, current: &Current) -> Option<HeaderValue> {
+        let config = &self.layer.config;
+        let max_age = config
+            .expiry
+            .cookie_max_age(&current.record, config.clock.now());
+        set_cookie(config, &current.id.expose(), max_age)
+    }
+}
+
+/// Refuses a session whose JSON encoding exceeds `limit`, without building
+/// the encoding.
+fn check_payload(record: &Record, limit: usize) -> Result<(), Error> {
+    struct Counter(usize);
+    impl io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, &record.data)?;
+    if counter.0 > limit {
+        return Err(Error::PayloadTooLarge {
+            size: counter.0,
+            limit,
+        });
+    }
+    Ok(())
+}

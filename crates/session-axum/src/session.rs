@@ -1,0 +1,423 @@
+//! [`Session`]: the per-request session handle.
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use session_core::{Error, LockGuard, Record, SessionExpiry, SessionId, SessionLock, StorageKey};
+use tokio::sync::Mutex;
+
+use crate::config::SessionConfig;
+use crate::kind::{DefaultSession, SessionKind};
+use crate::rejection::SessionError;
+
+/// What every request of one [`SessionLayer`](crate::SessionLayer) shares.
+pub(crate) struct LayerShared {
+    pub(crate) store: Arc<dyn SessionLock>,
+    pub(crate) config: SessionConfig,
+}
+
+/// The session of the current request.
+///
+/// Extract it in a handler (it needs a [`SessionLayer`](crate::SessionLayer)
+/// around the route). It is loaded lazily: a handler that never calls it
+/// costs no store call, and no cookie is sent for a session that was never
+/// written. Changes are saved by the layer after the handler returns, and
+/// only if there were changes (or the idle deadline is due a refresh).
+///
+/// Plain [`get`](Self::get) / [`insert`](Self::insert) are
+/// last-writer-wins between concurrent requests of the same session. For
+/// read-modify-write, take [`lock`](Self::lock) first.
+///
+/// Unknown, expired and malformed session ids are never adopted: the request
+/// is served as having no session, and a new id is issued only if the
+/// handler writes.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use session_axum::{Session, SessionError, SessionLayer, memory::MemoryStore};
+///
+/// async fn visits(session: Session) -> Result<String, SessionError> {
+///     let locked = session.lock().await?;
+///     let n = locked.get::<u64>("visits").await?.unwrap_or(0) + 1;
+///     locked.insert("visits", n).await?;
+///     Ok(n.to_string())
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/", get(visits))
+///     .layer(SessionLayer::new(MemoryStore::new()));
+/// ```
+pub struct Session<K: SessionKind = DefaultSession> {
+    pub(crate) inner: Arc<SessionInner>,
+    _kind: PhantomData<fn() -> K>,
+}
+
+impl<K: SessionKind> Clone for Session<K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            _kind: PhantomData,
+        }
+    }
+}
+
+impl<K: SessionKind> std::fmt::Debug for Session<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("kind", &K::NAME)
+            .field("incoming", &self.inner.incoming)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct SessionInner {
+    pub(crate) layer: Arc<LayerShared>,
+    /// The well-formed id the request's cookie carried, if any. Not yet known
+    /// to exist in the store.
+    incoming: Option<SessionId>,
+    pub(crate) state: Mutex<State>,
+}
+
+/// Everything the handler did to the session, applied by the layer after it.
+#[derive(Default)]
+pub(crate) struct State {
+    /// Whether the incoming id was looked up (or there was none).
+    loaded: bool,
+    /// The live session, if there is one.
+    pub(crate) current: Option<Current>,
+    /// Keys to delete after the handler: cycled-away and destroyed sessions.
+    pub(crate) stale: Vec<StorageKey>,
+    /// The client holds a cookie we want gone (unknown id, destroyed session).
+    pub(crate) clear_cookie: bool,
+    /// Set when deadlines or the user changed without a data change.
+    pub(crate) meta_changed: bool,
+    /// The store lock, when the handler called [`Session::lock`].
+    pub(crate) lock: Option<LockGuard>,
+}
+
+pub(crate) struct Current {
+    pub(crate) id: SessionId,
+    pub(crate) record: Record,
+    /// Not in the store yet: created after the handler, under `id`.
+    pub(crate) is_new: bool,
+}
+
+impl<K: SessionKind> Session<K> {
+    pub(crate) fn new(layer: Arc<LayerShared>, incoming: Option<SessionId>) -> Self {
+        let inner = SessionInner {
+            layer,
+            incoming,
+            state: Mutex::new(State::default()),
+        };
+        Self {
+            inner: Arc::new(inner),
+            _kind: PhantomData,
+        }
+    }
+
+    fn error(&self, error: Error) -> SessionError {
+        SessionError::new(error, Arc::clone(&self.inner.layer.config.error_responder))
+    }
+
+    /// The value under `key`.
+    ///
+    /// # Errors
+    ///
+    /// If the store fails, or the stored value is not a `T`.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.inner
+            .ensure_loaded(&mut state)
+            .await
+            .map_err(|e| self.error(e))?;
+        match &state.current {
+            Some(current) => current.record.data.get(key).map_err(|e| self.error(e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores `value` under `key`, creating the session if there is none.
+    ///
+    /// # Errors
+    ///
+    /// If the store fails while loading, or `value` cannot be represented as
+    /// JSON.
+    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
+        let value = serde_json::to_value(value).map_err(|e| self.error(e.into()))?;
+        let mut state = self.inner.state.lock().await;
+        let current = self
+            .inner
+            .current_or_new(&mut state)
+            .await
+            .map_err(|e| self.error(e))?;
+        current.record.data.insert_value(key, value);
+        Ok(())
+    }
+
+    /// Removes `key`, returning its value.
+    ///
+    /// # Errors
+    ///
+    /// If the store fails, or the removed value is not a `T` (it is removed
+    /// all the same).
+    pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.inner
+            .ensure_loaded(&mut state)
+            .await
+            .map_err(|e| self.error(e))?;
+        let Some(current) = &mut state.current else {
+            return Ok(None);
+        };
+        current
+            .record
+            .data
+            .remove(key)
+            .map(|value| T::deserialize(value).map_err(|e| self.error(e.into())))
+            .transpose()
+    }
+
+    /// Removes every key. The session (and its id) stays.
+    ///
+    /// # Errors
+    ///
+    /// If the store fails while loading.
+    pub async fn clear(&self) -> Result<(), SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.inner
+            .ensure_loaded(&mut state)
+            .await
+            .map_err(|e| self.error(e))?;
+        if let Some(current) = &mut state.current {
+            current.record.data.clear();
+        }
+        Ok(())
+    }
+
+    /// Whether the session holds no data (or does not exist).
+    ///
+    /// # Errors
+    ///
+    /// If the store fails while loading.
+    pub async fn is_empty(&self) -> Result<bool, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.inner
+            .ensure_loaded(&mut state)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(state
+            .current
+            .as_ref()
+            .is_none_or(|current| current.record.data.is_empty()))
+    }
+
+    /// Moves the session to a new id, keeping its data. The old id stops
+    /// working once the response is sent. Call this whenever privileges
+    /// change (login), against session fixation.
+    ///
+    /// # Errors
+    ///
+    /// If the store fails while loading.
+    pub async fn cycle_id(&self) -> Result<(), SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.inner
+            .ensure_loaded(&mut state)
+            .await
+            .map_err(|e| self.error(e))?;
+        let fresh = self.inner.layer.config.ids.generate();
+        let State { current, stale, .. } = &mut *state;
+        if let Some(current) = current {
+            if !current.is_new {
+                stale.push(current.record.key);
+            }
+            current.id = fresh;
+            current.record.key = fresh.storage_key();
+            current.is_new = true;
+        }
+        Ok(())
+    }
+
+    /// Ends the session: it is deleted from the store and the cookie is
+    /// cleared when the response is sent. Writing to the session afterwards
+    /// in the same request starts a new one.
+    ///
+    /// # Errors
+    ///
+    /// If the store fails while loading.
+    pub async fn destroy(&self) -> Result<(), SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.inner
+            .ensure_loaded(&mut state)
+            .await
+            .map_err(|e| self.error(e))?;
+        if let Some(current) = state.current.take()
+            && !current.is_new
+        {
+            state.stale.push(current.record.key);
+        }
+        state.clear_cookie |= self.inner.incoming.is_some();
+        Ok(())
+    }
+
+    /// Gives this session its own expiry (for example "remember me"),
+    /// creating the session if there is none.
+    ///
+    /// # Errors
+    ///
+    /// If the store fails while loading.
+    pub async fn set_expiry(&self, expiry: SessionExpiry) -> Result<(), SessionError> {
+        let mut state = self.inner.state.lock().await;
+        let now = self.inner.layer.config.clock.now();
+        let policy = self.inner.layer.config.expiry;
+        let current = self
+            .inner
+            .current_or_new(&mut state)
+            .await
+            .map_err(|e| self.error(e))?;
+        policy.apply(&mut current.record, expiry, now);
+        state.meta_changed = true;
+        Ok(())
+    }
+
+    /// Takes the store's lock on this session and reloads it, for
+    /// read-modify-write without lost updates.
+    ///
+    /// The lock is held until the response is ready: the layer saves the
+    /// session and then releases the lock, so concurrent requests that each
+    /// `lock()`, read, and write see each other's writes, in this process and,
+    /// with a shared store such as Redis or Postgres, across processes. Call
+    /// it before reading: changes made before `lock()` are discarded by the
+    /// reload. Calling it again in the same request is a no-op.
+    ///
+    /// A session that does not exist yet needs no lock: nobody else can know
+    /// its id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LockTimeout`] after the configured wait, or a store failure:
+    /// both turn into the configured error response (503 by default).
+    pub async fn lock(&self) -> Result<LockedSession<K>, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.inner
+            .lock(&mut state)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(LockedSession {
+            session: self.clone(),
+        })
+    }
+}
+
+/// A [`Session`] whose store lock this request holds until its response is
+/// ready (see [`Session::lock`]). Use it like the session itself.
+#[must_use = "the lock exists to read and write the session under it"]
+#[derive(Debug)]
+pub struct LockedSession<K: SessionKind = DefaultSession> {
+    session: Session<K>,
+}
+
+impl<K: SessionKind> Deref for LockedSession<K> {
+    type Target = Session<K>;
+
+    fn deref(&self) -> &Session<K> {
+        &self.session
+    }
+}
+
+impl SessionInner {
+    async fn ensure_loaded(&self, state: &mut State) -> Result<(), Error> {
+        if state.loaded {
+            return Ok(());
+        }
+        if let Some(id) = self.incoming {
+            let now = self.layer.config.clock.now();
+            match self.layer.store.load(&id.storage_key(), now).await? {
+                Some(record) if !record.is_expired(now) => {
+                    state.current = Some(Current {
+                        id,
+                        record,
+                        is_new: false,
+                    });
+                }
+                _ => {
+                    tracing::debug!(session = %id, "unknown or expired session id; not adopted");
+                    state.clear_cookie = true;
+                }
+            }
+        }
+        state.loaded = true;
+        Ok(())
+    }
+
+    async fn current_or_new<'s>(&self, state: &'s mut State) -> Result<&'s mut Current, Error> {
+        self.ensure_loaded(state).await?;
+        let config = &self.layer.config;
+        Ok(state.current.get_or_insert_with(|| {
+            let id = config.ids.generate();
+            let record = config
+                .expiry
+                .new_record(id.storage_key(), config.clock.now());
+            Current {
+                id,
+                record,
+                is_new: true,
+            }
+        }))
+    }
+
+    async fn lock(&self, state: &mut State) -> Result<(), Error> {
+        if state.lock.is_some() {
+            return Ok(());
+        }
+        let target = match &state.current {
+            Some(current) if !current.is_new => Some(current.id),
+            Some(_) => None,
+            None if state.loaded => None,
+            None => self.incoming,
+        };
+        let Some(id) = target else {
+            state.loaded = true;
+            return Ok(());
+        };
+        let config = &self.layer.config;
+        let now = config.clock.now();
+        let (guard, record) = self
+            .layer
+            .store
+            .lock_and_load(&id.storage_key(), config.lock, now)
+            .await?;
+        if state
+            .current
+            .as_ref()
+            .is_some_and(|current| current.record.data.is_changed())
+        {
+            tracing::warn!(session = %id, "changes made before Session::lock() were discarded by its reload");
+        }
+        state.loaded = true;
+        match record {
+            Some(record) if !record.is_expired(now) => {
+                state.current = Some(Current {
+                    id,
+                    record,
+                    is_new: false,
+                });
+                state.lock = Some(guard);
+            }
+            _ => {
+                state.current = None;
+                state.clear_cookie = true;
+                release(guard).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) async fn release(guard: LockGuard) {
+    if let Err(error) = guard.release().await {
+        tracing::warn!(%error, "releasing a session lock failed; its lease will end it");
+    }
+}
