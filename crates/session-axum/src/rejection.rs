@@ -67,7 +67,7 @@ impl IntoResponse for MissingSessionLayer {
 ///     let name: Option<String> = session.get("name").await?;
 ///     Ok(name.unwrap_or_default())
 /// }
-/// # let _ = axum::routing::get(handler);
+/// # let _: axum::Router = axum::Router::new().route("/", axum::routing::get(handler));
 /// ```
 pub struct SessionError {
     error: session_core::Error,
