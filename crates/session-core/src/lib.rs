@@ -11,12 +11,14 @@
 //! - [`ExpiryPolicy`] and [`SessionExpiry`]: idle and absolute timeouts.
 //! - [`SessionStore`] and [`SessionLock`]: the traits every server-side store
 //!   implements, with their contracts; [`Error`].
+//! - [`CookieFormat`]: client-side sessions sealed into the cookie.
 //! - [`Clock`], [`SystemClock`], [`ManualClock`]: time, testable.
 //! - `testing` (feature `testing`): the conformance suite for stores.
 //!
 //! Applications use these through `session-axum`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod client;
 mod clock;
 mod codec;
 mod data;
@@ -33,6 +35,7 @@ pub mod testing;
 
 pub use async_trait::async_trait;
 
+pub use client::{CookieFormat, Opened};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::{Codec, JsonCodec};
 pub use data::SessionData;
