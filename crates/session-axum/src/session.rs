@@ -118,7 +118,7 @@ impl<K: SessionKind> Session<K> {
         }
     }
 
-    fn error(&self, error: Error) -> SessionError {
+    pub(crate) fn error(&self, error: Error) -> SessionError {
         SessionError::new(error, Arc::clone(&self.inner.layer.config.error_responder))
     }
 
@@ -308,6 +308,63 @@ impl<K: SessionKind> Session<K> {
         Ok(LockedSession {
             session: self.clone(),
         })
+    }
+}
+
+/// Hooks for the auth layer, which builds on the session.
+#[expect(dead_code, reason = "used by the auth module, which lands next")]
+impl<K: SessionKind> Session<K> {
+    /// The user this session is indexed under ([`Record::user`]).
+    pub(crate) async fn user(&self) -> Result<Option<String>, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.inner
+            .ensure_loaded(&mut state)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(state
+            .current
+            .as_ref()
+            .and_then(|current| current.record.user.clone()))
+    }
+
+    /// Indexes the session under `user` (creating the session if needed), or
+    /// removes it from the index with `None`.
+    pub(crate) async fn set_user(&self, user: Option<String>) -> Result<(), SessionError> {
+        let mut state = self.inner.state.lock().await;
+        let current = self
+            .inner
+            .current_or_new(&mut state)
+            .await
+            .map_err(|e| self.error(e))?;
+        if current.record.user != user {
+            current.record.user = user;
+            state.meta_changed = true;
+        }
+        Ok(())
+    }
+
+    /// The storage key of the live session, if it exists in the store.
+    pub(crate) async fn storage_key(&self) -> Result<Option<StorageKey>, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.inner
+            .ensure_loaded(&mut state)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(state
+            .current
+            .as_ref()
+            .filter(|current| !current.is_new)
+            .map(|current| current.record.key))
+    }
+
+    /// The server-side store behind this session.
+    pub(crate) fn store(&self) -> &Arc<dyn SessionLock> {
+        &self.inner.layer.store
+    }
+
+    /// The layer's configuration.
+    pub(crate) fn config(&self) -> &SessionConfig {
+        &self.inner.layer.config
     }
 }
 
