@@ -49,10 +49,7 @@ pub struct DefaultErrorResponder;
 impl ErrorResponder for DefaultErrorResponder {
     fn respond(&self, error: &Error) -> Response {
         if error.is_unavailable() {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Session store unavailable; please retry.\n",
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, "Session store unavailable; please retry.\n")
                 .into_response()
         } else {
             (StatusCode::INTERNAL_SERVER_ERROR, "Session error.\n").into_response()
@@ -148,10 +145,7 @@ impl SessionConfig {
     #[must_use]
     pub fn with_cookie_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         let name = name.into();
-        assert!(
-            is_token(&name),
-            "invalid session cookie name {name:?}: must be an HTTP token"
-        );
+        assert!(is_token(&name), "invalid session cookie name {name:?}: must be an HTTP token");
         let prefixed = self.cookie_name.starts_with(HOST_PREFIX);
         self.cookie_name = name;
         if prefixed {
@@ -308,9 +302,7 @@ impl SessionConfig {
 /// RFC 6265 cookie-name: an RFC 7230 token.
 fn is_token(name: &str) -> bool {
     !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
@@ -329,22 +321,16 @@ mod tests {
 
     #[test]
     fn host_prefix_sticks_and_forces_its_attributes() {
-        let config = SessionConfig::default()
-            .with_host_prefix()
-            .with_cookie_name("sid");
+        let config = SessionConfig::default().with_host_prefix().with_cookie_name("sid");
         assert_eq!(config.cookie_name(), "__Host-sid");
-        let config = SessionConfig::default()
-            .with_path("/app")
-            .with_host_prefix();
+        let config = SessionConfig::default().with_path("/app").with_host_prefix();
         assert_eq!(config.path, "/");
     }
 
     #[test]
     #[should_panic(expected = "must be Secure")]
     fn host_prefix_refuses_insecure() {
-        let _ = SessionConfig::default()
-            .with_host_prefix()
-            .with_secure(false);
+        let _ = SessionConfig::default().with_host_prefix().with_secure(false);
     }
 
     #[test]

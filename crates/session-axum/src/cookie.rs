@@ -119,14 +119,7 @@ mod tests {
         let config = SessionConfig::default();
         let value = set_cookie(&config, "abc", Some(Duration::from_secs(60))).unwrap();
         let text = value.to_str().unwrap();
-        for part in [
-            "id=abc",
-            "HttpOnly",
-            "SameSite=Lax",
-            "Secure",
-            "Path=/",
-            "Max-Age=60",
-        ] {
+        for part in ["id=abc", "HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=60"] {
             assert!(text.contains(part), "{text} lacks {part}");
         }
         let removal = removal_cookie(&config).unwrap();

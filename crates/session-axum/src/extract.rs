@@ -15,11 +15,7 @@ where
     type Rejection = MissingSessionLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Self>()
-            .cloned()
-            .ok_or(MissingSessionLayer::new(K::NAME))
+        parts.extensions.get::<Self>().cloned().ok_or(MissingSessionLayer::new(K::NAME))
     }
 }
 

@@ -10,15 +10,16 @@ use std::task::{Context, Poll};
 use axum::body::{Body, Bytes, HttpBody};
 use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
 use http::{HeaderValue, Request, Response};
-use session_core::{SessionId, SessionLock};
+use session_core::{CookieFormat, SessionId, SessionLock};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::client::NoServerStore;
 use crate::config::SessionConfig;
 use crate::cookie::request_cookies;
 use crate::kind::{DefaultSession, SessionKind};
 use crate::save::CookieUpdate;
-use crate::session::{LayerShared, Session};
+use crate::session::{Incoming, LayerShared, Session};
 
 /// Adds a [`Session<K>`](Session) to every request and saves it after the
 /// handler.
@@ -46,20 +47,39 @@ impl SessionLayer {
     pub fn new(store: impl SessionLock) -> Self {
         Self::with_store(Arc::new(store))
     }
+
+    /// A layer for the default [`Session`] kept entirely in the cookie,
+    /// sealed by `format` (Fernet, JWT or signed; see the `cookie-*`
+    /// features).
+    ///
+    /// The same [`Session`] API applies, with the limits of client-side
+    /// state: nothing is stored on the server, so [`Session::lock`] cannot
+    /// serialize requests (concurrent writes are last-writer-wins), a copied
+    /// cookie stays valid until its deadline even after logout, and the
+    /// sealed session must fit in a 4096-byte cookie (a larger one fails the
+    /// request and the client keeps its previous cookie).
+    pub fn client_side(format: impl CookieFormat) -> Self {
+        Self::with_format(Arc::new(format))
+    }
 }
 
 impl<K: SessionKind> SessionLayer<K> {
     /// A layer for `Session<K>` on a shared store.
     #[must_use]
     pub fn with_store(store: Arc<dyn SessionLock>) -> Self {
+        let shared = LayerShared { store, format: None, config: SessionConfig::default() };
+        Self { shared: Arc::new(shared), _kind: PhantomData }
+    }
+
+    /// A client-side layer for `Session<K>` (see [`SessionLayer::client_side`]).
+    #[must_use]
+    pub fn with_format(format: Arc<dyn CookieFormat>) -> Self {
         let shared = LayerShared {
-            store,
+            store: Arc::new(NoServerStore),
+            format: Some(format),
             config: SessionConfig::default(),
         };
-        Self {
-            shared: Arc::new(shared),
-            _kind: PhantomData,
-        }
+        Self { shared: Arc::new(shared), _kind: PhantomData }
     }
 
     /// Replaces the configuration.
@@ -67,21 +87,16 @@ impl<K: SessionKind> SessionLayer<K> {
     pub fn with_config(self, config: SessionConfig) -> Self {
         let shared = LayerShared {
             store: Arc::clone(&self.shared.store),
+            format: self.shared.format.clone(),
             config,
         };
-        Self {
-            shared: Arc::new(shared),
-            _kind: PhantomData,
-        }
+        Self { shared: Arc::new(shared), _kind: PhantomData }
     }
 
     /// The same layer for another session kind, `Session<Other>`.
     #[must_use]
     pub fn for_kind<Other: SessionKind>(self) -> SessionLayer<Other> {
-        SessionLayer {
-            shared: self.shared,
-            _kind: PhantomData,
-        }
+        SessionLayer { shared: self.shared, _kind: PhantomData }
     }
 
     /// The configuration.
@@ -93,10 +108,7 @@ impl<K: SessionKind> SessionLayer<K> {
 
 impl<K: SessionKind> Clone for SessionLayer<K> {
     fn clone(&self) -> Self {
-        Self {
-            shared: Arc::clone(&self.shared),
-            _kind: PhantomData,
-        }
+        Self { shared: Arc::clone(&self.shared), _kind: PhantomData }
     }
 }
 
@@ -114,11 +126,7 @@ impl<Inner, K: SessionKind> Layer<Inner> for SessionLayer<K> {
     type Service = SessionService<Inner, K>;
 
     fn layer(&self, inner: Inner) -> Self::Service {
-        SessionService {
-            inner,
-            shared: Arc::clone(&self.shared),
-            _kind: PhantomData,
-        }
+        SessionService { inner, shared: Arc::clone(&self.shared), _kind: PhantomData }
     }
 }
 
@@ -131,11 +139,7 @@ pub struct SessionService<Inner, K: SessionKind = DefaultSession> {
 
 impl<Inner: Clone, K: SessionKind> Clone for SessionService<Inner, K> {
     fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
-            _kind: PhantomData,
-        }
+        Self { inner: self.inner.clone(), shared: Arc::clone(&self.shared), _kind: PhantomData }
     }
 }
 
@@ -166,7 +170,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let incoming = incoming_id(&request, self.shared.config.cookie_name());
+        let incoming = incoming(&request, &self.shared);
         let session = Session::<K>::new(Arc::clone(&self.shared), incoming);
         request.extensions_mut().insert(session.clone());
 
@@ -183,17 +187,33 @@ where
     }
 }
 
-/// The first well-formed session id among the request's session cookies.
-fn incoming_id<B>(request: &Request<B>, cookie_name: &str) -> Option<SessionId> {
+/// How many same-named client-side cookies are tried at most.
+const MAX_SEALED_CANDIDATES: usize = 4;
+
+/// What the request's session cookies carry: for server-side sessions the
+/// first well-formed id, for client-side ones the values (opened lazily).
+fn incoming<B>(request: &Request<B>, shared: &LayerShared) -> Incoming {
+    let cookie_name = shared.config.cookie_name();
+    let mut values = request_cookies(request.headers(), cookie_name);
+    if shared.format.is_some() {
+        // A few candidates at most: each costs a MAC check.
+        let candidates: Vec<String> =
+            values.take(MAX_SEALED_CANDIDATES).map(str::to_owned).collect();
+        return if candidates.is_empty() {
+            Incoming::Nothing
+        } else {
+            Incoming::Sealed(candidates)
+        };
+    }
     let mut seen = false;
-    let id = request_cookies(request.headers(), cookie_name).find_map(|value| {
+    let id = values.find_map(|value| {
         seen = true;
         value.parse::<SessionId>().ok()
     });
     if id.is_none() && seen {
         tracing::debug!(cookie = cookie_name, "malformed session cookie ignored");
     }
-    id
+    id.map_or(Incoming::Nothing, Incoming::Id)
 }
 
 async fn finish<K: SessionKind>(

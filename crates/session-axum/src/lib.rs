@@ -33,6 +33,7 @@
 //! [`memory::MemoryStore`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod client;
 mod config;
 mod cookie;
 mod extract;
@@ -52,8 +53,8 @@ pub use session::{LockedSession, Session};
 pub use ::cookie::SameSite;
 #[doc(inline)]
 pub use session_core::{
-    self as core, Clock, Error, ExpiryPolicy, LockOptions, ManualClock, SessionExpiry, SessionLock,
-    SessionStore, SystemClock,
+    self as core, Clock, CookieFormat, Error, ExpiryPolicy, LockOptions, ManualClock,
+    SessionExpiry, SessionLock, SessionStore, SystemClock,
 };
 
 /// The in-process store.

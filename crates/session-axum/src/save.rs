@@ -3,7 +3,9 @@
 use std::io;
 
 use http::{HeaderValue, StatusCode};
-use session_core::{Error, LockGuard, Record};
+use session_core::{CookieFormat, Error, LockGuard, Record};
+
+use crate::config::MAX_COOKIE_BYTES;
 
 use crate::cookie::{removal_cookie, set_cookie};
 use crate::session::{Current, SessionInner, State, release};
@@ -49,6 +51,9 @@ impl SessionInner {
         state: &mut State,
         lock: Option<LockGuard>,
     ) -> Result<Option<HeaderValue>, Error> {
+        if let Some(format) = &self.layer.format {
+            return self.persist_client_side(state, format.as_ref());
+        }
         let store = &self.layer.store;
         let config = &self.layer.config;
         let now = config.clock.now();
@@ -98,7 +103,7 @@ impl SessionInner {
                 }
                 Err(Error::NotFound) => {
                     // Deleted meanwhile (logout elsewhere): never resurrect it.
-                    tracing::debug!(session = %current.id, "session ended during the request; not saved");
+                    tracing::debug!(session = ?current.id, "session ended during the request; not saved");
                     state.clear_cookie = true;
                     state.current = None;
                     Ok(None)
@@ -141,8 +146,9 @@ impl SessionInner {
                 }
                 Err(Error::IdCollision) => {
                     tracing::warn!("session id collision on create; retrying with a fresh id");
-                    current.id = config.ids.generate();
-                    current.record.key = current.id.storage_key();
+                    let fresh = config.ids.generate();
+                    current.id = Some(fresh);
+                    current.record.key = fresh.storage_key();
                 }
                 Err(error) => return Err(error),
             }
@@ -159,10 +165,40 @@ impl SessionInner {
 
     fn cookie_for(&self, current: &Current) -> Option<HeaderValue> {
         let config = &self.layer.config;
-        let max_age = config
-            .expiry
-            .cookie_max_age(&current.record, config.clock.now());
-        set_cookie(config, &current.id.expose(), max_age)
+        let max_age = config.expiry.cookie_max_age(&current.record, config.clock.now());
+        set_cookie(config, &current.id?.expose(), max_age)
+    }
+
+    /// Client-side sessions: reseal the whole session into the cookie when it
+    /// changed, its deadline is due a refresh, or a fallback key opened it.
+    fn persist_client_side(
+        &self,
+        state: &mut State,
+        format: &dyn CookieFormat,
+    ) -> Result<Option<HeaderValue>, Error> {
+        let config = &self.layer.config;
+        let now = config.clock.now();
+        let Some(current) = &mut state.current else { return Ok(None) };
+        if current.is_new && current.record.data.is_empty() && !state.meta_changed {
+            return Ok(None);
+        }
+        let changed = current.record.data.is_changed() || state.meta_changed;
+        if !changed && !config.expiry.needs_touch(&current.record, now) {
+            return Ok(None);
+        }
+        check_payload(&current.record, config.max_payload_bytes)?;
+        config.expiry.refresh(&mut current.record, now);
+        let value = format.seal(&config.cookie_name, &current.record)?;
+        // Browsers drop larger cookies silently; refuse loudly instead, so the
+        // client keeps its previous, still valid cookie.
+        let size = config.cookie_name.len() + value.len();
+        if size > MAX_COOKIE_BYTES {
+            return Err(Error::PayloadTooLarge { size, limit: MAX_COOKIE_BYTES });
+        }
+        current.record.data.mark_unchanged();
+        current.is_new = false;
+        let max_age = config.expiry.cookie_max_age(&current.record, now);
+        Ok(set_cookie(config, &value, max_age))
     }
 }
 
@@ -182,10 +218,7 @@ fn check_payload(record: &Record, limit: usize) -> Result<(), Error> {
     let mut counter = Counter(0);
     serde_json::to_writer(&mut counter, &record.data)?;
     if counter.0 > limit {
-        return Err(Error::PayloadTooLarge {
-            size: counter.0,
-            limit,
-        });
+        return Err(Error::PayloadTooLarge { size: counter.0, limit });
     }
     Ok(())
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use session_core::{Error, LockGuard, Record, SessionExpiry, SessionId, SessionLock, StorageKey};
+use session_core::{
+    CookieFormat, Error, LockGuard, Record, SessionExpiry, SessionId, SessionLock, StorageKey,
+};
 use tokio::sync::Mutex;
 
 use crate::config::SessionConfig;
@@ -15,8 +17,33 @@ use crate::rejection::SessionError;
 
 /// What every request of one [`SessionLayer`](crate::SessionLayer) shares.
 pub(crate) struct LayerShared {
+    /// The server-side store; for client-side sessions a stand-in that
+    /// answers [`Error::Unsupported`].
     pub(crate) store: Arc<dyn SessionLock>,
+    /// Set for client-side sessions: the whole session travels in the cookie.
+    pub(crate) format: Option<Arc<dyn CookieFormat>>,
     pub(crate) config: SessionConfig,
+}
+
+/// What the request's session cookie carried.
+pub(crate) enum Incoming {
+    /// No usable session cookie.
+    Nothing,
+    /// A well-formed server-side session id, not yet known to exist.
+    Id(SessionId),
+    /// Sealed client-side session values, not yet opened; the first that
+    /// opens is the session.
+    Sealed(Vec<String>),
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Nothing => f.write_str("Nothing"),
+            Self::Id(id) => f.debug_tuple("Id").field(id).finish(),
+            Self::Sealed(values) => write!(f, "Sealed({} values)", values.len()),
+        }
+    }
 }
 
 /// The session of the current request.
@@ -57,10 +84,7 @@ pub struct Session<K: SessionKind = DefaultSession> {
 
 impl<K: SessionKind> Clone for Session<K> {
     fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-            _kind: PhantomData,
-        }
+        Self { inner: Arc::clone(&self.inner), _kind: PhantomData }
     }
 }
 
@@ -75,9 +99,7 @@ impl<K: SessionKind> std::fmt::Debug for Session<K> {
 
 pub(crate) struct SessionInner {
     pub(crate) layer: Arc<LayerShared>,
-    /// The well-formed id the request's cookie carried, if any. Not yet known
-    /// to exist in the store.
-    incoming: Option<SessionId>,
+    incoming: Incoming,
     pub(crate) state: Mutex<State>,
 }
 
@@ -99,23 +121,17 @@ pub(crate) struct State {
 }
 
 pub(crate) struct Current {
-    pub(crate) id: SessionId,
+    /// The session id; `None` for client-side sessions, which have none.
+    pub(crate) id: Option<SessionId>,
     pub(crate) record: Record,
     /// Not in the store yet: created after the handler, under `id`.
     pub(crate) is_new: bool,
 }
 
 impl<K: SessionKind> Session<K> {
-    pub(crate) fn new(layer: Arc<LayerShared>, incoming: Option<SessionId>) -> Self {
-        let inner = SessionInner {
-            layer,
-            incoming,
-            state: Mutex::new(State::default()),
-        };
-        Self {
-            inner: Arc::new(inner),
-            _kind: PhantomData,
-        }
+    pub(crate) fn new(layer: Arc<LayerShared>, incoming: Incoming) -> Self {
+        let inner = SessionInner { layer, incoming, state: Mutex::new(State::default()) };
+        Self { inner: Arc::new(inner), _kind: PhantomData }
     }
 
     pub(crate) fn error(&self, error: Error) -> SessionError {
@@ -129,10 +145,7 @@ impl<K: SessionKind> Session<K> {
     /// If the store fails, or the stored value is not a `T`.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         let mut state = self.inner.state.lock().await;
-        self.inner
-            .ensure_loaded(&mut state)
-            .await
-            .map_err(|e| self.error(e))?;
+        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
         match &state.current {
             Some(current) => current.record.data.get(key).map_err(|e| self.error(e)),
             None => Ok(None),
@@ -148,11 +161,7 @@ impl<K: SessionKind> Session<K> {
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
         let value = serde_json::to_value(value).map_err(|e| self.error(e.into()))?;
         let mut state = self.inner.state.lock().await;
-        let current = self
-            .inner
-            .current_or_new(&mut state)
-            .await
-            .map_err(|e| self.error(e))?;
+        let current = self.inner.current_or_new(&mut state).await.map_err(|e| self.error(e))?;
         current.record.data.insert_value(key, value);
         Ok(())
     }
@@ -165,10 +174,7 @@ impl<K: SessionKind> Session<K> {
     /// all the same).
     pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         let mut state = self.inner.state.lock().await;
-        self.inner
-            .ensure_loaded(&mut state)
-            .await
-            .map_err(|e| self.error(e))?;
+        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
         let Some(current) = &mut state.current else {
             return Ok(None);
         };
@@ -187,10 +193,7 @@ impl<K: SessionKind> Session<K> {
     /// If the store fails while loading.
     pub async fn clear(&self) -> Result<(), SessionError> {
         let mut state = self.inner.state.lock().await;
-        self.inner
-            .ensure_loaded(&mut state)
-            .await
-            .map_err(|e| self.error(e))?;
+        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
         if let Some(current) = &mut state.current {
             current.record.data.clear();
         }
@@ -204,14 +207,8 @@ impl<K: SessionKind> Session<K> {
     /// If the store fails while loading.
     pub async fn is_empty(&self) -> Result<bool, SessionError> {
         let mut state = self.inner.state.lock().await;
-        self.inner
-            .ensure_loaded(&mut state)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(state
-            .current
-            .as_ref()
-            .is_none_or(|current| current.record.data.is_empty()))
+        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
+        Ok(state.current.as_ref().is_none_or(|current| current.record.data.is_empty()))
     }
 
     /// Moves the session to a new id, keeping its data. The old id stops
@@ -223,17 +220,19 @@ impl<K: SessionKind> Session<K> {
     /// If the store fails while loading.
     pub async fn cycle_id(&self) -> Result<(), SessionError> {
         let mut state = self.inner.state.lock().await;
-        self.inner
-            .ensure_loaded(&mut state)
-            .await
-            .map_err(|e| self.error(e))?;
+        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
+        if self.inner.layer.format.is_some() {
+            // A client-side session has no id; resealing it issues a new value.
+            state.meta_changed |= state.current.is_some();
+            return Ok(());
+        }
         let fresh = self.inner.layer.config.ids.generate();
         let State { current, stale, .. } = &mut *state;
         if let Some(current) = current {
             if !current.is_new {
                 stale.push(current.record.key);
             }
-            current.id = fresh;
+            current.id = Some(fresh);
             current.record.key = fresh.storage_key();
             current.is_new = true;
         }
@@ -249,16 +248,13 @@ impl<K: SessionKind> Session<K> {
     /// If the store fails while loading.
     pub async fn destroy(&self) -> Result<(), SessionError> {
         let mut state = self.inner.state.lock().await;
-        self.inner
-            .ensure_loaded(&mut state)
-            .await
-            .map_err(|e| self.error(e))?;
+        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
         if let Some(current) = state.current.take()
             && !current.is_new
         {
             state.stale.push(current.record.key);
         }
-        state.clear_cookie |= self.inner.incoming.is_some();
+        state.clear_cookie |= !matches!(self.inner.incoming, Incoming::Nothing);
         Ok(())
     }
 
@@ -272,11 +268,7 @@ impl<K: SessionKind> Session<K> {
         let mut state = self.inner.state.lock().await;
         let now = self.inner.layer.config.clock.now();
         let policy = self.inner.layer.config.expiry;
-        let current = self
-            .inner
-            .current_or_new(&mut state)
-            .await
-            .map_err(|e| self.error(e))?;
+        let current = self.inner.current_or_new(&mut state).await.map_err(|e| self.error(e))?;
         policy.apply(&mut current.record, expiry, now);
         state.meta_changed = true;
         Ok(())
@@ -301,13 +293,8 @@ impl<K: SessionKind> Session<K> {
     /// both turn into the configured error response (503 by default).
     pub async fn lock(&self) -> Result<LockedSession<K>, SessionError> {
         let mut state = self.inner.state.lock().await;
-        self.inner
-            .lock(&mut state)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(LockedSession {
-            session: self.clone(),
-        })
+        self.inner.lock(&mut state).await.map_err(|e| self.error(e))?;
+        Ok(LockedSession { session: self.clone() })
     }
 }
 
@@ -317,25 +304,15 @@ impl<K: SessionKind> Session<K> {
     /// The user this session is indexed under ([`Record::user`]).
     pub(crate) async fn user(&self) -> Result<Option<String>, SessionError> {
         let mut state = self.inner.state.lock().await;
-        self.inner
-            .ensure_loaded(&mut state)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(state
-            .current
-            .as_ref()
-            .and_then(|current| current.record.user.clone()))
+        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
+        Ok(state.current.as_ref().and_then(|current| current.record.user.clone()))
     }
 
     /// Indexes the session under `user` (creating the session if needed), or
     /// removes it from the index with `None`.
     pub(crate) async fn set_user(&self, user: Option<String>) -> Result<(), SessionError> {
         let mut state = self.inner.state.lock().await;
-        let current = self
-            .inner
-            .current_or_new(&mut state)
-            .await
-            .map_err(|e| self.error(e))?;
+        let current = self.inner.current_or_new(&mut state).await.map_err(|e| self.error(e))?;
         if current.record.user != user {
             current.record.user = user;
             state.meta_changed = true;
@@ -346,10 +323,7 @@ impl<K: SessionKind> Session<K> {
     /// The storage key of the live session, if it exists in the store.
     pub(crate) async fn storage_key(&self) -> Result<Option<StorageKey>, SessionError> {
         let mut state = self.inner.state.lock().await;
-        self.inner
-            .ensure_loaded(&mut state)
-            .await
-            .map_err(|e| self.error(e))?;
+        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
         Ok(state
             .current
             .as_ref()
@@ -389,19 +363,37 @@ impl SessionInner {
         if state.loaded {
             return Ok(());
         }
-        if let Some(id) = self.incoming {
-            let now = self.layer.config.clock.now();
-            match self.layer.store.load(&id.storage_key(), now).await? {
-                Some(record) if !record.is_expired(now) => {
-                    state.current = Some(Current {
-                        id,
-                        record,
-                        is_new: false,
-                    });
+        let config = &self.layer.config;
+        match &self.incoming {
+            Incoming::Nothing => {}
+            Incoming::Id(id) => {
+                let now = config.clock.now();
+                match self.layer.store.load(&id.storage_key(), now).await? {
+                    Some(record) if !record.is_expired(now) => {
+                        state.current = Some(Current { id: Some(*id), record, is_new: false });
+                    }
+                    _ => {
+                        tracing::debug!(session = %id, "unknown or expired session id; not adopted");
+                        state.clear_cookie = true;
+                    }
                 }
-                _ => {
-                    tracing::debug!(session = %id, "unknown or expired session id; not adopted");
-                    state.clear_cookie = true;
+            }
+            Incoming::Sealed(values) => {
+                let opened = self.layer.format.as_ref().and_then(|format| {
+                    let now = config.clock.now();
+                    values.iter().find_map(|value| format.open(&config.cookie_name, value, now))
+                });
+                match opened {
+                    Some(opened) => {
+                        // Opened with a fallback key: reissue under the primary.
+                        state.meta_changed |= opened.needs_reseal;
+                        state.current =
+                            Some(Current { id: None, record: opened.record, is_new: false });
+                    }
+                    None => {
+                        tracing::debug!("invalid or expired session cookie ignored");
+                        state.clear_cookie = true;
+                    }
                 }
             }
         }
@@ -412,16 +404,17 @@ impl SessionInner {
     async fn current_or_new<'s>(&self, state: &'s mut State) -> Result<&'s mut Current, Error> {
         self.ensure_loaded(state).await?;
         let config = &self.layer.config;
+        let client_side = self.layer.format.is_some();
         Ok(state.current.get_or_insert_with(|| {
-            let id = config.ids.generate();
-            let record = config
-                .expiry
-                .new_record(id.storage_key(), config.clock.now());
-            Current {
-                id,
-                record,
-                is_new: true,
+            let now = config.clock.now();
+            if client_side {
+                // No id and no store key: the cookie is the session.
+                let record = config.expiry.new_record(StorageKey::from_bytes([0; 32]), now);
+                return Current { id: None, record, is_new: true };
             }
+            let id = config.ids.generate();
+            let record = config.expiry.new_record(id.storage_key(), now);
+            Current { id: Some(id), record, is_new: true }
         }))
     }
 
@@ -429,11 +422,16 @@ impl SessionInner {
         if state.lock.is_some() {
             return Ok(());
         }
-        let target = match &state.current {
-            Some(current) if !current.is_new => Some(current.id),
-            Some(_) => None,
-            None if state.loaded => None,
-            None => self.incoming,
+        if self.layer.format.is_some() {
+            // Client-side state has no server to lock: last writer wins.
+            return self.ensure_loaded(state).await;
+        }
+        let target = match (&state.current, &self.incoming) {
+            (Some(current), _) if !current.is_new => current.id,
+            (Some(_), _) => None,
+            (None, _) if state.loaded => None,
+            (None, Incoming::Id(id)) => Some(*id),
+            (None, _) => None,
         };
         let Some(id) = target else {
             state.loaded = true;
@@ -441,26 +439,15 @@ impl SessionInner {
         };
         let config = &self.layer.config;
         let now = config.clock.now();
-        let (guard, record) = self
-            .layer
-            .store
-            .lock_and_load(&id.storage_key(), config.lock, now)
-            .await?;
-        if state
-            .current
-            .as_ref()
-            .is_some_and(|current| current.record.data.is_changed())
-        {
+        let (guard, record) =
+            self.layer.store.lock_and_load(&id.storage_key(), config.lock, now).await?;
+        if state.current.as_ref().is_some_and(|current| current.record.data.is_changed()) {
             tracing::warn!(session = %id, "changes made before Session::lock() were discarded by its reload");
         }
         state.loaded = true;
         match record {
             Some(record) if !record.is_expired(now) => {
-                state.current = Some(Current {
-                    id,
-                    record,
-                    is_new: false,
-                });
+                state.current = Some(Current { id: Some(id), record, is_new: false });
                 state.lock = Some(guard);
             }
             _ => {

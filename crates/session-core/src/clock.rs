@@ -147,11 +147,9 @@ impl ManualClock {
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
         let seconds = i64::try_from(by.as_secs()).unwrap_or(i64::MAX);
-        let _ = self
-            .0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
-                Some(now.saturating_add(seconds))
-            });
+        let _ = self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
+            Some(now.saturating_add(seconds))
+        });
     }
 
     /// Sets the clock.
@@ -174,10 +172,7 @@ mod tests {
     fn arithmetic_saturates() {
         let far = Duration::from_secs(u64::MAX);
         assert_eq!(Timestamp::from_unix_seconds(0) + far, Timestamp::MAX);
-        assert_eq!(
-            Timestamp::from_unix_seconds(0) - far,
-            Timestamp::from_unix_seconds(-i64::MAX)
-        );
+        assert_eq!(Timestamp::from_unix_seconds(0) - far, Timestamp::from_unix_seconds(-i64::MAX));
         assert_eq!(
             Timestamp::from_unix_seconds(5).duration_since(Timestamp::from_unix_seconds(10)),
             Duration::ZERO

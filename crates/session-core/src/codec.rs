@@ -60,15 +60,7 @@ mod tests {
 
     #[test]
     fn rejects_corrupt_and_wrongly_shaped_input() {
-        for bad in [
-            &b""[..],
-            b"{",
-            b"null",
-            b"42",
-            b"\"s\"",
-            b"{\"a\":1",
-            b"\xff\xfe",
-        ] {
+        for bad in [&b""[..], b"{", b"null", b"42", b"\"s\"", b"{\"a\":1", b"\xff\xfe"] {
             assert!(JsonCodec.decode(bad).is_err(), "{bad:?}");
         }
     }

@@ -36,10 +36,7 @@ impl SessionData {
     /// Data holding `values`, marked unchanged (as loaded from a store).
     #[must_use]
     pub fn from_map(values: HashMap<String, Value>) -> Self {
-        Self {
-            values,
-            changed: false,
-        }
+        Self { values, changed: false }
     }
 
     /// The value under `key`, deserialized as `T`.
@@ -48,10 +45,7 @@ impl SessionData {
     ///
     /// [`Error::Codec`] if the stored value is not a `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        self.values
-            .get(key)
-            .map(|value| T::deserialize(value).map_err(Error::from))
-            .transpose()
+        self.values.get(key).map(|value| T::deserialize(value).map_err(Error::from)).transpose()
     }
 
     /// The raw JSON value under `key`.

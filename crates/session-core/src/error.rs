@@ -78,10 +78,7 @@ impl Error {
     /// assert!(err.is_unavailable());
     /// ```
     pub fn backend(store: &'static str, source: impl Into<BoxError>) -> Self {
-        Self::Backend {
-            store,
-            source: source.into(),
-        }
+        Self::Backend { store, source: source.into() }
     }
 
     /// Whether the error means "try again later" (a backend failure or a lock

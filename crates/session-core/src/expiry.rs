@@ -134,9 +134,7 @@ impl ExpiryPolicy {
     /// from `now` (idle) and from its creation (absolute).
     pub fn apply(&self, record: &mut Record, expiry: SessionExpiry, now: Timestamp) {
         let absolute_timeout = match expiry {
-            SessionExpiry::Persistent {
-                absolute_timeout, ..
-            } => absolute_timeout,
+            SessionExpiry::Persistent { absolute_timeout, .. } => absolute_timeout,
             SessionExpiry::BrowserSession => self.absolute_timeout,
         };
         record.expiry = Some(expiry);
@@ -247,11 +245,7 @@ mod tests {
         policy.refresh(&mut record, t(9));
         assert_eq!(record.idle_deadline, t(19));
         policy.refresh(&mut record, t(18));
-        assert_eq!(
-            record.expires_at(),
-            t(25),
-            "capped by the absolute deadline"
-        );
+        assert_eq!(record.expires_at(), t(25), "capped by the absolute deadline");
         assert!(!record.is_expired(t(24)));
         assert!(record.is_expired(t(25)));
     }
@@ -275,17 +269,11 @@ mod tests {
         policy.apply(&mut record, remember, t(5));
         assert_eq!(record.idle_deadline, t(1005));
         assert_eq!(record.absolute_deadline, None);
-        assert_eq!(
-            policy.cookie_max_age(&record, t(5)),
-            Some(Duration::from_secs(1000))
-        );
+        assert_eq!(policy.cookie_max_age(&record, t(5)), Some(Duration::from_secs(1000)));
 
         policy.apply(&mut record, SessionExpiry::BrowserSession, t(6));
         assert_eq!(policy.cookie_max_age(&record, t(6)), None);
         let json = serde_json::to_string(&remember).unwrap();
-        assert_eq!(
-            serde_json::from_str::<SessionExpiry>(&json).unwrap(),
-            remember
-        );
+        assert_eq!(serde_json::from_str::<SessionExpiry>(&json).unwrap(), remember);
     }
 }

@@ -85,9 +85,7 @@ impl FromStr for SessionId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // The length check comes first so oversized input is never decoded.
         if s.len() != SESSION_ID_LEN
-            || !s
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err(InvalidSessionId);
         }
@@ -286,11 +284,7 @@ mod tests {
             "ÄAAAAAAAAAAAAAAAAAAAA",
         ];
         for input in bad {
-            assert_eq!(
-                input.parse::<SessionId>(),
-                Err(InvalidSessionId),
-                "{input:?}"
-            );
+            assert_eq!(input.parse::<SessionId>(), Err(InvalidSessionId), "{input:?}");
         }
     }
 
@@ -314,18 +308,9 @@ mod tests {
     #[test]
     fn storage_key_is_a_hash_not_the_id() {
         let id = SessionId::from_bytes([7; 16]);
-        assert_eq!(
-            id.storage_key(),
-            SessionId::from_bytes([7; 16]).storage_key()
-        );
-        assert_ne!(
-            id.storage_key(),
-            SessionId::from_bytes([8; 16]).storage_key()
-        );
-        assert_eq!(
-            id.storage_key().to_hex().parse::<StorageKey>(),
-            Ok(id.storage_key())
-        );
+        assert_eq!(id.storage_key(), SessionId::from_bytes([7; 16]).storage_key());
+        assert_ne!(id.storage_key(), SessionId::from_bytes([8; 16]).storage_key());
+        assert_eq!(id.storage_key().to_hex().parse::<StorageKey>(), Ok(id.storage_key()));
         assert!("ABCDEF".repeat(11)[..64].parse::<StorageKey>().is_err());
     }
 }

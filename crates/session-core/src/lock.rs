@@ -22,10 +22,7 @@ pub struct LockOptions {
 impl Default for LockOptions {
     /// A 30 second lease and a 10 second wait.
     fn default() -> Self {
-        Self {
-            lease: Duration::from_secs(30),
-            wait_timeout: Duration::from_secs(10),
-        }
+        Self { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -79,9 +76,7 @@ pub trait SessionLock: SessionStore {
     /// fails.
     async fn save_and_release(&self, record: &Record, guard: LockGuard) -> Result<(), Error> {
         if !guard.is_held() {
-            return Err(Error::LockTimeout {
-                waited: Duration::ZERO,
-            });
+            return Err(Error::LockTimeout { waited: Duration::ZERO });
         }
         let saved = self.save(record).await;
         release_quietly(guard).await;
@@ -121,9 +116,7 @@ pub struct LockGuard {
 impl LockGuard {
     /// Wraps a store's held lock.
     pub fn new(held: impl HeldLock) -> Self {
-        Self {
-            held: Box::new(held),
-        }
+        Self { held: Box::new(held) }
     }
 
     /// Releases the lock now.
@@ -145,9 +138,7 @@ impl LockGuard {
 
 impl fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockGuard")
-            .field("held", &self.is_held())
-            .finish()
+        f.debug_struct("LockGuard").field("held", &self.is_held()).finish()
     }
 }
 

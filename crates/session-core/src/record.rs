@@ -67,9 +67,7 @@ impl Record {
     #[must_use]
     pub fn expires_at(&self) -> Timestamp {
         self.absolute_deadline
-            .map_or(self.idle_deadline, |absolute| {
-                absolute.min(self.idle_deadline)
-            })
+            .map_or(self.idle_deadline, |absolute| absolute.min(self.idle_deadline))
     }
 
     /// Whether the session is over at `now`. A session is valid strictly before

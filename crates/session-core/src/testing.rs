@@ -35,9 +35,7 @@ pub struct Capabilities {
 
 impl Default for Capabilities {
     fn default() -> Self {
-        Self {
-            purges_expired: true,
-        }
+        Self { purges_expired: true }
     }
 }
 
@@ -45,9 +43,7 @@ impl Capabilities {
     /// For stores whose backend expires records by itself.
     #[must_use]
     pub fn expires_natively() -> Self {
-        Self {
-            purges_expired: false,
-        }
+        Self { purges_expired: false }
     }
 }
 
@@ -70,11 +66,7 @@ impl RepeatingIds {
     /// Repeats `id` for the first `repeats` calls.
     #[must_use]
     pub fn new(id: SessionId, repeats: usize) -> Self {
-        Self {
-            id,
-            repeats,
-            issued: AtomicUsize::new(0),
-        }
+        Self { id, repeats, issued: AtomicUsize::new(0) }
     }
 
     /// How many ids were issued so far.
@@ -142,10 +134,7 @@ pub async fn unknown_key_loads_nothing(store: DynStore) {
     let now = Timestamp::now();
     let record = fresh_record(now);
     assert_absent(&store, &record, now, "never created").await;
-    store
-        .delete(&record.key)
-        .await
-        .unwrap_or_else(|e| panic!("delete of unknown key: {e}"));
+    store.delete(&record.key).await.unwrap_or_else(|e| panic!("delete of unknown key: {e}"));
 }
 
 /// What `create` writes, `load` returns: data, deadlines, user, version.
@@ -154,14 +143,8 @@ pub async fn create_then_load_round_trips(store: DynStore) {
     let mut record = fresh_record(now);
     let values = [
         ("int", serde_json::json!(42)),
-        (
-            "text",
-            serde_json::json!("héllo ✓ \u{0} \"quoted\" ' OR 1=1--"),
-        ),
-        (
-            "nested",
-            serde_json::json!({"a": [1, 2.5, null, true], "b": {"c": "d"}}),
-        ),
+        ("text", serde_json::json!("héllo ✓ \u{0} \"quoted\" ' OR 1=1--")),
+        ("nested", serde_json::json!({"a": [1, 2.5, null, true], "b": {"c": "d"}})),
         ("big", serde_json::json!(u64::MAX)),
     ];
     for (key, value) in &values {
@@ -201,16 +184,10 @@ pub async fn create_refuses_collision(store: DynStore) {
         other => panic!("expected IdCollision, got {other:?}"),
     }
     let loaded = load_live(&store, &first, now).await;
-    assert_eq!(
-        loaded.data.get::<String>("owner").ok().flatten().as_deref(),
-        Some("first")
-    );
+    assert_eq!(loaded.data.get::<String>("owner").ok().flatten().as_deref(), Some("first"));
 
     let third = policy().new_record(ids.generate().storage_key(), now);
-    assert_ne!(
-        third.key, first.key,
-        "the generator moves on after its repeats"
-    );
+    assert_ne!(third.key, first.key, "the generator moves on after its repeats");
     create(&store, &third).await;
 }
 
@@ -223,10 +200,7 @@ pub async fn save_overwrites(store: DynStore) {
     record.data.remove("a");
     record.data.insert_value("b", 2.into());
     record.version += 1;
-    store
-        .save(&record)
-        .await
-        .unwrap_or_else(|e| panic!("save: {e}"));
+    store.save(&record).await.unwrap_or_else(|e| panic!("save: {e}"));
     let loaded = load_live(&store, &record, now).await;
     assert_eq!(loaded.data.get_value("a"), None);
     assert_eq!(loaded.data.get_value("b"), Some(&2.into()));
@@ -238,14 +212,8 @@ pub async fn save_never_resurrects(store: DynStore) {
     let now = Timestamp::now();
     let mut record = fresh_record(now);
     create(&store, &record).await;
-    store
-        .delete(&record.key)
-        .await
-        .unwrap_or_else(|e| panic!("delete: {e}"));
-    store
-        .delete(&record.key)
-        .await
-        .unwrap_or_else(|e| panic!("second delete: {e}"));
+    store.delete(&record.key).await.unwrap_or_else(|e| panic!("delete: {e}"));
+    store.delete(&record.key).await.unwrap_or_else(|e| panic!("second delete: {e}"));
     record.data.insert_value("stale", true.into());
     match store.save(&record).await {
         Err(Error::NotFound) => {}
@@ -276,13 +244,7 @@ pub async fn load_hides_expired(store: DynStore) {
     capped.absolute_deadline = Some(now + Duration::from_secs(60));
     create(&store, &capped).await;
     load_live(&store, &capped, now + Duration::from_secs(59)).await;
-    assert_absent(
-        &store,
-        &capped,
-        now + Duration::from_secs(60),
-        "at the absolute deadline",
-    )
-    .await;
+    assert_absent(&store, &capped, now + Duration::from_secs(60), "at the absolute deadline").await;
 }
 
 /// `touch` moves the deadline and `last_seen`, keeps data and version.
@@ -299,19 +261,13 @@ pub async fn touch_extends_without_rewriting(store: DynStore) {
     touched.data.insert_value("keep", "overwritten".into());
     touched.version = 99;
     policy().refresh(&mut touched, later);
-    store
-        .touch(&touched)
-        .await
-        .unwrap_or_else(|e| panic!("touch: {e}"));
+    store.touch(&touched).await.unwrap_or_else(|e| panic!("touch: {e}"));
 
     let beyond_old_deadline = record.idle_deadline + Duration::from_secs(1);
     let loaded = load_live(&store, &record, beyond_old_deadline).await;
     assert_eq!(loaded.idle_deadline, touched.idle_deadline);
     assert_eq!(loaded.last_seen, later);
-    assert_eq!(
-        loaded.data.get::<String>("keep").ok().flatten().as_deref(),
-        Some("me")
-    );
+    assert_eq!(loaded.data.get::<String>("keep").ok().flatten().as_deref(), Some("me"));
     assert_eq!(loaded.version, 7);
 
     let missing = fresh_record(now);
@@ -334,16 +290,10 @@ pub async fn delete_expired_removes_only_expired(store: DynStore, capabilities: 
     create(&store, &live).await;
     let created_expired = store.create(&expired).await.is_ok();
 
-    let removed = store
-        .delete_expired(now)
-        .await
-        .unwrap_or_else(|e| panic!("delete_expired: {e}"));
+    let removed = store.delete_expired(now).await.unwrap_or_else(|e| panic!("delete_expired: {e}"));
     if capabilities.purges_expired {
         assert!(created_expired, "create of a past-deadline record");
-        assert!(
-            removed >= 1,
-            "delete_expired removed {removed}, expected the expired record"
-        );
+        assert!(removed >= 1, "delete_expired removed {removed}, expected the expired record");
         // Physically gone: not even visible to a reader whose clock is behind.
         assert_absent(&store, &expired, now - Duration::from_secs(50), "purged").await;
     }
@@ -372,16 +322,11 @@ pub async fn user_index(store: DynStore) {
     create(&store, &late).await;
     late.user = Some(alice.clone());
     late.version += 1;
-    store
-        .save(&late)
-        .await
-        .unwrap_or_else(|e| panic!("save: {e}"));
+    store.save(&late).await.unwrap_or_else(|e| panic!("save: {e}"));
     alice_sessions.push(late.clone());
 
-    let listed = store
-        .list_for_user(&alice, now)
-        .await
-        .unwrap_or_else(|e| panic!("list_for_user: {e}"));
+    let listed =
+        store.list_for_user(&alice, now).await.unwrap_or_else(|e| panic!("list_for_user: {e}"));
     let listed: HashSet<_> = listed.iter().map(|r| r.key).collect();
     let expected: HashSet<_> = alice_sessions.iter().map(|r| r.key).collect();
     assert_eq!(listed, expected);
@@ -389,49 +334,28 @@ pub async fn user_index(store: DynStore) {
     // Moving a session to another user removes it from the first user's index.
     late.user = Some(bob.clone());
     late.version += 1;
-    store
-        .save(&late)
-        .await
-        .unwrap_or_else(|e| panic!("save: {e}"));
-    let listed = store
-        .list_for_user(&alice, now)
-        .await
-        .unwrap_or_else(|e| panic!("list: {e}"));
+    store.save(&late).await.unwrap_or_else(|e| panic!("save: {e}"));
+    let listed = store.list_for_user(&alice, now).await.unwrap_or_else(|e| panic!("list: {e}"));
     assert_eq!(listed.len(), 3);
     assert!(listed.iter().all(|r| r.key != late.key));
 
     // Deleted sessions disappear from the index.
-    store
-        .delete(&alice_sessions[0].key)
-        .await
-        .unwrap_or_else(|e| panic!("delete: {e}"));
-    let listed = store
-        .list_for_user(&alice, now)
-        .await
-        .unwrap_or_else(|e| panic!("list: {e}"));
+    store.delete(&alice_sessions[0].key).await.unwrap_or_else(|e| panic!("delete: {e}"));
+    let listed = store.list_for_user(&alice, now).await.unwrap_or_else(|e| panic!("list: {e}"));
     assert_eq!(listed.len(), 2);
 
-    let removed = store
-        .delete_for_user(&alice)
-        .await
-        .unwrap_or_else(|e| panic!("delete_for_user: {e}"));
+    let removed =
+        store.delete_for_user(&alice).await.unwrap_or_else(|e| panic!("delete_for_user: {e}"));
     assert_eq!(removed, 2);
     for record in &alice_sessions[1..3] {
         assert_absent(&store, record, now, "after delete_for_user").await;
     }
     load_live(&store, &bobs, now).await;
     load_live(&store, &late, now).await;
-    let listed = store
-        .list_for_user(&alice, now)
-        .await
-        .unwrap_or_else(|e| panic!("list: {e}"));
+    let listed = store.list_for_user(&alice, now).await.unwrap_or_else(|e| panic!("list: {e}"));
     assert!(listed.is_empty());
     assert_eq!(
-        store
-            .list_for_user(&bob, now)
-            .await
-            .unwrap_or_else(|e| panic!("list: {e}"))
-            .len(),
+        store.list_for_user(&bob, now).await.unwrap_or_else(|e| panic!("list: {e}")).len(),
         2
     );
 }
@@ -445,10 +369,8 @@ pub async fn concurrent_increments(stores: &[DynStore], n: usize) {
     let now = Timestamp::now();
     let record = fresh_record(now);
     create(&stores[0], &record).await;
-    let options = LockOptions {
-        lease: Duration::from_secs(30),
-        wait_timeout: Duration::from_secs(60),
-    };
+    let options =
+        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(60) };
 
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
@@ -490,50 +412,26 @@ pub async fn lock_serializes_increments(store: DynStore) {
 pub async fn lock_is_exclusive_per_key(store: DynStore) {
     let now = Timestamp::now();
     let (a, b) = (fresh_record(now), fresh_record(now));
-    let options = LockOptions {
-        lease: Duration::from_secs(30),
-        wait_timeout: Duration::from_secs(10),
-    };
-    let short = LockOptions {
-        lease: options.lease,
-        wait_timeout: Duration::from_millis(200),
-    };
+    let options =
+        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(10) };
+    let short = LockOptions { lease: options.lease, wait_timeout: Duration::from_millis(200) };
 
-    let held = store
-        .lock(&a.key, options)
-        .await
-        .unwrap_or_else(|e| panic!("lock a: {e}"));
+    let held = store.lock(&a.key, options).await.unwrap_or_else(|e| panic!("lock a: {e}"));
     match store.lock(&a.key, short).await {
         Err(Error::LockTimeout { .. }) => {}
         Err(other) => panic!("expected LockTimeout, got {other}"),
         Ok(_) => panic!("lock on a was granted twice"),
     }
-    let other = store
-        .lock(&b.key, short)
-        .await
-        .unwrap_or_else(|e| panic!("lock b: {e}"));
-    other
-        .release()
-        .await
-        .unwrap_or_else(|e| panic!("release b: {e}"));
-    held.release()
-        .await
-        .unwrap_or_else(|e| panic!("release a: {e}"));
+    let other = store.lock(&b.key, short).await.unwrap_or_else(|e| panic!("lock b: {e}"));
+    other.release().await.unwrap_or_else(|e| panic!("release b: {e}"));
+    held.release().await.unwrap_or_else(|e| panic!("release a: {e}"));
 
-    let again = store
-        .lock(&a.key, short)
-        .await
-        .unwrap_or_else(|e| panic!("relock a: {e}"));
+    let again = store.lock(&a.key, short).await.unwrap_or_else(|e| panic!("relock a: {e}"));
     drop(again);
     // Dropping releases too (best effort, so allow the full wait).
-    let after_drop = store
-        .lock(&a.key, options)
-        .await
-        .unwrap_or_else(|e| panic!("lock after drop: {e}"));
-    after_drop
-        .release()
-        .await
-        .unwrap_or_else(|e| panic!("release: {e}"));
+    let after_drop =
+        store.lock(&a.key, options).await.unwrap_or_else(|e| panic!("lock after drop: {e}"));
+    after_drop.release().await.unwrap_or_else(|e| panic!("release: {e}"));
 }
 
 /// Runs every check in order.

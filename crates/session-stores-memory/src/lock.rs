@@ -21,17 +21,13 @@ pub(crate) struct LockTable {
 
 impl Default for LockTable {
     fn default() -> Self {
-        Self {
-            shards: std::array::from_fn(|_| Mutex::default()),
-        }
+        Self { shards: std::array::from_fn(|_| Mutex::default()) }
     }
 }
 
 impl LockTable {
     fn shard(&self, key: &StorageKey) -> MutexGuard<'_, HashMap<StorageKey, Entry>> {
-        self.shards[shard_of(key)]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shards[shard_of(key)].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     #[cfg(test)]
@@ -54,11 +50,7 @@ struct Claim {
 impl Claim {
     fn new(store: &MemoryStore, key: StorageKey) -> Self {
         let entry = Arc::clone(store.inner.locks.shard(&key).entry(key).or_default());
-        Self {
-            store: store.clone(),
-            key,
-            entry,
-        }
+        Self { store: store.clone(), key, entry }
     }
 }
 
@@ -98,13 +90,8 @@ impl SessionLock for MemoryStore {
         let claim = Claim::new(self, *key);
         let waiting = Arc::clone(&claim.entry).lock_owned();
         match tokio::time::timeout(options.wait_timeout, waiting).await {
-            Ok(guard) => Ok(LockGuard::new(MemoryLock {
-                _guard: guard,
-                _claim: claim,
-            })),
-            Err(_elapsed) => Err(Error::LockTimeout {
-                waited: options.wait_timeout,
-            }),
+            Ok(guard) => Ok(LockGuard::new(MemoryLock { _guard: guard, _claim: claim })),
+            Err(_elapsed) => Err(Error::LockTimeout { waited: options.wait_timeout }),
         }
     }
 }
@@ -121,31 +108,18 @@ mod tests {
     async fn table_entries_are_removed_when_unused() {
         let store = MemoryStore::new();
         let key = SessionId::random().storage_key();
-        let options = LockOptions {
-            lease: Duration::from_secs(1),
-            wait_timeout: Duration::from_millis(50),
-        };
+        let options =
+            LockOptions { lease: Duration::from_secs(1), wait_timeout: Duration::from_millis(50) };
 
         let guard = store.lock(&key, options).await.unwrap();
         assert_eq!(store.inner.locks.entries(), 1);
-        assert!(matches!(
-            store.lock(&key, options).await,
-            Err(Error::LockTimeout { .. })
-        ));
-        assert_eq!(
-            store.inner.locks.entries(),
-            1,
-            "a timed-out waiter leaves no entry behind"
-        );
+        assert!(matches!(store.lock(&key, options).await, Err(Error::LockTimeout { .. })));
+        assert_eq!(store.inner.locks.entries(), 1, "a timed-out waiter leaves no entry behind");
         guard.release().await.unwrap();
         assert_eq!(store.inner.locks.entries(), 0);
 
         let guard = store.lock(&key, options).await.unwrap();
         drop(guard);
-        assert_eq!(
-            store.inner.locks.entries(),
-            0,
-            "dropping the guard cleans up too"
-        );
+        assert_eq!(store.inner.locks.entries(), 0, "dropping the guard cleans up too");
     }
 }

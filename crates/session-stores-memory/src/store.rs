@@ -71,13 +71,11 @@ pub(crate) fn shard_of(key: &StorageKey) -> usize {
 // A poisoned lock means a panic happened while a map was being modified; the
 // maps hold plain data that stays consistent between statements, so carry on.
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl MemoryStore {
@@ -90,11 +88,7 @@ impl MemoryStore {
     /// Number of records held, including expired ones not yet swept.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.inner
-            .shards
-            .iter()
-            .map(|shard| read(shard).len())
-            .sum()
+        self.inner.shards.iter().map(|shard| read(shard).len()).sum()
     }
 
     /// Whether the store holds no records.
@@ -109,10 +103,7 @@ impl MemoryStore {
 
     fn index(&self, user: Option<&str>, key: StorageKey) {
         if let Some(user) = user {
-            write(&self.inner.users)
-                .entry(user.to_owned())
-                .or_default()
-                .insert(key);
+            write(&self.inner.users).entry(user.to_owned()).or_default().insert(key);
         }
     }
 
@@ -130,9 +121,7 @@ impl MemoryStore {
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("sessions", &self.len())
-            .finish_non_exhaustive()
+        f.debug_struct("MemoryStore").field("sessions", &self.len()).finish_non_exhaustive()
     }
 }
 
@@ -152,10 +141,7 @@ impl SessionStore for MemoryStore {
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, Error> {
         let shard = read(self.shard(key));
-        Ok(shard
-            .get(key)
-            .filter(|record| !record.is_expired(now))
-            .cloned())
+        Ok(shard.get(key).filter(|record| !record.is_expired(now)).cloned())
     }
 
     async fn save(&self, record: &Record) -> Result<(), Error> {

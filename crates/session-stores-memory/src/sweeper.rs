@@ -61,10 +61,7 @@ impl MemoryStore {
                 }
             }
         });
-        SweeperHandle {
-            stop: Some(stop),
-            task: Some(task),
-        }
+        SweeperHandle { stop: Some(stop), task: Some(task) }
     }
 }
 
@@ -124,10 +121,8 @@ mod tests {
         assert!(store.is_empty(), "the sweeper removed the expired record");
         sweeper.stop().await;
 
-        let late = policy.new_record(
-            SessionId::random().storage_key(),
-            Timestamp::from_unix_seconds(0),
-        );
+        let late =
+            policy.new_record(SessionId::random().storage_key(), Timestamp::from_unix_seconds(0));
         store.create(&late).await.unwrap();
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert_eq!(store.len(), 1, "a stopped sweeper sweeps no more");

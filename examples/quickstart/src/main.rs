@@ -31,10 +31,7 @@ fn app(store: MemoryStore) -> Router {
     // `Secure` cookies are kept by browsers on http://localhost, and curl sends
     // them to 127.0.0.1; behind TLS nothing changes.
     let sessions = SessionLayer::new(store).with_config(SessionConfig::default());
-    Router::new()
-        .route("/", get(visit))
-        .route("/peek", get(peek))
-        .layer(sessions)
+    Router::new().route("/", get(visit)).route("/peek", get(peek)).layer(sessions)
 }
 
 #[tokio::main]
@@ -46,9 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
 
     let port = match std::env::var("PORT") {
-        Ok(port) => port
-            .parse()
-            .map_err(|e| format!("PORT={port:?} is not a port: {e}"))?,
+        Ok(port) => port.parse().map_err(|e| format!("PORT={port:?} is not a port: {e}"))?,
         Err(_) => 3000,
     };
     let store = MemoryStore::new();
@@ -79,20 +74,11 @@ mod tests {
         if let Some(cookie) = cookie {
             request = request.header("cookie", cookie);
         }
-        let response = app
-            .clone()
-            .oneshot(request.body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let set_cookie = response.headers().get("set-cookie").map(|value| {
-            value
-                .to_str()
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-                .to_owned()
-        });
+        let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+        let set_cookie = response
+            .headers()
+            .get("set-cookie")
+            .map(|value| value.to_str().unwrap().split(';').next().unwrap().to_owned());
         let body = response.into_body().collect().await.unwrap().to_bytes();
         (String::from_utf8(body.to_vec()).unwrap(), set_cookie)
     }

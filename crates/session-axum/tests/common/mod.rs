@@ -1,12 +1,6 @@
 //! Shared HTTP tests: `route_tests!(make_store)` runs every scenario through
 //! the real `SessionLayer` on one store. Each store's test file invokes it.
-#![allow(
-    dead_code,
-    unreachable_pub,
-    missing_docs,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -35,12 +29,7 @@ pub struct Probe<S> {
 
 impl<S> Probe<S> {
     pub fn new(inner: S) -> Self {
-        Self {
-            inner,
-            writes: Arc::default(),
-            loads: Arc::default(),
-            failing: Arc::default(),
-        }
+        Self { inner, writes: Arc::default(), loads: Arc::default(), failing: Arc::default() }
     }
 
     pub fn writes(&self) -> usize {
@@ -57,10 +46,7 @@ impl<S> Probe<S> {
 
     fn check(&self) -> Result<(), Error> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(Error::backend(
-                "probe",
-                std::io::Error::other("store is down"),
-            ));
+            return Err(Error::backend("probe", std::io::Error::other("store is down")));
         }
         Ok(())
     }
@@ -219,19 +205,11 @@ pub async fn send(app: &Router, path: &str, cookies: &[&str]) -> Reply {
     for cookie in cookies {
         request = request.header(header::COOKIE, *cookie);
     }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8(body.to_vec()).unwrap(),
-    }
+    Reply { status, headers, body: String::from_utf8(body.to_vec()).unwrap() }
 }
 
 pub fn config() -> SessionConfig {
@@ -277,10 +255,7 @@ macro_rules! route_tests {
                 assert!(!set.contains("Domain"), "{set}");
                 let value = reply.cookie();
                 let id = value.strip_prefix("id=").unwrap();
-                assert!(
-                    id.parse::<SessionId>().is_ok(),
-                    "cookie carries a well-formed id"
-                );
+                assert!(id.parse::<SessionId>().is_ok(), "cookie carries a well-formed id");
                 assert_eq!(reply.headers.get("vary").unwrap(), "Cookie");
                 assert_eq!(reply.headers.get("cache-control").unwrap(), "no-store");
                 assert_eq!(send(&app, "/get", &[&value]).await.body, "a");
@@ -374,18 +349,12 @@ macro_rules! route_tests {
                     )
                     .body(axum::body::Body::empty())
                     .unwrap();
-                let response = tower::ServiceExt::oneshot(app.clone(), request)
-                    .await
-                    .unwrap();
+                let response = tower::ServiceExt::oneshot(app.clone(), request).await.unwrap();
                 assert_eq!(response.status(), 200);
                 // Row 3: several Cookie headers; the valid one is found, junk around it ignored.
                 let reply = send(&app, "/get", &["id=!!!", "other=1", &victim]).await;
                 assert_eq!(reply.body, "secret");
-                assert_eq!(
-                    store.writes(),
-                    writes_before,
-                    "no hostile request wrote anything"
-                );
+                assert_eq!(store.writes(), writes_before, "no hostile request wrote anything");
                 assert_eq!(
                     send(&app, "/get", &[&victim]).await.body,
                     "secret",
@@ -418,11 +387,7 @@ macro_rules! route_tests {
                 let new = send(&app, "/cycle", &[&old]).await.cookie();
                 assert_ne!(old, new);
                 assert_eq!(send(&app, "/get", &[&new]).await.body, "carried");
-                assert_eq!(
-                    send(&app, "/get", &[&old]).await.body,
-                    "none",
-                    "old id is dead"
-                );
+                assert_eq!(send(&app, "/get", &[&old]).await.body, "none", "old id is dead");
             }
 
             #[tokio::test]
@@ -432,10 +397,7 @@ macro_rules! route_tests {
                 let cookie = send(&app, "/set?v=gone", &[]).await.cookie();
                 let reply = send(&app, "/destroy", &[&cookie]).await;
                 let set = reply.set_cookie().unwrap();
-                assert!(
-                    set.starts_with("id=;") && set.contains("Max-Age=0"),
-                    "{set}"
-                );
+                assert!(set.starts_with("id=;") && set.contains("Max-Age=0"), "{set}");
                 assert_eq!(send(&app, "/get", &[&cookie]).await.body, "none");
                 // Replaying the old cookie in a write starts a fresh session.
                 let fresh = send(&app, "/set?v=new", &[&cookie]).await.cookie();
@@ -450,10 +412,8 @@ macro_rules! route_tests {
                     .with_idle_timeout(Duration::from_secs(600))
                     .with_absolute_timeout(None)
                     .with_touch_interval(Duration::from_secs(60));
-                let app = app(layer(
-                    &store,
-                    config().with_clock(clock.clone()).with_expiry(policy),
-                ));
+                let app =
+                    app(layer(&store, config().with_clock(clock.clone()).with_expiry(policy)));
                 let cookie = send(&app, "/set?v=idle", &[]).await.cookie();
 
                 // Reads within the touch interval write nothing.
@@ -485,10 +445,8 @@ macro_rules! route_tests {
                     .with_idle_timeout(Duration::from_secs(600))
                     .with_absolute_timeout(Some(Duration::from_secs(1000)))
                     .with_touch_interval(Duration::ZERO);
-                let app = app(layer(
-                    &store,
-                    config().with_clock(clock.clone()).with_expiry(policy),
-                ));
+                let app =
+                    app(layer(&store, config().with_clock(clock.clone()).with_expiry(policy)));
                 let cookie = send(&app, "/set?v=abs", &[]).await.cookie();
                 for _ in 0..3 {
                     clock.advance(Duration::from_secs(300));
@@ -506,16 +464,11 @@ macro_rules! route_tests {
                 let store = probe().await;
                 let clock = ManualClock::starting_now();
                 let policy = ExpiryPolicy::default().with_idle_timeout(Duration::from_secs(600));
-                let app = app(layer(
-                    &store,
-                    config().with_clock(clock.clone()).with_expiry(policy),
-                ));
+                let app =
+                    app(layer(&store, config().with_clock(clock.clone()).with_expiry(policy)));
                 let reply = send(&app, "/remember", &[]).await;
                 assert!(
-                    reply
-                        .set_cookie()
-                        .unwrap()
-                        .contains(&format!("Max-Age={}", 30 * 24 * 3600))
+                    reply.set_cookie().unwrap().contains(&format!("Max-Age={}", 30 * 24 * 3600))
                 );
                 let cookie = reply.cookie();
                 clock.advance(Duration::from_secs(3600));
@@ -546,10 +499,8 @@ macro_rules! route_tests {
             async fn id_collision_never_hands_over_a_session() {
                 let store = probe().await;
                 let repeated = SessionId::random();
-                let app = app(layer(
-                    &store,
-                    config().with_id_generator(RepeatingIds::new(repeated, 2)),
-                ));
+                let app =
+                    app(layer(&store, config().with_id_generator(RepeatingIds::new(repeated, 2))));
                 let first = send(&app, "/set?v=first", &[]).await.cookie();
                 assert_eq!(first, format!("id={}", repeated.expose()));
                 let second = send(&app, "/set?v=second", &[]).await.cookie();
@@ -567,11 +518,7 @@ macro_rules! route_tests {
                 assert_eq!(reply.status, 500);
                 assert_eq!(reply.set_cookie(), None);
                 assert_eq!(send(&app, "/get", &[&cookie]).await.body, "small");
-                assert_eq!(
-                    send(&app, "/big", &[]).await.status,
-                    500,
-                    "also for new sessions"
-                );
+                assert_eq!(send(&app, "/big", &[]).await.status, 500, "also for new sessions");
             }
 
             #[tokio::test]
