@@ -1,1 +1,155 @@
-fn main() {}
+//! `cargo xtask`: project automation for the axum session crates.
+//!
+//! Std-only on purpose (it must build in seconds on a clean CI machine).
+//! Run `cargo xtask help` for the commands.
+
+mod cmd;
+mod services;
+mod session;
+mod tasks;
+
+use std::process::ExitCode;
+
+use services::{Config, Service, Services};
+
+const HELP: &str = "\
+cargo xtask: project automation for the axum session crates
+
+USAGE:
+    cargo xtask <COMMAND> [ARGS...]
+
+COMMANDS:
+    test [--] [ARGS...]
+        Start Redis and PostgreSQL (see SERVICES), run
+            cargo test --workspace --all-features --all-targets [ARGS...]
+        with REDIS_URL and DATABASE_URL set to them, stop them again (also when
+        the tests fail, panic or are interrupted) and exit with cargo test's
+        status. ARGS go to cargo test as given; with -p/--package, --workspace
+        is left out:
+            cargo xtask test -- -p session-core
+            cargo xtask test -- -p session-stores-redis -- --nocapture
+
+    ci
+        What CI runs (.ci/run), failing fast on the first failing step and
+        printing the time of each:
+            cargo fmt --all -- --check
+            cargo clippy --workspace --all-features --all-targets -- -D warnings
+            the `test` command (services up), then in the same services session
+            cargo test --workspace --all-features --doc
+            cargo deny check bans licenses sources   (only if cargo-deny is installed)
+        Advisories are not checked: they need the RustSec database from the network.
+
+    services start | stop | status
+        start:  install when missing and start both services; prints
+                REDIS_URL=... and DATABASE_URL=... on stdout (progress goes to
+                stderr), so `export $(cargo xtask services start)` works.
+        stop:   stop both.
+        status: show both; exit status 1 unless both are running.
+
+    help, -h, --help
+        This text.
+
+SERVICES:
+    redis-server  redis://127.0.0.1:6392/                      port: $XTASK_REDIS_PORT
+    PostgreSQL    postgres://postgres@127.0.0.1:54330/sessions port: $XTASK_PG_PORT
+    Data and logs live in <workspace>/target/services/{redis,postgres}; stop the
+    services before `cargo clean`. Missing Debian packages (redis-server,
+    postgresql) are installed with apt-get, which needs root. As root,
+    PostgreSQL runs as the `postgres` OS user (created if missing), which is
+    given search permission (o+x) on the directories leading to its data.
+    Redis keeps nothing on disk; PostgreSQL runs with fsync off: test data only.
+    The default ports differ from the ones of shared/reference/*.sh
+    (6391/54329), so both can run side by side; a Redis on our port that is not
+    ours (told apart by its pid file) is never used nor stopped.
+
+    `test` and `ci` always start and use their own services: REDIS_URL and
+    DATABASE_URL from your environment are overridden for the tests (with a
+    note), so runs are reproducible and never touch a shared or real database.
+    To test against another server, run plain `cargo test` with those set.
+    Services that were already running when `test` or `ci` began (e.g. after
+    `cargo xtask services start`) are used and left running; the ones the run
+    started itself are stopped at the end.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        [] => {
+            eprint!("{HELP}");
+            return ExitCode::from(2);
+        }
+        ["help" | "-h" | "--help", ..] | ["test" | "ci" | "services", "-h" | "--help", ..] => {
+            print!("{HELP}");
+            Ok(ExitCode::SUCCESS)
+        }
+        [session::REAPER_ARG] => return session::reaper_main(),
+        ["test", rest @ ..] => {
+            let rest = rest.strip_prefix(&["--"]).unwrap_or(rest);
+            let rest: Vec<String> = rest.iter().map(|s| (*s).to_owned()).collect();
+            tasks::test(&rest)
+        }
+        ["ci"] => tasks::ci(),
+        ["services", "start"] => services_start(),
+        ["services", "stop"] => services_stop(),
+        ["services", "status"] => services_status(),
+        _ => {
+            eprintln!("xtask: unknown command `{}`; see `cargo xtask help`", args.join(" "));
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::from(e.code())
+        }
+    }
+}
+
+fn services_start() -> cmd::Result<ExitCode> {
+    let cfg = Config::from_env()?;
+    let mut services = Services::new(cfg.clone());
+    for service in Service::ALL {
+        services.start(service)?;
+    }
+    for (name, value) in cfg.env() {
+        println!("{name}={value}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn services_stop() -> cmd::Result<ExitCode> {
+    let services = Services::new(Config::from_env()?);
+    let mut failed = false;
+    for service in Service::ALL.into_iter().rev() {
+        if let Err(e) = services.stop(service) {
+            eprintln!("xtask: error: stopping {}: {e}", service.name());
+            failed = true;
+        }
+    }
+    if failed {
+        Err(cmd::Error::msg("not every service could be stopped"))
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn services_status() -> cmd::Result<ExitCode> {
+    let services = Services::new(Config::from_env()?);
+    Ok(if services.status() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::{PG_PORT_VAR, REDIS_PORT_VAR};
+
+    #[test]
+    fn help_names_every_command_and_variable() {
+        for word in ["test", "ci", "services start", "stop", "status", REDIS_PORT_VAR, PG_PORT_VAR]
+        {
+            assert!(HELP.contains(word), "{word}");
+        }
+    }
+}
