@@ -1,0 +1,144 @@
+//! [`SessionLock`] for [`FsStore`]: an OS file lock per session.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::hash::{BuildHasher, RandomState};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use session_core::{Error, HeldLock, LockGuard, LockOptions, SessionLock, StorageKey, async_trait};
+use tokio::time::Instant;
+
+use crate::FsStore;
+use crate::error::FsError;
+use crate::files::{self, FILE_MODE};
+
+/// First pause between two attempts to take a busy lock.
+const FIRST_BACKOFF: Duration = Duration::from_millis(2);
+/// Longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_millis(25);
+
+/// One attempt at the lock file.
+enum Attempt {
+    /// We hold the lock on the file the lock path names.
+    Acquired(File),
+    /// Someone else holds it; keep the file open for the next attempt.
+    Busy(File),
+    /// We locked a file that was unlinked or replaced meanwhile: reopen.
+    Stale,
+}
+
+fn attempt(path: &PathBuf, file: Option<File>) -> Result<Attempt, FsError> {
+    let file = match file {
+        Some(file) => file,
+        None => OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| FsError::io("open", path, e))?,
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Ok(Attempt::Busy(file)),
+        Err(TryLockError::Error(e)) => return Err(FsError::io("lock", path, e)),
+    }
+    if files::is_current(&file, path)? {
+        Ok(Attempt::Acquired(file))
+    } else {
+        Ok(Attempt::Stale)
+    }
+}
+
+/// A random pause in `[backoff / 2, backoff]`, so waiters spread out.
+fn jittered(backoff: Duration) -> Duration {
+    let half = backoff / 2;
+    let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX).max(1);
+    half + Duration::from_nanos(RandomState::new().hash_one(0_u8) % nanos)
+}
+
+#[async_trait]
+impl SessionLock for FsStore {
+    /// Takes an exclusive OS lock (`flock`) on `locks/<key>.lock`, polling with
+    /// `try_lock` and a jittered backoff (2 to 25 ms) until
+    /// `options.wait_timeout`, then [`Error::LockTimeout`].
+    ///
+    /// `options.lease` is not used: the operating system releases the lock
+    /// when its holder closes the file or dies, so a crashed process never
+    /// blocks a session.
+    async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
+        let path = self.inner.lock_path(key);
+        let session = self.inner.session_path(key);
+        let started = Instant::now();
+        let deadline = started + options.wait_timeout;
+        let mut backoff = FIRST_BACKOFF;
+        let mut open: Option<File> = None;
+        loop {
+            let attempt_path = path.clone();
+            let file = open.take();
+            // If this future is dropped while the attempt runs, the attempt's
+            // result (possibly a locked file) is dropped too, which unlocks it.
+            let outcome = self
+                .blocking(move |_| Ok(attempt(&attempt_path, file)?))
+                .await?;
+            match outcome {
+                Attempt::Acquired(file) => {
+                    return Ok(LockGuard::new(FsHeldLock {
+                        file: Some(file),
+                        path,
+                        session,
+                    }));
+                }
+                Attempt::Busy(file) => open = Some(file),
+                Attempt::Stale => {}
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::LockTimeout {
+                    waited: now - started,
+                });
+            }
+            if open.is_some() {
+                tokio::time::sleep(jittered(backoff).min(deadline - now)).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            // Stale: retry at once with a fresh file.
+        }
+    }
+}
+
+/// A held file lock. Closing the file (on release, on drop, or when the
+/// process dies) releases it.
+struct FsHeldLock {
+    file: Option<File>,
+    path: PathBuf,
+    session: PathBuf,
+}
+
+#[async_trait]
+impl HeldLock for FsHeldLock {
+    async fn release(mut self: Box<Self>) -> Result<(), Error> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        let (path, session) = (self.path.clone(), self.session.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), FsError> {
+            // The session is gone (deleted under the lock, or never created):
+            // remove the lock file while we still hold it, so lock files do
+            // not pile up. Waiters that opened it notice and reopen.
+            let session_gone = matches!(
+                fs::symlink_metadata(&session),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound
+            );
+            if session_gone && files::is_current(&file, &path)? {
+                files::remove_if_exists(&path)?;
+            }
+            file.unlock().map_err(|e| FsError::io("unlock", &path, e))
+        })
+        .await
+        .map_err(FsError::from)??;
+        Ok(())
+    }
+}
