@@ -82,6 +82,9 @@ impl ErrorResponder for DefaultErrorResponder {
 #[derive(Clone)]
 pub struct SessionConfig {
     pub(crate) cookie_name: Cow<'static, str>,
+    /// Whether `with_cookie_name` was called; if not, the layer uses its
+    /// session kind's [`SessionKind::COOKIE_NAME`](crate::SessionKind::COOKIE_NAME).
+    explicit_cookie_name: bool,
     pub(crate) secure: bool,
     pub(crate) http_only: bool,
     pub(crate) same_site: SameSite,
@@ -99,6 +102,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             cookie_name: Cow::Borrowed("id"),
+            explicit_cookie_name: false,
             secure: true,
             http_only: true,
             same_site: SameSite::Lax,
@@ -135,7 +139,9 @@ impl fmt::Debug for SessionConfig {
 const HOST_PREFIX: &str = "__Host-";
 
 impl SessionConfig {
-    /// Sets the cookie name.
+    /// Sets the cookie name. Without it, a layer for `Session<K>` names its
+    /// cookie [`K::COOKIE_NAME`](crate::SessionKind::COOKIE_NAME) (`id` for
+    /// the default session), so sessions of different kinds never share one.
     ///
     /// # Panics
     ///
@@ -148,8 +154,22 @@ impl SessionConfig {
         assert!(is_token(&name), "invalid session cookie name {name:?}: must be an HTTP token");
         let prefixed = self.cookie_name.starts_with(HOST_PREFIX);
         self.cookie_name = name;
+        self.explicit_cookie_name = true;
         if prefixed {
             self = self.with_host_prefix();
+        }
+        self
+    }
+
+    /// The configuration a layer for a session kind named `kind_cookie_name`
+    /// runs with: the kind's cookie name unless one was set explicitly.
+    pub(crate) fn resolved_for(mut self, kind_cookie_name: &'static str) -> Self {
+        if !self.explicit_cookie_name {
+            let prefixed = self.cookie_name.starts_with(HOST_PREFIX);
+            self = self.with_cookie_name(kind_cookie_name);
+            if prefixed {
+                self = self.with_host_prefix();
+            }
         }
         self
     }

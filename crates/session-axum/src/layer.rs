@@ -67,7 +67,8 @@ impl<K: SessionKind> SessionLayer<K> {
     /// A layer for `Session<K>` on a shared store.
     #[must_use]
     pub fn with_store(store: Arc<dyn SessionLock>) -> Self {
-        let shared = LayerShared { store, format: None, config: SessionConfig::default() };
+        let config = SessionConfig::default().resolved_for(K::COOKIE_NAME);
+        let shared = LayerShared { store, format: None, config };
         Self { shared: Arc::new(shared), _kind: PhantomData }
     }
 
@@ -77,7 +78,7 @@ impl<K: SessionKind> SessionLayer<K> {
         let shared = LayerShared {
             store: Arc::new(NoServerStore),
             format: Some(format),
-            config: SessionConfig::default(),
+            config: SessionConfig::default().resolved_for(K::COOKIE_NAME),
         };
         Self { shared: Arc::new(shared), _kind: PhantomData }
     }
@@ -88,15 +89,41 @@ impl<K: SessionKind> SessionLayer<K> {
         let shared = LayerShared {
             store: Arc::clone(&self.shared.store),
             format: self.shared.format.clone(),
-            config,
+            config: config.resolved_for(K::COOKIE_NAME),
         };
         Self { shared: Arc::new(shared), _kind: PhantomData }
     }
 
-    /// The same layer for another session kind, `Session<Other>`.
+    /// The same store for another session kind, `Session<Other>`, with the
+    /// default configuration for that kind (call
+    /// [`with_config`](SessionLayer::with_config) afterwards).
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use session_axum::{Session, SessionKind, SessionLayer, memory::MemoryStore};
+    ///
+    /// struct Admin;
+    /// impl SessionKind for Admin {
+    ///     const NAME: &'static str = "admin";
+    /// }
+    ///
+    /// async fn handler(visitor: Session, admin: Session<Admin>) -> &'static str {
+    ///     "two independent sessions, two cookies: `id` and `admin`"
+    /// }
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/", get(handler))
+    ///     .layer(SessionLayer::new(MemoryStore::new()))
+    ///     .layer(SessionLayer::new(MemoryStore::new()).for_kind::<Admin>());
+    /// ```
     #[must_use]
     pub fn for_kind<Other: SessionKind>(self) -> SessionLayer<Other> {
-        SessionLayer { shared: self.shared, _kind: PhantomData }
+        let shared = LayerShared {
+            store: Arc::clone(&self.shared.store),
+            format: self.shared.format.clone(),
+            config: SessionConfig::default().resolved_for(Other::COOKIE_NAME),
+        };
+        SessionLayer { shared: Arc::new(shared), _kind: PhantomData }
     }
 
     /// The configuration.

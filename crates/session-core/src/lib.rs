@@ -11,6 +11,7 @@
 //! - [`ExpiryPolicy`] and [`SessionExpiry`]: idle and absolute timeouts.
 //! - [`SessionStore`] and [`SessionLock`]: the traits every server-side store
 //!   implements, with their contracts; [`Error`].
+//! - [`Mirrored`]: a primary store whose writes also go to replicas.
 //! - [`CookieFormat`]: client-side sessions sealed into the cookie.
 //! - [`Clock`], [`SystemClock`], [`ManualClock`]: time, testable.
 //! - `testing` (feature `testing`): the conformance suite for stores.
@@ -26,6 +27,7 @@ mod error;
 mod expiry;
 mod id;
 mod lock;
+mod mirrored;
 mod record;
 mod store;
 
@@ -46,5 +48,6 @@ pub use id::{
     StorageKey,
 };
 pub use lock::{HeldLock, LockGuard, LockOptions, SessionLock};
+pub use mirrored::{Mirrored, ReplicaFailure};
 pub use record::Record;
 pub use store::SessionStore;
