@@ -52,8 +52,8 @@ COMMANDS:
 SERVICES:
     redis-server  redis://127.0.0.1:6392/                      port: $XTASK_REDIS_PORT
     PostgreSQL    postgres://postgres@127.0.0.1:54330/sessions port: $XTASK_PG_PORT
-    Data and logs live in <workspace>/target/services/{redis,postgres}; stop the
-    services before `cargo clean`. Missing Debian packages (redis-server,
+    Data and logs live in <workspace>/target/services/{redis,postgres}
+    ($XTASK_SERVICES_DIR overrides that); stop the services before `cargo clean`. Missing Debian packages (redis-server,
     postgresql) are installed with apt-get, which needs root. As root,
     PostgreSQL runs as the `postgres` OS user (created if missing), which is
     given search permission (o+x) on the directories leading to its data.
@@ -143,11 +143,12 @@ fn services_status() -> cmd::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::{PG_PORT_VAR, REDIS_PORT_VAR};
+    use crate::services::{DIR_VAR, PG_PORT_VAR, REDIS_PORT_VAR};
 
     #[test]
     fn help_names_every_command_and_variable() {
-        for word in ["test", "ci", "services start", "stop", "status", REDIS_PORT_VAR, PG_PORT_VAR]
+        for word in
+            ["test", "ci", "services start", "stop", "status", REDIS_PORT_VAR, PG_PORT_VAR, DIR_VAR]
         {
             assert!(HELP.contains(word), "{word}");
         }

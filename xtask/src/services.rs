@@ -32,6 +32,8 @@ const DEFAULT_PG_PORT: u16 = 54330;
 pub(crate) const REDIS_PORT_VAR: &str = "XTASK_REDIS_PORT";
 /// Environment variable overriding the PostgreSQL port.
 pub(crate) const PG_PORT_VAR: &str = "XTASK_PG_PORT";
+/// Environment variable overriding where the services keep their data.
+pub(crate) const DIR_VAR: &str = "XTASK_SERVICES_DIR";
 /// OS user that owns and runs the PostgreSQL cluster when we are root.
 const PG_OS_USER: &str = "postgres";
 /// Database created for the tests.
@@ -70,17 +72,24 @@ impl Service {
 /// Where and on which ports the services run.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
-    /// `<workspace>/target/services`, absolute.
+    /// `<workspace>/target/services` or [`DIR_VAR`], absolute.
     dir: PathBuf,
     redis_port: u16,
     pg_port: u16,
 }
 
 impl Config {
-    /// The defaults, with ports overridden by [`REDIS_PORT_VAR`] / [`PG_PORT_VAR`].
+    /// The defaults, overridden by [`REDIS_PORT_VAR`], [`PG_PORT_VAR`] and [`DIR_VAR`].
     pub(crate) fn from_env() -> Result<Self> {
+        let dir = match std::env::var_os(DIR_VAR).filter(|d| !d.is_empty()) {
+            // Absolute, since the servers run in other directories.
+            Some(dir) => {
+                std::path::absolute(dir).map_err(|e| Error::msg(format!("{DIR_VAR}: {e}")))?
+            }
+            None => cmd::root().join("target").join("services"),
+        };
         Ok(Self {
-            dir: cmd::root().join("target").join("services"),
+            dir,
             redis_port: port_from_env(REDIS_PORT_VAR, DEFAULT_REDIS_PORT)?,
             pg_port: port_from_env(PG_PORT_VAR, DEFAULT_PG_PORT)?,
         })
@@ -451,6 +460,7 @@ impl Services {
         if !data.join("PG_VERSION").is_file() {
             say!("initdb {}", data.display());
             let mut initdb = quiet(self.as_pg(&bin, "initdb"));
+            initdb.stdout(Stdio::null());
             initdb.arg("-D").arg(&data).args([
                 "-U",
                 "postgres",
@@ -476,6 +486,7 @@ impl Services {
                 self.cfg.pg_port
             );
             let mut start = quiet(self.as_pg(&bin, "pg_ctl"));
+            start.stdout(Stdio::null());
             start.arg("-D").arg(&data).arg("-l").arg(&log).args([
                 "-w",
                 "-t",
@@ -597,6 +608,7 @@ impl Services {
         };
         say!("stopping postgres ({})", data.display());
         let mut stop = quiet(self.as_pg(&bin, "pg_ctl"));
+        stop.stdout(Stdio::null());
         stop.arg("-D").arg(&data).args([
             "-m",
             "fast",
