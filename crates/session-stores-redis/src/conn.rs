@@ -1,0 +1,121 @@
+//! One shared multiplexed connection, taken from the pool.
+//!
+//! A deadpool-redis pool checks every connection it hands out with a `PING`
+//! (its recycle step): one extra round trip per checkout. A redis-rs
+//! multiplexed connection is made to be shared by concurrent callers, so the
+//! store checks one out, keeps it, and clones it for each operation. The pool
+//! is used whenever a connection is needed: at first use, after a
+//! connection-level failure, and after the connection sat idle for
+//! [`IDLE_RECHECK`] (so a connection silently dropped by a firewall or by
+//! Redis' `timeout` setting is re-checked with the pool's `PING` first).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use deadpool_redis::redis::aio::MultiplexedConnection;
+use deadpool_redis::redis::{ErrorKind, RedisError};
+use deadpool_redis::{Connection, Pool};
+
+use crate::error::RedisStoreError;
+
+/// How long the shared connection may sit unused before the pool checks it
+/// again.
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
+
+/// The pool and the connection currently shared by the store's clones.
+pub(crate) struct Connections {
+    pool: Pool,
+    current: Mutex<Option<Current>>,
+    generations: AtomicU64,
+}
+
+struct Current {
+    generation: u64,
+    connection: Connection,
+    last_used: Instant,
+}
+
+/// A connection lent to one operation.
+pub(crate) struct Lent {
+    pub(crate) connection: MultiplexedConnection,
+    generation: u64,
+}
+
+impl Connections {
+    pub(crate) fn new(pool: Pool) -> Self {
+        Self { pool, current: Mutex::new(None), generations: AtomicU64::new(0) }
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn current(&self) -> MutexGuard<'_, Option<Current>> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The shared connection, or a new one from the pool within `timeout`.
+    pub(crate) async fn get(&self, timeout: Duration) -> Result<Lent, RedisStoreError> {
+        let stale = {
+            let mut current = self.current();
+            match current.as_mut() {
+                Some(shared) if shared.last_used.elapsed() < IDLE_RECHECK => {
+                    shared.last_used = Instant::now();
+                    return Ok(Lent {
+                        connection: (*shared.connection).clone(),
+                        generation: shared.generation,
+                    });
+                }
+                _ => current.take(),
+            }
+        };
+        // Back to the pool, which pings it before handing it out again.
+        drop(stale);
+
+        let connection = match tokio::time::timeout(timeout, self.pool.get()).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error)) => return Err(error.into()),
+            Err(_elapsed) => return Err(RedisStoreError::PoolTimeout(timeout)),
+        };
+        let mut current = self.current();
+        if let Some(shared) = current.as_ref() {
+            // Another caller got there first: share theirs, return ours.
+            return Ok(Lent {
+                connection: (*shared.connection).clone(),
+                generation: shared.generation,
+            });
+        }
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+        let lent = Lent { connection: (*connection).clone(), generation };
+        *current = Some(Current { generation, connection, last_used: Instant::now() });
+        Ok(lent)
+    }
+
+    /// Called with every failed command: a connection-level failure retires
+    /// the connection it happened on, so the next operation gets a new one
+    /// (this is how the store recovers once Redis is back).
+    pub(crate) fn failed(&self, lent: &Lent, error: &RedisError) {
+        if !is_connection_failure(error) {
+            return;
+        }
+        let retired = {
+            let mut current = self.current();
+            match current.as_ref() {
+                Some(shared) if shared.generation == lent.generation => current.take(),
+                _ => None,
+            }
+        };
+        if let Some(retired) = retired {
+            tracing::debug!(%error, "dropping the Redis connection after a connection failure");
+            // Detach it from the pool instead of returning a broken connection.
+            drop(Connection::take(retired.connection));
+        }
+    }
+}
+
+/// Whether the connection itself is unusable after `error`, as opposed to an
+/// error reply from a healthy server (a script error, `WRONGTYPE`).
+fn is_connection_failure(error: &RedisError) -> bool {
+    error.is_io_error() || error.is_unrecoverable_error() || error.kind() == ErrorKind::Parse
+}

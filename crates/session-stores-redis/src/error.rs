@@ -1,0 +1,48 @@
+//! The store's own errors, mapped into [`session_core::Error`].
+
+use std::time::Duration;
+
+use deadpool_redis::redis::RedisError;
+
+/// What can go wrong talking to Redis. Every variant means "the backend is
+/// unavailable or misbehaving" and becomes [`session_core::Error::Backend`]
+/// with `store: "redis"`, so the layer answers 503.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RedisStoreError {
+    /// A command or script failed (connection refused or dropped, response
+    /// timeout, server error).
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+
+    /// The pool could not hand out a connection (creating one failed, or the
+    /// pool is closed).
+    #[error("connection pool: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+
+    /// No connection came out of the pool in time (pool exhausted, or Redis
+    /// not answering).
+    #[error("no Redis connection available after {0:?} (pool exhausted or Redis unreachable)")]
+    PoolTimeout(Duration),
+
+    /// The Redis URL is not valid.
+    #[error("invalid Redis configuration: {0}")]
+    Config(#[from] deadpool_redis::ConfigError),
+
+    /// Building the pool failed.
+    #[error("building the Redis connection pool: {0}")]
+    Build(#[from] deadpool_redis::BuildError),
+
+    /// The OS random number generator failed (lock tokens).
+    #[error("the OS random number generator failed: {0}")]
+    Random(getrandom::Error),
+
+    /// A script answered with something it never returns.
+    #[error("unexpected reply from Redis: {0}")]
+    UnexpectedReply(&'static str),
+}
+
+impl From<RedisStoreError> for session_core::Error {
+    fn from(error: RedisStoreError) -> Self {
+        Self::backend("redis", error)
+    }
+}

@@ -1,0 +1,40 @@
+//! A Redis session store for `session-axum`: [`RedisStore`].
+//!
+//! Sessions live in Redis, shared by every process of the app, and expire
+//! there by themselves (each record's TTL follows its deadline). The store
+//! implements [`SessionStore`](session_core::SessionStore) and a distributed
+//! [`SessionLock`](session_core::SessionLock), so `session.lock()` serializes
+//! read-modify-write across processes.
+//!
+//! On the hot path a request costs at most two round trips with the lock
+//! (`lock_and_load`, then `save_and_release`, each one script call) and one
+//! per operation without it (`load` is a single `HGETALL`; `save` a single
+//! script call).
+//!
+//! Connections come from a [`deadpool_redis::Pool`] (re-exported here with
+//! its `redis` crate). A Redis that is down, slow to accept connections or an
+//! exhausted pool gives [`session_core::Error::Backend`] after
+//! [`RedisStore::with_connect_timeout`], never a hang or a panic, and the same
+//! store recovers once Redis is back.
+//!
+//! ```rust,no_run
+//! use session_stores_redis::RedisStore;
+//!
+//! # fn main() -> Result<(), session_core::Error> {
+//! let store = RedisStore::from_url("redis://127.0.0.1:6379/")?.with_prefix("myapp:");
+//! # let _ = store;
+//! # Ok(()) }
+//! ```
+//!
+//! Not for direct use; see the `session-axum` crate.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod conn;
+mod error;
+mod fields;
+mod lock;
+mod scripts;
+mod store;
+
+pub use deadpool_redis;
+pub use store::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, RedisStore};

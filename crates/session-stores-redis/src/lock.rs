@@ -1,0 +1,452 @@
+//! The distributed per-session lock: [`SessionLock`] for [`RedisStore`].
+//!
+//! - Taking it: `SET <prefix>lock:<hex> <random token> NX PX <lease>`,
+//!   retried with exponential backoff and jitter until
+//!   [`LockOptions::wait_timeout`], then [`Error::LockTimeout`].
+//!   [`SessionLock::lock_and_load`] does the `SET` and the record read in one
+//!   script call.
+//! - Holding it: a background task renews the lease (compare-and-`PEXPIRE`)
+//!   every third of the lease. If renewal finds the lock taken by someone
+//!   else, or cannot reach Redis before the lease runs out, the guard reports
+//!   [`LockGuard::is_held`] `false` and [`SessionLock::save_and_release`]
+//!   refuses to save.
+//! - Releasing it: compare-and-delete, so a holder whose lease lapsed never
+//!   deletes the next holder's lock. [`SessionLock::save_and_release`] saves
+//!   and releases in one script call. Dropping the guard releases it in a
+//!   task spawned on the current Tokio runtime (best effort); if the process
+//!   dies, the lease ends the lock.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use deadpool_redis::redis::{self, Value};
+use session_core::{
+    Error, HeldLock, LockGuard, LockOptions, Record, SessionLock, SessionStore, StorageKey,
+    Timestamp, async_trait,
+};
+use tokio::task::AbortHandle;
+
+use crate::RedisStore;
+use crate::error::RedisStoreError;
+use crate::fields::Corrupt;
+use crate::scripts;
+use crate::store::log_corrupt;
+
+/// The first wait between attempts to take a busy lock.
+const FIRST_BACKOFF: Duration = Duration::from_millis(2);
+/// The longest wait between attempts.
+const MAX_BACKOFF: Duration = Duration::from_millis(64);
+
+/// What the guard, its renewal task and `save_and_release` share.
+struct LockState {
+    store: RedisStore,
+    lock_key: String,
+    token: String,
+    lease: Duration,
+    /// When the request that took the lock was sent: the lease runs from
+    /// there at the latest.
+    acquired: Instant,
+    /// Milliseconds after `acquired` until which the lease surely runs.
+    lease_ends_ms: AtomicU64,
+    /// Renewal found the lock gone or taken, or could not renew in time.
+    lost: AtomicBool,
+    /// Released (or handed to the save-and-release script).
+    released: AtomicBool,
+    renewer: Mutex<Option<AbortHandle>>,
+}
+
+impl LockState {
+    fn is_held(&self) -> bool {
+        !self.lost.load(Ordering::Acquire)
+            && !self.released.load(Ordering::Acquire)
+            && self.within_lease()
+    }
+
+    fn within_lease(&self) -> bool {
+        millis(self.acquired.elapsed()) < self.lease_ends_ms.load(Ordering::Acquire)
+    }
+
+    fn renewed(&self, sent: Instant) {
+        let ends = millis(sent.duration_since(self.acquired).saturating_add(self.lease));
+        self.lease_ends_ms.fetch_max(ends, Ordering::AcqRel);
+    }
+
+    fn lease_millis(&self) -> u64 {
+        lease_millis(self.lease)
+    }
+
+    /// Stops renewal and marks the lock released; `false` if it already was.
+    fn finish(&self) -> bool {
+        if let Some(renewer) = self.renewer.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            renewer.abort();
+        }
+        !self.released.swap(true, Ordering::AcqRel)
+    }
+
+    /// Compare-and-delete; `true` if the lock was still ours.
+    async fn release_remote(&self) -> Result<bool, RedisStoreError> {
+        let mut invocation = scripts::RELEASE.prepare_invoke();
+        invocation.key(&self.lock_key).arg(&self.token);
+        Ok(self.store.invoke::<i64>(&invocation).await? == 1)
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn lease_millis(lease: Duration) -> u64 {
+    // Redis takes PX up to i64::MAX and refuses 0.
+    millis(lease).clamp(1, i64::MAX as u64 / 2)
+}
+
+thread_local! {
+    /// See [`identify`].
+    static PROBE: RefCell<Option<Option<Arc<LockState>>>> = const { RefCell::new(None) };
+}
+
+/// Finds the [`LockState`] behind a [`LockGuard`] if one of our locks is in
+/// it.
+///
+/// `LockGuard` wraps a `Box<dyn HeldLock>` and offers no downcast, yet
+/// `save_and_release` needs the token and lock key to release in the same
+/// script as the save. So we arm a thread-local probe and call the guard's
+/// (synchronous) `is_held`: our implementation leaves its state in the probe;
+/// any other store's lock leaves it empty.
+fn identify(guard: &LockGuard) -> Option<Arc<LockState>> {
+    let armed = PROBE.try_with(|probe| *probe.borrow_mut() = Some(None)).is_ok();
+    if !armed {
+        return None;
+    }
+    let _ = guard.is_held();
+    PROBE.try_with(|probe| probe.borrow_mut().take().flatten()).ok().flatten()
+}
+
+/// A held Redis lock. Users see it as a [`LockGuard`].
+struct RedisLock {
+    state: Arc<LockState>,
+}
+
+#[async_trait]
+impl HeldLock for RedisLock {
+    async fn release(self: Box<Self>) -> Result<(), Error> {
+        let state = Arc::clone(&self.state);
+        let first = state.finish();
+        // `self` is dropped here; `finish` already made its Drop a no-op.
+        drop(self);
+        if !first || state.lost.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if !state.release_remote().await? {
+            tracing::debug!("session lock had already expired when it was released");
+        }
+        Ok(())
+    }
+
+    fn is_held(&self) -> bool {
+        let _ = PROBE.try_with(|probe| {
+            if let Ok(mut slot) = probe.try_borrow_mut() {
+                if let Some(found) = slot.as_mut() {
+                    *found = Some(Arc::clone(&self.state));
+                }
+            }
+        });
+        self.state.is_held()
+    }
+}
+
+impl Drop for RedisLock {
+    fn drop(&mut self) {
+        if !self.state.finish() || self.state.lost.load(Ordering::Acquire) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let state = Arc::clone(&self.state);
+                runtime.spawn(async move {
+                    if let Err(error) = state.release_remote().await {
+                        tracing::warn!(%error, "releasing a dropped session lock failed; its lease will end it");
+                    }
+                });
+            }
+            Err(_) => {
+                tracing::debug!(
+                    "session lock dropped outside a Tokio runtime; its lease will end it"
+                );
+            }
+        }
+    }
+}
+
+/// Renews the lease every `interval` while the lock is held.
+async fn renew(state: Weak<LockState>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(state) = state.upgrade() else { return };
+        if state.released.load(Ordering::Acquire) {
+            return;
+        }
+        let sent = Instant::now();
+        let mut invocation = scripts::RENEW.prepare_invoke();
+        invocation.key(&state.lock_key).arg(&state.token).arg(state.lease_millis());
+        match state.store.invoke::<i64>(&invocation).await {
+            Ok(1) => state.renewed(sent),
+            Ok(_) => {
+                state.lost.store(true, Ordering::Release);
+                tracing::warn!(
+                    "session lock lost: its lease ran out and it is gone or held by another"
+                );
+                return;
+            }
+            Err(error) if !state.within_lease() => {
+                state.lost.store(true, Ordering::Release);
+                tracing::warn!(%error, "session lock lost: could not renew it before its lease ran out");
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "renewing the session lock failed; retrying");
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter: each wait is drawn from `[d/2, d]`, `d`
+/// doubling from [`FIRST_BACKOFF`] to [`MAX_BACKOFF`].
+struct Backoff {
+    next: Duration,
+    rng: u64,
+}
+
+impl Backoff {
+    fn new(seed: u64) -> Self {
+        Self { next: FIRST_BACKOFF, rng: seed | 1 }
+    }
+
+    fn next_wait(&mut self) -> Duration {
+        let step = self.next;
+        self.next = step.saturating_mul(2).min(MAX_BACKOFF);
+        // xorshift64: plenty for spreading out retries.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let half = step / 2;
+        let spread = u64::try_from(half.as_micros()).unwrap_or(u64::MAX);
+        half + Duration::from_micros(self.rng % spread.saturating_add(1))
+    }
+}
+
+/// A random lock token (32 hex digits) and a backoff seed.
+fn token_and_seed() -> Result<(String, u64), Error> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(RedisStoreError::Random)?;
+    let mut token = String::with_capacity(32);
+    for byte in &bytes[..16] {
+        use std::fmt::Write as _;
+        let _ = write!(token, "{byte:02x}");
+    }
+    let mut seed = [0u8; 8];
+    seed.copy_from_slice(&bytes[16..]);
+    Ok((token, u64::from_le_bytes(seed)))
+}
+
+/// What one attempt to take the lock found.
+enum Attempt {
+    Busy,
+    Taken(Option<Record>),
+}
+
+impl RedisStore {
+    /// Takes the lock on `key`, and with `load_at` also loads the record in
+    /// the same round trip.
+    async fn acquire(
+        &self,
+        key: &StorageKey,
+        options: LockOptions,
+        load_at: Option<Timestamp>,
+    ) -> Result<(LockGuard, Option<Record>), Error> {
+        let lock_key = self.lock_key(key);
+        let record_key = load_at.map(|_| self.record_key(key));
+        let (token, seed) = token_and_seed()?;
+        let lease_ms = lease_millis(options.lease);
+        let mut backoff = Backoff::new(seed);
+        let started = Instant::now();
+        loop {
+            let sent = Instant::now();
+            let attempt = match (&record_key, load_at) {
+                (Some(record_key), Some(now)) => {
+                    let mut invocation = scripts::LOCK_AND_LOAD.prepare_invoke();
+                    invocation.key(&lock_key).key(record_key).arg(&token).arg(lease_ms);
+                    let reply: Value = self.invoke(&invocation).await?;
+                    self.lock_and_load_reply(key, reply, now)?
+                }
+                _ => {
+                    let command = redis::cmd("SET")
+                        .arg(&lock_key)
+                        .arg(&token)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(lease_ms)
+                        .to_owned();
+                    match self.query::<Value>(&command).await? {
+                        Value::Nil => Attempt::Busy,
+                        _ => Attempt::Taken(None),
+                    }
+                }
+            };
+            if let Attempt::Taken(record) = attempt {
+                let guard = self.guard(lock_key, token, options.lease, sent);
+                return Ok((guard, record));
+            }
+            let waited = started.elapsed();
+            if waited >= options.wait_timeout {
+                return Err(Error::LockTimeout { waited });
+            }
+            let pause = backoff.next_wait().min(options.wait_timeout - waited);
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    fn lock_and_load_reply(
+        &self,
+        key: &StorageKey,
+        reply: Value,
+        now: Timestamp,
+    ) -> Result<Attempt, Error> {
+        Ok(match reply {
+            Value::Int(0) => Attempt::Busy,
+            Value::Int(1) => Attempt::Taken(None),
+            Value::Int(2) => {
+                log_corrupt(key, Corrupt("the key does not hold a hash"));
+                Attempt::Taken(None)
+            }
+            reply @ (Value::Array(_) | Value::Map(_)) => {
+                Attempt::Taken(self.record_from_reply(key, reply, now))
+            }
+            _ => return Err(RedisStoreError::UnexpectedReply("lock_and_load").into()),
+        })
+    }
+
+    /// Wraps a freshly taken lock in a guard and starts renewing its lease.
+    fn guard(&self, lock_key: String, token: String, lease: Duration, sent: Instant) -> LockGuard {
+        let state = Arc::new(LockState {
+            store: self.clone(),
+            lock_key,
+            token,
+            lease,
+            acquired: sent,
+            lease_ends_ms: AtomicU64::new(millis(lease)),
+            lost: AtomicBool::new(false),
+            released: AtomicBool::new(false),
+            renewer: Mutex::new(None),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let interval = (lease / 3).max(Duration::from_millis(1));
+            let task = runtime.spawn(renew(Arc::downgrade(&state), interval));
+            *state.renewer.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(task.abort_handle());
+        }
+        LockGuard::new(RedisLock { state })
+    }
+}
+
+async fn release_quietly(guard: LockGuard) {
+    if let Err(error) = guard.release().await {
+        tracing::warn!(%error, "releasing a session lock failed; its lease will end it");
+    }
+}
+
+/// A per-session lock shared by every process using the same Redis and prefix.
+///
+/// `lock_and_load` and `save_and_release` take one round trip each when the
+/// lock is free. See the [module docs](self) for how the lock works.
+#[async_trait]
+impl SessionLock for RedisStore {
+    async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
+        let (guard, _) = self.acquire(key, options, None).await?;
+        Ok(guard)
+    }
+
+    async fn lock_and_load(
+        &self,
+        key: &StorageKey,
+        options: LockOptions,
+        now: Timestamp,
+    ) -> Result<(LockGuard, Option<Record>), Error> {
+        self.acquire(key, options, Some(now)).await
+    }
+
+    async fn save_and_release(&self, record: &Record, guard: LockGuard) -> Result<(), Error> {
+        let ours = identify(&guard)
+            .filter(|state| Arc::ptr_eq(&state.store.connections, &self.connections));
+        let Some(state) = ours else {
+            // Not a lock of this store: save, then release through the guard.
+            if !guard.is_held() {
+                release_quietly(guard).await;
+                return Err(Error::LockTimeout { waited: Duration::ZERO });
+            }
+            let saved = self.save(record).await;
+            release_quietly(guard).await;
+            return saved;
+        };
+        if !state.is_held() {
+            release_quietly(guard).await;
+            return Err(Error::LockTimeout { waited: Duration::ZERO });
+        }
+        // From here the script releases the lock; the guard must not.
+        state.finish();
+        drop(guard);
+        match self.save_script(record, Some((&state.lock_key, &state.token))).await {
+            Ok(1) => Ok(()),
+            Ok(0) => Err(Error::NotFound),
+            Ok(-1) => {
+                tracing::warn!("session lock lost before the save; nothing was written");
+                Err(Error::LockTimeout { waited: Duration::ZERO })
+            }
+            Ok(_) => Err(RedisStoreError::UnexpectedReply("save_and_release").into()),
+            Err(error) => {
+                // The lock may still be ours: free it for the waiters.
+                if let Err(release_error) = state.release_remote().await {
+                    tracing::warn!(error = %release_error, "releasing a session lock failed; its lease will end it");
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_within_bounds() {
+        let mut backoff = Backoff::new(42);
+        let mut previous_cap = Duration::ZERO;
+        for _ in 0..20 {
+            let cap = backoff.next;
+            let wait = backoff.next_wait();
+            assert!(wait >= cap / 2 && wait <= cap, "{wait:?} not in [{:?}, {cap:?}]", cap / 2);
+            assert!(cap >= previous_cap && cap <= MAX_BACKOFF);
+            previous_cap = cap;
+        }
+        assert_eq!(backoff.next, MAX_BACKOFF);
+    }
+
+    #[test]
+    fn tokens_are_random_hex() {
+        let (a, _) = token_and_seed().unwrap();
+        let (b, _) = token_and_seed().unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn lease_is_clamped_for_redis() {
+        assert_eq!(lease_millis(Duration::ZERO), 1);
+        assert_eq!(lease_millis(Duration::from_secs(30)), 30_000);
+        assert!(lease_millis(Duration::MAX) <= i64::MAX as u64);
+    }
+}
