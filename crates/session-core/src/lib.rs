@@ -26,6 +26,7 @@ mod data;
 mod error;
 mod expiry;
 mod id;
+mod keyring;
 mod lock;
 mod mirrored;
 mod record;
@@ -47,6 +48,7 @@ pub use id::{
     IdGenerator, InvalidSessionId, InvalidStorageKey, RandomIds, SESSION_ID_LEN, SessionId,
     StorageKey,
 };
+pub use keyring::{InvalidKey, Key, KeyMatch, Keyring};
 pub use lock::{HeldLock, LockGuard, LockOptions, SessionLock};
 pub use mirrored::{Mirrored, ReplicaFailure};
 pub use record::Record;
