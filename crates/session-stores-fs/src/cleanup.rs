@@ -55,9 +55,8 @@ impl FsStore {
         while let Some(batch) = entries.take() {
             let visit = Arc::clone(&visit);
             let dir = dir.clone();
-            let (rest, count, error) = self
-                .blocking(move |inner| Ok(visit_batch(inner, &dir, batch, &*visit)))
-                .await?;
+            let (rest, count, error) =
+                self.blocking(move |inner| Ok(visit_batch(inner, &dir, batch, &*visit))).await?;
             total += count;
             if first_error.is_none() {
                 first_error = error;
@@ -124,10 +123,7 @@ impl FsStore {
                 }
             }
         });
-        CleanupHandle {
-            stop: Some(stop),
-            task: Some(task),
-        }
+        CleanupHandle { stop: Some(stop), task: Some(task) }
     }
 }
 

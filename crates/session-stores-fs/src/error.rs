@@ -38,11 +38,7 @@ pub(crate) enum FsError {
 
 impl FsError {
     pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
-        Self::Io {
-            op,
-            path: path.to_owned(),
-            source,
-        }
+        Self::Io { op, path: path.to_owned(), source }
     }
 }
 

@@ -35,20 +35,10 @@ pub(crate) enum Opened {
 
 /// Opens an existing regular file read-only without following a symlink.
 pub(crate) fn open_existing(path: &Path) -> Result<Opened, FsError> {
-    match OpenOptions::new()
-        .read(true)
-        .custom_flags(OPEN_FLAGS)
-        .open(path)
-    {
+    match OpenOptions::new().read(true).custom_flags(OPEN_FLAGS).open(path) {
         Ok(file) => {
-            let meta = file
-                .metadata()
-                .map_err(|e| FsError::io("stat", path, e))?;
-            Ok(if meta.is_file() {
-                Opened::File(file)
-            } else {
-                Opened::NotRegular
-            })
+            let meta = file.metadata().map_err(|e| FsError::io("stat", path, e))?;
+            Ok(if meta.is_file() { Opened::File(file) } else { Opened::NotRegular })
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Opened::Missing),
         Err(e) if is_symlink_refusal(&e, path) => Ok(Opened::NotRegular),
@@ -65,8 +55,7 @@ fn is_symlink_refusal(error: &io::Error, path: &Path) -> bool {
 /// Reads the whole file from its current position.
 pub(crate) fn read_all(mut file: &File, path: &Path) -> Result<Vec<u8>, FsError> {
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| FsError::io("read", path, e))?;
+    file.read_to_end(&mut bytes).map_err(|e| FsError::io("read", path, e))?;
     Ok(bytes)
 }
 
@@ -110,9 +99,7 @@ pub(crate) fn lock_current(path: &Path) -> Result<Current, FsError> {
             return Ok(Current::Locked(file));
         }
     }
-    Err(FsError::Unstable {
-        path: path.to_owned(),
-    })
+    Err(FsError::Unstable { path: path.to_owned() })
 }
 
 /// A fully written, fsynced temporary file next to its destination. Removed
@@ -141,13 +128,7 @@ impl TempFile {
                 .open(&path)
             {
                 Ok(file) => {
-                    break (
-                        file,
-                        Self {
-                            path,
-                            renamed: false,
-                        },
-                    );
+                    break (file, Self { path, renamed: false });
                 }
                 // A leftover of a crashed process that had our pid.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < RETRIES => {
@@ -161,11 +142,8 @@ impl TempFile {
         // The umask can only have removed bits; make the mode exact anyway.
         file.set_permissions(Permissions::from_mode(FILE_MODE))
             .map_err(|e| FsError::io("chmod", &temp.path, e))?;
-        writer
-            .write_all(bytes)
-            .map_err(|e| FsError::io("write", &temp.path, e))?;
-        file.sync_all()
-            .map_err(|e| FsError::io("fsync", &temp.path, e))?;
+        writer.write_all(bytes).map_err(|e| FsError::io("write", &temp.path, e))?;
+        file.sync_all().map_err(|e| FsError::io("fsync", &temp.path, e))?;
         Ok(temp)
     }
 
@@ -213,9 +191,7 @@ pub(crate) fn is_temp_name(name: &str) -> bool {
 
 /// Makes a directory entry change (create, rename, unlink) in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), FsError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| FsError::io("fsync", dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| FsError::io("fsync", dir, e))
 }
 
 /// Removes `path`; a missing file is fine.
@@ -250,27 +226,17 @@ pub(crate) fn add_marker(parent: &Path, dir: &Path, marker: &Path) -> Result<(),
             Err(e) => return Err(FsError::io("create", marker, e)),
         }
     }
-    Err(FsError::Unstable {
-        path: dir.to_owned(),
-    })
+    Err(FsError::Unstable { path: dir.to_owned() })
 }
 
 /// Creates `path` with mode 0700 if it is missing; otherwise checks that it
 /// is a directory that group and others cannot access.
 pub(crate) fn ensure_private_dir(path: &Path, follow: bool) -> Result<(), FsError> {
-    let meta = if follow {
-        fs::metadata(path)
-    } else {
-        fs::symlink_metadata(path)
-    };
+    let meta = if follow { fs::metadata(path) } else { fs::symlink_metadata(path) };
     match meta {
         Ok(meta) => check_private(path, &meta),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            match DirBuilder::new()
-                .recursive(follow)
-                .mode(DIR_MODE)
-                .create(path)
-            {
+            match DirBuilder::new().recursive(follow).mode(DIR_MODE).create(path) {
                 Ok(()) => fs::set_permissions(path, Permissions::from_mode(DIR_MODE))
                     .map_err(|e| FsError::io("chmod", path, e)),
                 // Another process created it in between: check theirs.
@@ -288,16 +254,11 @@ pub(crate) fn ensure_private_dir(path: &Path, follow: bool) -> Result<(), FsErro
 
 fn check_private(path: &Path, meta: &Metadata) -> Result<(), FsError> {
     if !meta.is_dir() {
-        return Err(FsError::NotADirectory {
-            path: path.to_owned(),
-        });
+        return Err(FsError::NotADirectory { path: path.to_owned() });
     }
     let mode = meta.mode() & 0o7777;
     if mode & 0o077 != 0 {
-        return Err(FsError::NotPrivate {
-            path: path.to_owned(),
-            mode,
-        });
+        return Err(FsError::NotPrivate { path: path.to_owned(), mode });
     }
     Ok(())
 }

@@ -81,9 +81,12 @@
 //! Lock files are removed only by someone holding their lock, and a locker
 //! checks after locking that its file is still the one the path names
 //! (otherwise it reopens), so removing a lock file never lets two holders in.
-//! They are removed when a guard is released and the session no longer
-//! exists, by `delete` when nobody holds the lock, and by the cleanup for
-//! sessions that are gone. A live session keeps its (empty) lock file.
+//! They are removed when a guard is released (with
+//! [`LockGuard::release`](session_core::LockGuard::release)) and the session
+//! no longer exists, by `delete` when nobody holds the lock, and by the
+//! cleanup for sessions that are gone (this also covers guards that were
+//! dropped rather than released, and crashed processes). A live session keeps
+//! its (empty) lock file.
 //!
 //! # Costs
 //!

@@ -45,11 +45,7 @@ fn attempt(path: &PathBuf, file: Option<File>) -> Result<Attempt, FsError> {
         Err(TryLockError::WouldBlock) => return Ok(Attempt::Busy(file)),
         Err(TryLockError::Error(e)) => return Err(FsError::io("lock", path, e)),
     }
-    if files::is_current(&file, path)? {
-        Ok(Attempt::Acquired(file))
-    } else {
-        Ok(Attempt::Stale)
-    }
+    if files::is_current(&file, path)? { Ok(Attempt::Acquired(file)) } else { Ok(Attempt::Stale) }
 }
 
 /// A random pause in `[backoff / 2, backoff]`, so waiters spread out.
@@ -80,25 +76,17 @@ impl SessionLock for FsStore {
             let file = open.take();
             // If this future is dropped while the attempt runs, the attempt's
             // result (possibly a locked file) is dropped too, which unlocks it.
-            let outcome = self
-                .blocking(move |_| Ok(attempt(&attempt_path, file)?))
-                .await?;
+            let outcome = self.blocking(move |_| Ok(attempt(&attempt_path, file)?)).await?;
             match outcome {
                 Attempt::Acquired(file) => {
-                    return Ok(LockGuard::new(FsHeldLock {
-                        file: Some(file),
-                        path,
-                        session,
-                    }));
+                    return Ok(LockGuard::new(FsHeldLock { file: Some(file), path, session }));
                 }
                 Attempt::Busy(file) => open = Some(file),
                 Attempt::Stale => {}
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::LockTimeout {
-                    waited: now - started,
-                });
+                return Err(Error::LockTimeout { waited: now - started });
             }
             if open.is_some() {
                 tokio::time::sleep(jittered(backoff).min(deadline - now)).await;

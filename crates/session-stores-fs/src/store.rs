@@ -80,9 +80,7 @@ impl FsStore {
         for sub in [&inner.sessions, &inner.locks, &inner.users] {
             files::ensure_private_dir(sub, false)?;
         }
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// How many directory entries [`delete_expired`](SessionStore::delete_expired)
@@ -98,9 +96,7 @@ impl FsStore {
             users: self.inner.users.clone(),
             scan_batch: entries.max(1),
         };
-        Self {
-            inner: Arc::new(inner),
-        }
+        Self { inner: Arc::new(inner) }
     }
 
     /// The directory the store lives in.
@@ -118,17 +114,13 @@ impl FsStore {
         F: FnOnce(&Inner) -> Result<T, Error> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || work(&inner))
-            .await
-            .map_err(FsError::from)?
+        tokio::task::spawn_blocking(move || work(&inner)).await.map_err(FsError::from)?
     }
 }
 
 impl fmt::Debug for FsStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FsStore")
-            .field("dir", &self.inner.root)
-            .finish_non_exhaustive()
+        f.debug_struct("FsStore").field("dir", &self.inner.root).finish_non_exhaustive()
     }
 }
 
@@ -157,10 +149,7 @@ fn encode(record: &Record) -> Result<Vec<u8>, Error> {
 pub(crate) fn decode(bytes: &[u8], key: &StorageKey) -> Result<Record, String> {
     let record: Record = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if record.key != *key {
-        return Err(format!(
-            "the file holds the record of {:?}, not {key:?}",
-            record.key
-        ));
+        return Err(format!("the file holds the record of {:?}, not {key:?}", record.key));
     }
     Ok(record)
 }
@@ -406,8 +395,7 @@ impl SessionStore for FsStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
         let bytes = encode(record)?;
         let record = record.clone();
-        self.blocking(move |inner| inner.create(&record, &bytes))
-            .await
+        self.blocking(move |inner| inner.create(&record, &bytes)).await
     }
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, Error> {
@@ -447,13 +435,11 @@ impl SessionStore for FsStore {
 
     async fn list_for_user(&self, user: &str, now: Timestamp) -> Result<Vec<Record>, Error> {
         let user = user.to_owned();
-        self.blocking(move |inner| inner.list_for_user(&user, now))
-            .await
+        self.blocking(move |inner| inner.list_for_user(&user, now)).await
     }
 
     async fn delete_for_user(&self, user: &str) -> Result<u64, Error> {
         let user = user.to_owned();
-        self.blocking(move |inner| inner.delete_for_user(&user))
-            .await
+        self.blocking(move |inner| inner.delete_for_user(&user)).await
     }
 }

@@ -1,6 +1,7 @@
 //! BAD_INPUTS rows for the filesystem store: 19 (corrupt or truncated
 //! files), 24 (failed write), and symlinks or FIFOs in place of session files.
 //! Row 21 (payload over the size limit) is enforced by the layer, not stores.
+#![allow(clippy::expect_used)] // Test helpers outside #[test] functions.
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -25,10 +26,7 @@ fn record(now: Timestamp) -> Record {
 }
 
 fn session_file(store: &FsStore, key: &StorageKey) -> PathBuf {
-    store
-        .dir()
-        .join("sessions")
-        .join(format!("{}.json", key.to_hex()))
+    store.dir().join("sessions").join(format!("{}.json", key.to_hex()))
 }
 
 fn session_dir_names(store: &FsStore) -> Vec<String> {
@@ -152,26 +150,14 @@ async fn failed_write_keeps_old_file() {
         .arg("-c")
         .arg(r#"trap '' XFSZ; ulimit -f 16 && exec "$0" "$@""#)
         .arg(exe)
-        .args([
-            "failed_write_keeps_old_file",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(
-            CHILD_ENV,
-            format!("{}|{}", store.dir().display(), record.key.to_hex()),
-        )
+        .args(["failed_write_keeps_old_file", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, format!("{}|{}", store.dir().display(), record.key.to_hex()))
         .output()
         .expect("run the child test");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("child output:\n{stdout}");
-    assert!(
-        output.status.success(),
-        "child failed: {}\n{stdout}\n{stderr}",
-        output.status
-    );
+    assert!(output.status.success(), "child failed: {}\n{stdout}\n{stderr}", output.status);
     assert!(
         stdout.contains("child: save failed: fs store: write"),
         "the child's save failed while writing: {stdout}"
@@ -187,11 +173,7 @@ async fn failed_write_keeps_old_file() {
         vec![format!("{}.json", record.key.to_hex())],
         "the partial temporary file was removed"
     );
-    let loaded = store
-        .load(&record.key, now)
-        .await
-        .expect("load")
-        .expect("still there");
+    let loaded = store.load(&record.key, now).await.expect("load").expect("still there");
     assert_eq!(loaded.data.get::<String>("old").expect("get"), Some("data".to_owned()));
     assert_eq!(loaded.version, 1);
 
@@ -206,11 +188,7 @@ async fn failed_write_child(spec: &str) {
     let key: StorageKey = hex.parse().expect("storage key");
     let store = FsStore::new(dir).expect("open store in child");
     let now = Timestamp::now();
-    let mut record = store
-        .load(&key, now)
-        .await
-        .expect("load in child")
-        .expect("session exists");
+    let mut record = store.load(&key, now).await.expect("load in child").expect("session exists");
     record.data.insert("big", "x".repeat(200_000)).expect("insert");
     record.version += 1;
     match store.save(&record).await {
@@ -253,10 +231,7 @@ async fn symlinked_session_file_is_not_followed() {
         "create sees the name as taken"
     );
     assert_eq!(fs::read(&target).expect("read"), target_bytes, "target untouched");
-    assert!(
-        fs::symlink_metadata(&path).expect("lstat").is_symlink(),
-        "the link is still a link"
-    );
+    assert!(fs::symlink_metadata(&path).expect("lstat").is_symlink(), "the link is still a link");
 
     store.delete(&record.key).await.expect("delete");
     assert!(fs::symlink_metadata(&path).is_err(), "delete removed the link");
@@ -273,18 +248,10 @@ async fn symlinked_session_file_is_not_followed() {
     let locked = self::record(now);
     let lock_target = tmp.path().join("lock-target");
     fs::write(&lock_target, b"do not touch").expect("write");
-    symlink(
-        &lock_target,
-        store
-            .dir()
-            .join("locks")
-            .join(format!("{}.lock", locked.key.to_hex())),
-    )
-    .expect("symlink lock");
-    let options = LockOptions {
-        lease: Duration::from_secs(30),
-        wait_timeout: Duration::from_millis(100),
-    };
+    symlink(&lock_target, store.dir().join("locks").join(format!("{}.lock", locked.key.to_hex())))
+        .expect("symlink lock");
+    let options =
+        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_millis(100) };
     match store.lock(&locked.key, options).await {
         Err(Error::Backend { store: "fs", .. }) => {}
         other => panic!("a symlinked lock file must be refused, got {other:?}"),
@@ -300,10 +267,7 @@ async fn fifo_session_file_does_not_block() {
     let now = Timestamp::now();
     let mut record = record(now);
     let path = session_file(&store, &record.key);
-    let status = Command::new("mkfifo")
-        .arg(&path)
-        .status()
-        .expect("run mkfifo");
+    let status = Command::new("mkfifo").arg(&path).status().expect("run mkfifo");
     assert!(status.success(), "mkfifo");
 
     assert!(store.load(&record.key, now).await.expect("load").is_none());

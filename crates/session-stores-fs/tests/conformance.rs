@@ -1,5 +1,6 @@
 //! The shared store conformance suite, on the filesystem store. Every test
 //! gets its own temporary directory, removed when the store is dropped.
+#![allow(clippy::expect_used)] // Test helpers outside #[test] functions.
 
 use session_core::{
     Error, LockGuard, LockOptions, Record, SessionLock, SessionStore, StorageKey, Timestamp,

@@ -1,5 +1,6 @@
 //! Several stores on one directory: instances in one process stand for
 //! processes, and one test uses a real second process.
+#![allow(clippy::expect_used)] // Test helpers outside #[test] functions.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -20,17 +21,11 @@ fn record(now: Timestamp) -> Record {
 }
 
 fn short_wait() -> LockOptions {
-    LockOptions {
-        lease: Duration::from_secs(30),
-        wait_timeout: Duration::from_millis(200),
-    }
+    LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_millis(200) }
 }
 
 fn long_wait() -> LockOptions {
-    LockOptions {
-        lease: Duration::from_secs(30),
-        wait_timeout: Duration::from_secs(20),
-    }
+    LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(20) }
 }
 
 /// Row 25 across "processes": 100 increments under the lock, spread over two
@@ -159,10 +154,7 @@ async fn lock_excludes_other_process_and_dies_with_it() {
 
     child.kill().expect("kill the child");
     child.wait().expect("reap the child");
-    let guard = store
-        .lock(&key, long_wait())
-        .await
-        .expect("the dead process's lock is gone");
+    let guard = store.lock(&key, long_wait()).await.expect("the dead process's lock is gone");
     guard.release().await.expect("release");
 }
 
