@@ -1,0 +1,58 @@
+//! The PostgreSQL session store: [`PostgresStore`], on [sqlx].
+//!
+//! Sessions live in one table keyed by the SHA-256 of the session id (the raw
+//! id is never stored), created by [`PostgresStore::migrate`]. Several app
+//! processes and machines can share it:
+//!
+//! - `create` is one `INSERT ... ON CONFLICT DO NOTHING`, so an id collision
+//!   is detected atomically; `save` and `touch` are `UPDATE`s that never
+//!   bring back a deleted session.
+//! - [`lock`](session_core::SessionLock::lock) takes a PostgreSQL advisory
+//!   lock on the session, exclusive across every process using the database,
+//!   so read-modify-write under `session.lock()` loses no update.
+//! - Expired sessions never load; [`PostgresStore::spawn_cleanup`] deletes
+//!   them in bounded batches in the background.
+//! - A row whose data is not valid JSON is logged and treated as no session.
+//! - Errors (database down, pool exhausted) are
+//!   [`session_core::Error::Backend`] with `store: "postgres"`, which the
+//!   layer answers with 503; the pool reconnects when the database is back.
+//!
+//! ```rust,no_run
+//! use std::time::Duration;
+//! use session_stores_postgres::{PgPoolOptions, PostgresStore};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = PgPoolOptions::new()
+//!     .max_connections(20)
+//!     .acquire_timeout(Duration::from_secs(3))
+//!     .connect("postgres://app@localhost/app")
+//!     .await?;
+//! let store = PostgresStore::new(pool).with_table_name("sessions")?;
+//! store.migrate().await?;
+//! let cleanup = store.spawn_cleanup(Duration::from_secs(600));
+//! // hand `store` to the session layer
+//! # drop(cleanup);
+//! # Ok(()) }
+//! ```
+//!
+//! TLS is not enabled in this crate's sqlx build; connect over a trusted
+//! network or a Unix socket.
+//!
+//! Not for direct use; see the `session-axum` crate.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod cleanup;
+mod error;
+mod lock;
+mod row;
+mod store;
+mod table;
+
+pub use cleanup::CleanupHandle;
+pub use store::{DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, PostgresStore};
+pub use table::InvalidTableName;
+
+/// The connection pool type ([`sqlx::PgPool`]), so applications need no
+/// direct sqlx dependency.
+#[doc(inline)]
+pub use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

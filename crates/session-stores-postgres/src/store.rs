@@ -1,0 +1,368 @@
+//! [`PostgresStore`]: construction, migration and the [`SessionStore`] impl.
+
+use std::fmt;
+use std::sync::Arc;
+
+use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, async_trait};
+use sqlx::{AssertSqlSafe, Executor, PgPool, Postgres, SqlSafeStr, SqlStr};
+
+use crate::error::backend;
+use crate::row::{self, COLUMNS, Encoded};
+use crate::table::{InvalidTableName, TableName};
+
+/// The table used unless [`PostgresStore::with_table_name`] says otherwise.
+pub const DEFAULT_TABLE_NAME: &str = "axum_sessions";
+
+/// Rows deleted per statement by [`SessionStore::delete_expired`] unless
+/// [`PostgresStore::with_cleanup_batch_size`] says otherwise.
+pub const DEFAULT_CLEANUP_BATCH_SIZE: u32 = 1000;
+
+/// Sessions in a PostgreSQL table, with advisory locks.
+///
+/// Cloning is cheap and clones share the pool. Create the table once with
+/// [`migrate`](Self::migrate) (idempotent; safe to run at every start).
+///
+/// # The table
+///
+/// | column              | type                  | meaning                                        |
+/// |---------------------|-----------------------|------------------------------------------------|
+/// | `session_key`       | `BYTEA` primary key   | SHA-256 of the session id (never the id)       |
+/// | `data`              | `TEXT`                | the session dict as JSON                       |
+/// | `created_at`        | `BIGINT`              | Unix seconds                                   |
+/// | `last_seen`         | `BIGINT`              | Unix seconds                                   |
+/// | `idle_deadline`     | `BIGINT`              | Unix seconds                                   |
+/// | `absolute_deadline` | `BIGINT NULL`         | Unix seconds; `NULL`: no absolute limit        |
+/// | `expires_at`        | `BIGINT`, generated   | the earlier deadline; indexed for cleanup      |
+/// | `expiry`            | `TEXT NULL`           | per-session expiry override as JSON            |
+/// | `user_id`           | `TEXT NULL`, indexed  | owner, for `list_for_user` / `delete_for_user` |
+/// | `version`           | `BIGINT`              | bumped on every save                           |
+///
+/// Data is JSON in a `TEXT` column rather than `JSONB`: `JSONB` refuses
+/// strings containing `\u0000` that JSON (and session data) allow, and a
+/// corrupt value must be readable to be reported rather than fail the query.
+///
+/// # Locks and the pool
+///
+/// [`lock`](session_core::SessionLock::lock) holds a session-level advisory
+/// lock on a pooled connection for as long as the guard lives, so size the
+/// pool for the number of sessions locked at once plus the connections other
+/// requests need. The pool's acquire timeout bounds every operation: with the
+/// pool exhausted, calls fail with [`Error::Backend`] after that timeout.
+///
+/// ```rust,no_run
+/// use session_stores_postgres::{PgPool, PostgresStore};
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = PgPool::connect("postgres://postgres@localhost/app").await?;
+/// let store = PostgresStore::new(pool).with_table_name("app.sessions")?;
+/// store.migrate().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    pub(crate) pool: PgPool,
+    pub(crate) table: Arc<Table>,
+}
+
+/// A table name with the statements that use it, built once.
+pub(crate) struct Table {
+    pub(crate) name: TableName,
+    batch_size: u32,
+    migrate: SqlStr,
+    create: SqlStr,
+    pub(crate) load: SqlStr,
+    save: SqlStr,
+    delete: SqlStr,
+    touch: SqlStr,
+    delete_expired: SqlStr,
+    list_for_user: SqlStr,
+    delete_for_user: SqlStr,
+}
+
+/// Only ever called with SQL built from a validated [`TableName`] (quoted
+/// identifiers of `[A-Za-z0-9_]`) and constant text; values are always bound.
+fn sql(text: String) -> SqlStr {
+    AssertSqlSafe(Arc::<str>::from(text)).into_sql_str()
+}
+
+impl Table {
+    fn new(name: TableName, batch_size: u32) -> Self {
+        let t = name.quoted();
+        let migrate = format!(
+            "CREATE TABLE IF NOT EXISTS {t} (
+                session_key BYTEA PRIMARY KEY,
+                data TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                last_seen BIGINT NOT NULL,
+                idle_deadline BIGINT NOT NULL,
+                absolute_deadline BIGINT,
+                expires_at BIGINT GENERATED ALWAYS AS (LEAST(idle_deadline, absolute_deadline)) STORED,
+                expiry TEXT,
+                user_id TEXT,
+                version BIGINT NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS {expires_idx} ON {t} (expires_at);
+            CREATE INDEX IF NOT EXISTS {user_idx} ON {t} (user_id) WHERE user_id IS NOT NULL;",
+            expires_idx = name.derived("expires_at_idx"),
+            user_idx = name.derived("user_id_idx"),
+        );
+        Self {
+            migrate: sql(migrate),
+            create: sql(format!(
+                "INSERT INTO {t} (session_key, data, created_at, last_seen, idle_deadline, \
+                 absolute_deadline, expiry, user_id, version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (session_key) DO NOTHING"
+            )),
+            load: sql(format!(
+                "SELECT {COLUMNS} FROM {t} WHERE session_key = $1 AND expires_at > $2"
+            )),
+            save: sql(format!(
+                "UPDATE {t} SET data = $2, last_seen = $3, idle_deadline = $4, \
+                 absolute_deadline = $5, expiry = $6, user_id = $7, version = $8 \
+                 WHERE session_key = $1"
+            )),
+            delete: sql(format!("DELETE FROM {t} WHERE session_key = $1")),
+            touch: sql(format!(
+                "UPDATE {t} SET last_seen = $2, idle_deadline = $3 WHERE session_key = $1"
+            )),
+            // SKIP LOCKED: several app instances can clean up at once without
+            // queueing behind each other or behind a request's UPDATE.
+            delete_expired: sql(format!(
+                "DELETE FROM {t} WHERE session_key IN (\
+                 SELECT session_key FROM {t} WHERE expires_at <= $1 \
+                 LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            )),
+            list_for_user: sql(format!(
+                "SELECT {COLUMNS} FROM {t} WHERE user_id = $1 AND expires_at > $2"
+            )),
+            delete_for_user: sql(format!("DELETE FROM {t} WHERE user_id = $1")),
+            name,
+            batch_size,
+        }
+    }
+}
+
+impl PostgresStore {
+    /// A store on `pool`, using the table [`DEFAULT_TABLE_NAME`]. Call
+    /// [`migrate`](Self::migrate) before first use.
+    #[must_use]
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            table: Arc::new(Table::new(
+                TableName::unchecked(DEFAULT_TABLE_NAME),
+                DEFAULT_CLEANUP_BATCH_SIZE,
+            )),
+        }
+    }
+
+    /// Uses the table `name`: one identifier or `schema.table`, each part
+    /// matching `[A-Za-z_][A-Za-z0-9_]{0,62}`. The name is quoted in SQL, so it
+    /// is case-sensitive. The schema must exist; [`migrate`](Self::migrate)
+    /// creates only the table and its indexes.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidTableName`] for anything else (empty, too long, quotes,
+    /// spaces, punctuation).
+    ///
+    /// ```
+    /// # async fn demo(pool: session_stores_postgres::PgPool) {
+    /// use session_stores_postgres::PostgresStore;
+    ///
+    /// assert!(PostgresStore::new(pool.clone()).with_table_name("auth.sessions").is_ok());
+    /// assert!(PostgresStore::new(pool).with_table_name("sessions; --").is_err());
+    /// # }
+    /// ```
+    pub fn with_table_name(self, name: &str) -> Result<Self, InvalidTableName> {
+        let name = TableName::parse(name)?;
+        Ok(Self { table: Arc::new(Table::new(name, self.table.batch_size)), pool: self.pool })
+    }
+
+    /// Sets how many rows one cleanup statement deletes at most (default
+    /// [`DEFAULT_CLEANUP_BATCH_SIZE`]; at least 1). Small batches keep each
+    /// statement's locks short on a busy table.
+    #[must_use]
+    pub fn with_cleanup_batch_size(self, batch_size: u32) -> Self {
+        Self {
+            table: Arc::new(Table::new(self.table.name.clone(), batch_size.max(1))),
+            pool: self.pool,
+        }
+    }
+
+    /// Creates the table and its indexes if they do not exist. Idempotent, and
+    /// safe to run from several processes at once (it takes a
+    /// transaction-scoped advisory lock).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] if the database refuses (no such schema, no
+    /// privilege, connection failure).
+    pub async fn migrate(&self) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(self.table.name.lock_id())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::raw_sql(self.table.migrate.clone()).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    /// The pool this store uses.
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The table name, as given (unquoted).
+    #[must_use]
+    pub fn table_name(&self) -> String {
+        self.table.name.to_string()
+    }
+
+    /// Loads on any executor: the pool, or a lock's own connection.
+    pub(crate) async fn load_with<'c, E>(
+        &self,
+        executor: E,
+        key: &StorageKey,
+        now: Timestamp,
+    ) -> Result<Option<Record>, Error>
+    where
+        E: Executor<'c, Database = Postgres>,
+    {
+        let row = sqlx::query(self.table.load.clone())
+            .bind(key.as_bytes().as_slice())
+            .bind(now.unix_seconds())
+            .fetch_optional(executor)
+            .await
+            .map_err(backend)?;
+        match row {
+            Some(row) => row::decode(&row, &self.table.name),
+            None => Ok(None),
+        }
+    }
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("table", &self.table.name)
+            .field("pool_size", &self.pool.size())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn create(&self, record: &Record) -> Result<(), Error> {
+        let row = Encoded::new(record)?;
+        let done = sqlx::query(self.table.create.clone())
+            .bind(row.key)
+            .bind(row.data)
+            .bind(row.created_at)
+            .bind(row.last_seen)
+            .bind(row.idle_deadline)
+            .bind(row.absolute_deadline)
+            .bind(row.expiry)
+            .bind(row.user)
+            .bind(row.version)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::IdCollision);
+        }
+        Ok(())
+    }
+
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, Error> {
+        self.load_with(&self.pool, key, now).await
+    }
+
+    async fn save(&self, record: &Record) -> Result<(), Error> {
+        let row = Encoded::new(record)?;
+        let done = sqlx::query(self.table.save.clone())
+            .bind(row.key)
+            .bind(row.data)
+            .bind(row.last_seen)
+            .bind(row.idle_deadline)
+            .bind(row.absolute_deadline)
+            .bind(row.expiry)
+            .bind(row.user)
+            .bind(row.version)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &StorageKey) -> Result<(), Error> {
+        sqlx::query(self.table.delete.clone())
+            .bind(key.as_bytes().as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn touch(&self, record: &Record) -> Result<(), Error> {
+        let done = sqlx::query(self.table.touch.clone())
+            .bind(record.key.as_bytes().as_slice())
+            .bind(record.last_seen.unix_seconds())
+            .bind(record.idle_deadline.unix_seconds())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_expired(&self, now: Timestamp) -> Result<u64, Error> {
+        let batch = self.table.batch_size;
+        let mut total = 0;
+        loop {
+            let done = sqlx::query(self.table.delete_expired.clone())
+                .bind(now.unix_seconds())
+                .bind(i64::from(batch))
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+            total += done.rows_affected();
+            if done.rows_affected() < u64::from(batch) {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn list_for_user(&self, user: &str, now: Timestamp) -> Result<Vec<Record>, Error> {
+        let rows = sqlx::query(self.table.list_for_user.clone())
+            .bind(user)
+            .bind(now.unix_seconds())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(record) = row::decode(row, &self.table.name)? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    async fn delete_for_user(&self, user: &str) -> Result<u64, Error> {
+        let done = sqlx::query(self.table.delete_for_user.clone())
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+}

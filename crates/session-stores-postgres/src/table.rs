@@ -1,0 +1,198 @@
+//! Table names: validation, quoting, and the names derived from them.
+
+use std::fmt;
+
+/// The longest identifier PostgreSQL keeps without truncating it.
+const MAX_IDENT: usize = 63;
+
+/// A table name was refused by
+/// [`PostgresStore::with_table_name`](crate::PostgresStore::with_table_name).
+///
+/// A name is one identifier or `schema.table`, each part matching
+/// `[A-Za-z_][A-Za-z0-9_]{0,62}`.
+///
+/// ```
+/// use session_stores_postgres::PostgresStore;
+/// # async fn demo(pool: session_stores_postgres::PgPool) {
+/// let err = PostgresStore::new(pool).with_table_name("x; DROP TABLE y").unwrap_err();
+/// assert!(err.to_string().contains("invalid table name"));
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid table name {shown:?}: {reason}")]
+pub struct InvalidTableName {
+    /// The refused name, cut to a readable length.
+    shown: String,
+    reason: &'static str,
+}
+
+impl InvalidTableName {
+    fn new(name: &str, reason: &'static str) -> Self {
+        Self { shown: name.chars().take(80).collect(), reason }
+    }
+
+    /// Why the name was refused.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
+/// A validated, possibly schema-qualified table name.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct TableName {
+    schema: Option<String>,
+    table: String,
+}
+
+impl TableName {
+    pub(crate) fn parse(name: &str) -> Result<Self, InvalidTableName> {
+        let mut parts = name.split('.');
+        let (schema, table) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(table), None, None) => (None, table),
+            (Some(schema), Some(table), None) => (Some(schema), table),
+            _ => {
+                return Err(InvalidTableName::new(
+                    name,
+                    "at most one `.` (schema.table) is allowed",
+                ));
+            }
+        };
+        if let Some(schema) = schema {
+            check_identifier(name, schema)?;
+        }
+        check_identifier(name, table)?;
+        Ok(Self { schema: schema.map(str::to_owned), table: table.to_owned() })
+    }
+
+    /// A name known to be valid (a constant of this crate).
+    pub(crate) fn unchecked(table: &str) -> Self {
+        debug_assert!(Self::parse(table).is_ok(), "{table}");
+        Self { schema: None, table: table.to_owned() }
+    }
+
+    /// The name for SQL: each part double-quoted (so it is used exactly as
+    /// given, case included).
+    pub(crate) fn quoted(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!("\"{schema}\".\"{}\"", self.table),
+            None => format!("\"{}\"", self.table),
+        }
+    }
+
+    /// A quoted, unqualified name for an object belonging to this table (an
+    /// index), at most 63 characters, distinct for distinct tables and
+    /// suffixes.
+    pub(crate) fn derived(&self, suffix: &str) -> String {
+        let plain = format!("{}_{suffix}", self.table);
+        if plain.len() <= MAX_IDENT {
+            return format!("\"{plain}\"");
+        }
+        // Too long: PostgreSQL would silently truncate it, and two derived
+        // names could collide. Shorten and add a stable hash of the full name.
+        let hash = fnv1a64(self.to_string().as_bytes()) as u32;
+        let keep = MAX_IDENT - suffix.len() - 10;
+        format!("\"{}_{hash:08x}_{suffix}\"", &self.table[..keep])
+    }
+
+    /// A stable 64-bit number for this table, for the migration lock.
+    pub(crate) fn lock_id(&self) -> i64 {
+        let text = format!("session-stores-postgres migrate {self}");
+        fnv1a64(text.as_bytes()).cast_signed()
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.schema {
+            Some(schema) => write!(f, "{schema}.{}", self.table),
+            None => f.write_str(&self.table),
+        }
+    }
+}
+
+impl fmt::Debug for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+fn check_identifier(name: &str, part: &str) -> Result<(), InvalidTableName> {
+    let mut bytes = part.bytes();
+    match bytes.next() {
+        None => return Err(InvalidTableName::new(name, "empty identifier")),
+        Some(first) if !(first.is_ascii_alphabetic() || first == b'_') => {
+            return Err(InvalidTableName::new(
+                name,
+                "an identifier must start with a letter or `_`",
+            ));
+        }
+        Some(_) => {}
+    }
+    if !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(InvalidTableName::new(name, "only ASCII letters, digits and `_` are allowed"));
+    }
+    if part.len() > MAX_IDENT {
+        return Err(InvalidTableName::new(name, "an identifier is at most 63 characters"));
+    }
+    Ok(())
+}
+
+/// FNV-1a: tiny, and stable across Rust releases (unlike `DefaultHasher`),
+/// which matters for names written into the database.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_identifiers_and_schema_qualified_names() {
+        for good in ["sessions", "_s", "S1", "app.sessions", &"a".repeat(63)] {
+            assert!(TableName::parse(good).is_ok(), "{good}");
+        }
+        assert_eq!(TableName::parse("app.Sessions").unwrap().quoted(), r#""app"."Sessions""#);
+    }
+
+    #[test]
+    fn the_default_name_is_valid() {
+        assert!(TableName::parse(crate::store::DEFAULT_TABLE_NAME).is_ok());
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        let long = "a".repeat(64);
+        for bad in [
+            "",
+            ".",
+            "a.",
+            ".a",
+            "a.b.c",
+            "1abc",
+            "x; DROP TABLE y",
+            "\"quoted\"",
+            "a-b",
+            "a b",
+            "ä",
+            "a\0",
+            &long,
+        ] {
+            assert!(TableName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn derived_names_fit_and_differ() {
+        let long_a = TableName::parse(&"a".repeat(63)).unwrap();
+        let long_b = TableName::parse(&format!("{}b", "a".repeat(62))).unwrap();
+        let a = long_a.derived("expires_at_idx");
+        assert!(a.len() <= MAX_IDENT + 2, "{a}");
+        assert_ne!(a, long_b.derived("expires_at_idx"));
+        assert_ne!(a, long_a.derived("user_id_idx"));
+        assert_eq!(TableName::parse("s.t").unwrap().derived("x_idx"), "\"t_x_idx\"");
+    }
+}

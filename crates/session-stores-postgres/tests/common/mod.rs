@@ -1,0 +1,47 @@
+//! Shared helpers for the PostgreSQL tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use session_core::SessionId;
+use session_stores_postgres::{PgPool, PgPoolOptions, PostgresStore};
+
+/// The test database, from `DATABASE_URL`. Never skips: without it, fail.
+pub fn database_url() -> String {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "DATABASE_URL is not set. These tests need a real PostgreSQL server: \
+             run them with `cargo xtask test`, which starts one and sets DATABASE_URL."
+        ),
+    }
+}
+
+/// A fresh table name, so tests can run in parallel and repeatedly.
+pub fn random_table() -> String {
+    format!("test_sessions_{}", &SessionId::random().storage_key().to_hex()[..16])
+}
+
+/// A small pool on the test database (the server is shared; keep it lean).
+pub async fn pool(max_connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&database_url())
+        .await
+        .unwrap_or_else(|e| panic!("connecting to DATABASE_URL: {e}"))
+}
+
+/// A store on `pool` with its own migrated table.
+pub async fn store_on(pool: PgPool, table: &str) -> PostgresStore {
+    let store = PostgresStore::new(pool)
+        .with_table_name(table)
+        .unwrap_or_else(|e| panic!("table name: {e}"));
+    store.migrate().await.unwrap_or_else(|e| panic!("migrate: {e}"));
+    store
+}
+
+/// A store on a fresh pool and a fresh table.
+pub async fn fresh_store() -> PostgresStore {
+    store_on(pool(4).await, &random_table()).await
+}

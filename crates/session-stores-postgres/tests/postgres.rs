@@ -1,0 +1,292 @@
+//! PostgreSQL-specific behaviour (needs `DATABASE_URL`): several pools on one
+//! database, corrupt rows, table names, pool exhaustion, lock timeouts,
+//! batched cleanup.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::testing::{DynStore, concurrent_increments};
+use session_core::{
+    Error, ExpiryPolicy, LockOptions, Record, SessionId, SessionLock, SessionStore, Timestamp,
+};
+use session_stores_postgres::{PgPoolOptions, PostgresStore};
+use sqlx::AssertSqlSafe;
+
+fn policy() -> ExpiryPolicy {
+    ExpiryPolicy::default().with_idle_timeout(Duration::from_secs(600))
+}
+
+fn record(now: Timestamp) -> Record {
+    policy().new_record(SessionId::random().storage_key(), now)
+}
+
+fn short_wait() -> LockOptions {
+    LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_millis(300) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_pools_on_one_database_lose_no_update() {
+    let table = common::random_table();
+    let a = common::store_on(common::pool(4).await, &table).await;
+    let b = common::store_on(common::pool(4).await, &table).await;
+    let stores: [DynStore; 2] = [Arc::new(a), Arc::new(b)];
+    concurrent_increments(&stores, 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_rows_load_as_absent_and_spare_their_neighbours() {
+    let store = common::fresh_store().await;
+    let now = Timestamp::now();
+    let user = format!("user-{}", SessionId::random().storage_key());
+    let (mut bad_data, mut bad_expiry, mut good) = (record(now), record(now), record(now));
+    for r in [&mut bad_data, &mut bad_expiry, &mut good] {
+        r.user = Some(user.clone());
+        r.data.insert("n", 1).unwrap();
+        store.create(r).await.unwrap();
+    }
+
+    let table = store.table_name();
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE \"{table}\" SET data = '{{\"n\": 1, \"trunc' WHERE session_key = $1"
+    )))
+    .bind(bad_data.key.as_bytes().as_slice())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE \"{table}\" SET expiry = 'not json' WHERE session_key = $1"
+    )))
+    .bind(bad_expiry.key.as_bytes().as_slice())
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    assert!(store.load(&bad_data.key, now).await.unwrap().is_none());
+    assert!(store.load(&bad_expiry.key, now).await.unwrap().is_none());
+    let loaded = store.load(&good.key, now).await.unwrap().unwrap();
+    assert_eq!(loaded.data.get::<u64>("n").unwrap(), Some(1));
+
+    let listed = store.list_for_user(&user, now).await.unwrap();
+    assert_eq!(listed.iter().map(|r| r.key).collect::<Vec<_>>(), vec![good.key]);
+    // Locked loads see the same.
+    let (guard, loaded) = store.lock_and_load(&bad_data.key, short_wait(), now).await.unwrap();
+    assert!(loaded.is_none());
+    guard.release().await.unwrap();
+    // The corrupt sessions can still be deleted with the user's others.
+    assert_eq!(store.delete_for_user(&user).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn hostile_table_names_are_refused() {
+    let pool = PgPoolOptions::new().connect_lazy(&common::database_url()).unwrap();
+    let long = "a".repeat(100);
+    for bad in [
+        "x; DROP TABLE y",
+        "\"quoted\"",
+        "",
+        long.as_str(),
+        "a.b.c",
+        "sessions--",
+        "sessions'",
+        "1sessions",
+        " sessions",
+    ] {
+        let result = PostgresStore::new(pool.clone()).with_table_name(bad);
+        assert!(result.is_err(), "{bad:?} was accepted");
+    }
+    let store = PostgresStore::new(pool.clone()).with_table_name("Mixed_Case_1").unwrap();
+    assert_eq!(store.table_name(), "Mixed_Case_1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_qualified_and_long_names_work() {
+    let pool = common::pool(2).await;
+    // Concurrent test runs may race to create the schema: serialize them.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(7171717171)").execute(&mut *tx).await.unwrap();
+    sqlx::query("CREATE SCHEMA IF NOT EXISTS session_tests").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let long = format!("{}{}", common::random_table(), "x".repeat(30));
+    assert!(long.len() > 50 && long.len() <= 63);
+    for name in [format!("session_tests.{}", common::random_table()), long] {
+        let store = common::store_on(pool.clone(), &name).await;
+        store.migrate().await.unwrap(); // idempotent
+        let now = Timestamp::now();
+        let r = record(now);
+        store.create(&r).await.unwrap();
+        assert!(store.load(&r.key, now).await.unwrap().is_some());
+        assert_eq!(store.delete_expired(r.expires_at()).await.unwrap(), 1);
+        let indexes: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = $1 \
+             AND (indexname LIKE '%expires_at_idx' OR indexname LIKE '%user_id_idx')",
+        )
+        .bind(name.rsplit('.').next().unwrap())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(indexes, 2, "expiry and user indexes on {name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_are_safe() {
+    let table = common::random_table();
+    let pool = common::pool(4).await;
+    let store = PostgresStore::new(pool).with_table_name(&table).unwrap();
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.migrate().await })
+        })
+        .collect();
+    for run in runs {
+        run.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_pool_errors_after_the_acquire_timeout() {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(300))
+        .connect(&common::database_url())
+        .await
+        .unwrap();
+    let store = common::store_on(pool.clone(), &common::random_table()).await;
+    let now = Timestamp::now();
+    let r = record(now);
+    store.create(&r).await.unwrap();
+
+    let held = pool.acquire().await.unwrap();
+    match store.load(&r.key, now).await {
+        Err(Error::Backend { store, .. }) => assert_eq!(store, "postgres"),
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+    match store.save(&r).await {
+        Err(error @ Error::Backend { .. }) => assert!(error.is_unavailable()),
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+    let lock = store
+        .lock(
+            &r.key,
+            LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(5) },
+        )
+        .await;
+    assert!(matches!(&lock, Err(Error::Backend { .. })), "lock with an exhausted pool: {lock:?}");
+    drop(held);
+    assert!(store.load(&r.key, now).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lock_times_out_other_processes() {
+    let table = common::random_table();
+    let a = common::store_on(common::pool(2).await, &table).await;
+    let b = common::store_on(common::pool(2).await, &table).await;
+    let key = SessionId::random().storage_key();
+
+    let held = a.lock(&key, short_wait()).await.unwrap();
+    match b.lock(&key, short_wait()).await {
+        Err(Error::LockTimeout { waited }) => assert_eq!(waited, short_wait().wait_timeout),
+        other => panic!("expected LockTimeout, got {other:?}"),
+    }
+    held.release().await.unwrap();
+    let taken = b.lock(&key, short_wait()).await.unwrap();
+    taken.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_guard_never_returns_a_locked_connection_to_the_pool() {
+    let table = common::random_table();
+    // One connection: whatever the drop does, it is the only one to reuse.
+    let single = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&common::database_url())
+        .await
+        .unwrap();
+    let a = common::store_on(single, &table).await;
+    let b = common::store_on(common::pool(2).await, &table).await;
+    let options =
+        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(10) };
+    for _ in 0..5 {
+        let key = SessionId::random().storage_key();
+        drop(a.lock(&key, options).await.unwrap());
+        // Another process gets the lock (the drop released it)...
+        b.lock(&key, options).await.unwrap().release().await.unwrap();
+        // ...and the pooled connection holds no advisory lock at all.
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+        )
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+        assert_eq!(held, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_expired_works_in_batches() {
+    let store = common::fresh_store().await.with_cleanup_batch_size(3);
+    let now = Timestamp::now();
+    let mut live = Vec::new();
+    for i in 0..12 {
+        let mut r = record(now - Duration::from_secs(1000));
+        if i < 10 {
+            r.idle_deadline = now - Duration::from_secs(i);
+        } else {
+            r.idle_deadline = now + Duration::from_secs(60);
+            live.push(r.clone());
+        }
+        store.create(&r).await.unwrap();
+    }
+    assert_eq!(store.delete_expired(now).await.unwrap(), 10);
+    assert_eq!(store.delete_expired(now).await.unwrap(), 0);
+    for r in &live {
+        assert!(store.load(&r.key, now).await.unwrap().is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_task_deletes_expired_sessions_until_stopped() {
+    let store = common::fresh_store().await;
+    let now = Timestamp::now();
+    let mut expired = record(now - Duration::from_secs(100));
+    expired.idle_deadline = now - Duration::from_secs(1);
+    store.create(&expired).await.unwrap();
+
+    let cleanup = store.spawn_cleanup(Duration::from_millis(20));
+    let past = now - Duration::from_secs(50);
+    // Bounded wait for the task; no timing assertion.
+    let mut gone = false;
+    for _ in 0..500 {
+        if store.load(&expired.key, past).await.unwrap().is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "the cleanup task deleted the expired session");
+    cleanup.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_session_expiry_and_large_versions_round_trip() {
+    let store = common::fresh_store().await;
+    let now = Timestamp::now();
+    let mut r = record(now);
+    policy().apply(
+        &mut r,
+        session_core::SessionExpiry::Persistent {
+            idle_timeout: Duration::from_secs(99),
+            absolute_timeout: None,
+        },
+        now,
+    );
+    r.version = u64::MAX - 1;
+    store.create(&r).await.unwrap();
+    let loaded = store.load(&r.key, now).await.unwrap().unwrap();
+    assert_eq!(loaded, r);
+}

@@ -1,0 +1,24 @@
+//! This crate's errors, mapped into [`session_core::Error`].
+
+/// The store name in [`session_core::Error::Backend`].
+pub(crate) const STORE: &str = "sqlite";
+
+/// What can go wrong talking to SQLite.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SqliteStoreError {
+    /// The driver or the pool failed (cannot open the file, pool timed out,
+    /// database busy for longer than the busy timeout).
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+}
+
+impl From<SqliteStoreError> for session_core::Error {
+    fn from(error: SqliteStoreError) -> Self {
+        Self::backend(STORE, error)
+    }
+}
+
+/// Shorthand for mapping a driver error.
+pub(crate) fn backend(error: sqlx::Error) -> session_core::Error {
+    SqliteStoreError::from(error).into()
+}

@@ -1,0 +1,62 @@
+//! The SQLite session store: [`SqliteStore`], on [sqlx]. The embedded,
+//! persistent default: sessions survive restarts with no server to run.
+//!
+//! ```rust,no_run
+//! use std::time::Duration;
+//! use session_stores_sqlite::SqliteStore;
+//!
+//! # async fn demo() -> Result<(), session_core::Error> {
+//! // Creates the file and the table if they are missing.
+//! let store = SqliteStore::open("sessions.db").await?;
+//! let cleanup = store.spawn_cleanup(Duration::from_secs(600));
+//! // hand `store` to the session layer
+//! # drop(cleanup);
+//! # Ok(()) }
+//! ```
+//!
+//! Sessions live in one table keyed by the SHA-256 of the session id (the raw
+//! id is never stored):
+//!
+//! - `create` is one `INSERT ... ON CONFLICT DO NOTHING`, so an id collision
+//!   is detected atomically; `save` and `touch` are `UPDATE`s that never
+//!   bring back a deleted session.
+//! - Expired sessions never load; [`SqliteStore::spawn_cleanup`] deletes
+//!   them in bounded batches in the background.
+//! - A row whose data is not valid JSON is logged and treated as no session.
+//! - Errors (unwritable file, database busy beyond the busy timeout, pool
+//!   exhausted) are [`session_core::Error::Backend`] with `store: "sqlite"`,
+//!   which the layer answers with 503.
+//!
+//! # Locking: one process owns the file
+//!
+//! [`lock`](session_core::SessionLock::lock) is an async mutex per session
+//! inside this process, shared by every `SqliteStore` on the same file. That
+//! is the right lock for an embedded database: it needs no database round
+//! trip and never keeps a SQLite write transaction open while a handler
+//! runs (which would stall every other write to the file).
+//!
+//! **Several processes sharing one database file are not supported for
+//! locking.** SQLite itself keeps the file consistent across processes, so
+//! plain reads and writes stay safe, but `session.lock()` in one process does
+//! not exclude another process, and concurrent read-modify-write across
+//! processes can lose updates. Run one process per file, or use the
+//! PostgreSQL or Redis store when several processes share sessions.
+//!
+//! Not for direct use; see the `session-axum` crate.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod cleanup;
+mod error;
+mod lock;
+mod row;
+mod store;
+mod table;
+
+pub use cleanup::CleanupHandle;
+pub use store::{DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, SqliteStore};
+pub use table::InvalidTableName;
+
+/// The connection pool type and its options, so applications need no direct
+/// sqlx dependency.
+#[doc(inline)]
+pub use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
