@@ -147,10 +147,10 @@ impl HeldLock for RedisLock {
 
     fn is_held(&self) -> bool {
         let _ = PROBE.try_with(|probe| {
-            if let Ok(mut slot) = probe.try_borrow_mut() {
-                if let Some(found) = slot.as_mut() {
-                    *found = Some(Arc::clone(&self.state));
-                }
+            if let Ok(mut slot) = probe.try_borrow_mut()
+                && let Some(found) = slot.as_mut()
+            {
+                *found = Some(Arc::clone(&self.state));
             }
         });
         self.state.is_held()

@@ -408,10 +408,10 @@ impl SessionStore for RedisStore {
                 log_corrupt(&key, Corrupt("the key does not hold a hash"));
                 continue;
             }
-            if let Some(record) = self.record_from_reply(&key, hash, now) {
-                if record.user.as_deref() == Some(user) {
-                    records.push(record);
-                }
+            if let Some(record) = self.record_from_reply(&key, hash, now)
+                && record.user.as_deref() == Some(user)
+            {
+                records.push(record);
             }
         }
         Ok(records)

@@ -1,0 +1,399 @@
+//! Redis-specific behaviour on the shared Redis (`REDIS_URL`): two processes'
+//! worth of stores, corrupt records (BAD_INPUTS row 19), TTLs, key layout,
+//! index pruning, and the lock's lease: renewal, loss, and a crashed holder.
+#![allow(clippy::unwrap_used)] // Test helpers outside #[test] functions.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_redis::redis::{self, AsyncCommands};
+use session_core::testing::{DynStore, concurrent_increments};
+use session_core::{
+    Error, ExpiryPolicy, LockOptions, Record, SessionId, SessionLock, SessionStore, Timestamp,
+};
+use session_stores_redis::RedisStore;
+
+fn policy() -> ExpiryPolicy {
+    ExpiryPolicy::default()
+        .with_idle_timeout(Duration::from_secs(600))
+        .with_absolute_timeout(Some(Duration::from_secs(3600)))
+}
+
+fn fresh_record(now: Timestamp) -> Record {
+    policy().new_record(SessionId::random().storage_key(), now)
+}
+
+fn record_key(store: &RedisStore, record: &Record) -> String {
+    format!("{}{}", store.prefix(), record.key.to_hex())
+}
+
+fn lock_key(store: &RedisStore, record: &Record) -> String {
+    format!("{}lock:{}", store.prefix(), record.key.to_hex())
+}
+
+fn options(lease: Duration, wait: Duration) -> LockOptions {
+    LockOptions { lease, wait_timeout: wait }
+}
+
+/// Two stores with pools of their own (standing for two processes) on one
+/// Redis and prefix: 100 increments under the lock end at 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_lose_no_updates() {
+    let prefix = common::unique_prefix("two-pools");
+    let url = common::redis_url();
+    let a = RedisStore::from_url(&url).unwrap().with_prefix(prefix.clone());
+    let b = RedisStore::from_url(&url).unwrap().with_prefix(prefix);
+    let stores: Vec<DynStore> = vec![Arc::new(a), Arc::new(b)];
+    concurrent_increments(&stores, 100).await;
+}
+
+/// BAD_INPUTS row 19: a corrupt or truncated record loads as absent (and is
+/// logged); its neighbour still loads; nothing fails.
+#[tokio::test]
+async fn corrupt_records_load_as_absent() {
+    let store = common::shared_store("corrupt");
+    let mut raw = common::raw_connection(&common::redis_url()).await;
+    let now = Timestamp::now();
+    let mut neighbour = fresh_record(now);
+    neighbour.data.insert_value("ok", true.into());
+    store.create(&neighbour).await.unwrap();
+
+    type Fields<'a> = Vec<(&'a str, &'a [u8])>;
+    let corruptions: Vec<(&str, Fields<'_>)> = vec![
+        ("truncated JSON data", vec![("data", br#"{"n":"#)]),
+        ("data not an object", vec![("data", b"[1,2,3]")]),
+        ("data not UTF-8", vec![("data", b"\xff\xfe\x00")]),
+        ("timestamp not a number", vec![("idle", b"tomorrow")]),
+        ("version negative", vec![("version", b"-3")]),
+        ("bad expiry", vec![("expiry", b"{\"kind\":")]),
+    ];
+    let users_index = |store: &RedisStore, user: &str| {
+        let hex: String = user.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("{}user:{hex}", store.prefix())
+    };
+    let user = "corrupt-owner";
+    for (what, fields) in corruptions {
+        let mut record = fresh_record(now);
+        record.user = Some(user.to_owned());
+        store.create(&record).await.unwrap();
+        let key = record_key(&store, &record);
+        for (field, value) in fields {
+            let () = raw.hset(&key, field, value).await.unwrap();
+        }
+        assert!(store.load(&record.key, now).await.unwrap().is_none(), "{what}: loads as absent");
+        let (guard, loaded) =
+            store.lock_and_load(&record.key, LockOptions::default(), now).await.unwrap();
+        assert!(loaded.is_none(), "{what}: lock_and_load sees no record");
+        guard.release().await.unwrap();
+    }
+
+    // Keys holding something other than a hash (a truncated string, a list).
+    let as_string = fresh_record(now);
+    let () = raw.set(record_key(&store, &as_string), br#"{"data":{"n":1},"crea"#).await.unwrap();
+    let as_list = fresh_record(now);
+    let () = raw.rpush(record_key(&store, &as_list), "x").await.unwrap();
+    let () = raw.sadd(users_index(&store, user), as_string.key.to_hex()).await.unwrap();
+    for record in [&as_string, &as_list] {
+        assert!(store.load(&record.key, now).await.unwrap().is_none());
+        let (guard, loaded) =
+            store.lock_and_load(&record.key, LockOptions::default(), now).await.unwrap();
+        assert!(loaded.is_none());
+        guard.release().await.unwrap();
+        // Writers treat it as no session: never an overwrite, never a panic.
+        assert!(matches!(store.save(record).await, Err(Error::NotFound)));
+        assert!(matches!(store.touch(record).await, Err(Error::NotFound)));
+    }
+
+    // The user's listing skips the corrupt ones instead of failing.
+    assert!(store.list_for_user(user, now).await.unwrap().is_empty());
+
+    let loaded = store.load(&neighbour.key, now).await.unwrap().unwrap();
+    assert_eq!(loaded.data.get::<bool>("ok").unwrap(), Some(true));
+    store.delete(&as_string.key).await.unwrap();
+    store.delete(&as_list.key).await.unwrap();
+}
+
+async fn expire_time(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("EXPIRETIME").arg(key).query_async(raw).await.unwrap()
+}
+
+/// The Redis TTL is the session's deadline, through create, touch and save;
+/// touch rewrites only `seen` and `idle`, never the data field.
+#[tokio::test]
+async fn ttl_follows_the_deadline_and_touch_leaves_data_alone() {
+    let store = common::shared_store("ttl");
+    let mut raw = common::raw_connection(&common::redis_url()).await;
+    let now = Timestamp::now();
+    let mut record = fresh_record(now);
+    record.data.insert_value("big", "x".repeat(1000).into());
+    store.create(&record).await.unwrap();
+    let key = record_key(&store, &record);
+    assert_eq!(expire_time(&mut raw, &key).await, record.expires_at().unix_seconds());
+    assert_eq!(record.expires_at(), record.idle_deadline);
+
+    let data_before: Vec<u8> = raw.hget(&key, "data").await.unwrap();
+    let later = now + Duration::from_secs(100);
+    let mut touched = record.clone();
+    touched.data.insert_value("big", "changed".into());
+    policy().refresh(&mut touched, later);
+    store.touch(&touched).await.unwrap();
+    assert_eq!(expire_time(&mut raw, &key).await, touched.expires_at().unix_seconds());
+    let data_after: Vec<u8> = raw.hget(&key, "data").await.unwrap();
+    assert_eq!(data_before, data_after, "touch must not rewrite the data");
+
+    // The absolute deadline caps the TTL.
+    touched.idle_deadline = now + Duration::from_secs(7200);
+    store.save(&touched).await.unwrap();
+    assert_eq!(
+        expire_time(&mut raw, &key).await,
+        touched.absolute_deadline.unwrap().unix_seconds()
+    );
+
+    // A user index lives at least as long as its sessions.
+    touched.user = Some("ttl-user".to_owned());
+    store.save(&touched).await.unwrap();
+    let index = format!("{}user:{}", store.prefix(), hex("ttl-user"));
+    assert!(expire_time(&mut raw, &index).await >= touched.expires_at().unix_seconds());
+    store.delete(&record.key).await.unwrap();
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Keys are built from the storage key's hex and the user id's hex only,
+/// whatever the user id contains.
+#[tokio::test]
+async fn keys_hold_only_hex_after_the_prefix() {
+    let store = common::shared_store("keys");
+    let mut raw = common::raw_connection(&common::redis_url()).await;
+    let now = Timestamp::now();
+    let hostile_user = "../../etc/passwd\r\n*' OR 1=1--\0 ü:user:";
+    let mut record = fresh_record(now);
+    record.user = Some(hostile_user.to_owned());
+    store.create(&record).await.unwrap();
+    let guard = store.lock(&record.key, LockOptions::default()).await.unwrap();
+
+    let pattern = format!("{}*", store.prefix());
+    let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut raw).await.unwrap();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    for key in &keys {
+        let rest = &key[store.prefix().len()..];
+        let hex_part =
+            rest.strip_prefix("lock:").or_else(|| rest.strip_prefix("user:")).unwrap_or(rest);
+        assert!(!hex_part.is_empty() && hex_part.bytes().all(|b| b.is_ascii_hexdigit()), "{key:?}");
+    }
+    assert!(keys.contains(&format!("{}user:{}", store.prefix(), hex(hostile_user))));
+    let listed = store.list_for_user(hostile_user, now).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].user.as_deref(), Some(hostile_user));
+    guard.release().await.unwrap();
+    assert_eq!(store.delete_for_user(hostile_user).await.unwrap(), 1);
+}
+
+/// Records that Redis expired (simulated by deleting the key behind the
+/// store's back) leave index entries; `delete_expired` prunes them and
+/// returns 0 because Redis removed the records itself.
+#[tokio::test]
+async fn delete_expired_prunes_stale_index_entries() {
+    let store = common::shared_store("prune");
+    let mut raw = common::raw_connection(&common::redis_url()).await;
+    let now = Timestamp::now();
+    let user = "pruned-user";
+    let index = format!("{}user:{}", store.prefix(), hex(user));
+    let mut live = fresh_record(now);
+    live.user = Some(user.to_owned());
+    store.create(&live).await.unwrap();
+    let mut gone = fresh_record(now);
+    gone.user = Some(user.to_owned());
+    store.create(&gone).await.unwrap();
+    let () = raw.del(record_key(&store, &gone)).await.unwrap();
+
+    assert_eq!(store.delete_expired(now).await.unwrap(), 0);
+    let members: Vec<String> = raw.smembers(&index).await.unwrap();
+    assert_eq!(members, vec![live.key.to_hex()]);
+    store.delete(&live.key).await.unwrap();
+    let exists: bool = raw.exists(&index).await.unwrap();
+    assert!(!exists, "the last delete empties the index");
+}
+
+/// A holder that crashes (its runtime, connection and renewal task gone,
+/// the guard never dropped) blocks the lock only until the lease runs out.
+#[tokio::test]
+async fn crashed_holders_lock_expires_after_the_lease() {
+    let url = common::redis_url();
+    let prefix = common::unique_prefix("crash");
+    let key = SessionId::random().storage_key();
+    let lease = Duration::from_secs(2);
+
+    let crashed = {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        std::thread::spawn(move || {
+            let runtime =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let store = RedisStore::from_url(&url).unwrap().with_prefix(prefix);
+                let guard = store.lock(&key, options(lease, Duration::from_secs(1))).await.unwrap();
+                std::mem::forget(guard);
+            });
+            // Dropping the runtime kills the renewal task and the connection.
+        })
+    };
+    crashed.join().unwrap();
+
+    let survivor = RedisStore::from_url(&url).unwrap().with_prefix(prefix);
+    match survivor.lock(&key, options(lease, Duration::from_millis(50))).await {
+        Err(Error::LockTimeout { .. }) => {}
+        other => panic!("the crashed holder's lock should still be held: {other:?}"),
+    }
+    let guard = survivor
+        .lock(&key, options(lease, Duration::from_secs(20)))
+        .await
+        .unwrap_or_else(|e| panic!("the lease should have ended the lock: {e}"));
+    assert!(guard.is_held());
+    guard.release().await.unwrap();
+}
+
+/// While the guard lives, the lease is renewed: the lock outlasts several
+/// leases and nobody else gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_lock_is_renewed_past_its_lease() {
+    let store = common::shared_store("renew");
+    let other =
+        RedisStore::from_url(&common::redis_url()).unwrap().with_prefix(store.prefix().to_owned());
+    let key = SessionId::random().storage_key();
+    let lease = Duration::from_millis(600);
+    let guard = store.lock(&key, options(lease, Duration::from_secs(1))).await.unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(lease / 2).await;
+        match other.lock(&key, options(lease, Duration::from_millis(20))).await {
+            Err(Error::LockTimeout { .. }) => {}
+            other => panic!("lock taken while renewed: {other:?}"),
+        }
+        assert!(guard.is_held());
+    }
+    guard.release().await.unwrap();
+    other
+        .lock(&key, options(lease, Duration::from_secs(1)))
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+}
+
+/// If the lock is lost (here: deleted behind the holder's back, as if the
+/// lease ran out during a pause), renewal notices, `is_held` turns false and
+/// `save_and_release` writes nothing.
+#[tokio::test]
+async fn lost_lock_is_reported_and_blocks_the_save() {
+    let store = common::shared_store("lost");
+    let mut raw = common::raw_connection(&common::redis_url()).await;
+    let now = Timestamp::now();
+    let mut record = fresh_record(now);
+    record.data.insert_value("n", 1.into());
+    store.create(&record).await.unwrap();
+
+    let lease = Duration::from_millis(300);
+    let (guard, loaded) = store
+        .lock_and_load(&record.key, options(lease, Duration::from_secs(1)), now)
+        .await
+        .unwrap();
+    let mut loaded = loaded.unwrap();
+    let () = raw.del(lock_key(&store, &record)).await.unwrap();
+    let mut waited = Duration::ZERO;
+    while guard.is_held() {
+        assert!(waited < Duration::from_secs(10), "renewal never noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += Duration::from_millis(20);
+    }
+    loaded.data.insert_value("n", 2.into());
+    match store.save_and_release(&loaded, guard).await {
+        Err(Error::LockTimeout { .. }) => {}
+        other => panic!("saving under a lost lock: {other:?}"),
+    }
+    let stored = store.load(&record.key, now).await.unwrap().unwrap();
+    assert_eq!(stored.data.get::<u64>("n").unwrap(), Some(1));
+}
+
+/// Someone else took the lock after ours lapsed: the save-and-release script
+/// refuses to write and leaves the new holder's lock alone.
+#[tokio::test]
+async fn save_and_release_never_touches_another_holders_lock() {
+    let store = common::shared_store("stolen");
+    let mut raw = common::raw_connection(&common::redis_url()).await;
+    let now = Timestamp::now();
+    let record = fresh_record(now);
+    store.create(&record).await.unwrap();
+    let (guard, loaded) =
+        store.lock_and_load(&record.key, LockOptions::default(), now).await.unwrap();
+    // Another holder's token replaces ours (our lease "ran out" unnoticed).
+    let () = raw.set(lock_key(&store, &record), "someone-else").await.unwrap();
+    let mut loaded = loaded.unwrap();
+    loaded.data.insert_value("n", 5.into());
+    assert!(guard.is_held(), "renewal has not run yet");
+    match store.save_and_release(&loaded, guard).await {
+        Err(Error::LockTimeout { .. }) => {}
+        other => panic!("expected LockTimeout, got {other:?}"),
+    }
+    let holder: String = raw.get(lock_key(&store, &record)).await.unwrap();
+    assert_eq!(holder, "someone-else");
+    let stored = store.load(&record.key, now).await.unwrap().unwrap();
+    assert_eq!(stored.data.get_value("n"), None);
+}
+
+/// A guard from another store instance still works with `save_and_release`
+/// (saved, then released through the guard).
+#[tokio::test]
+async fn save_and_release_accepts_a_guard_from_another_instance() {
+    let a = common::shared_store("foreign-guard");
+    let b = RedisStore::from_url(&common::redis_url()).unwrap().with_prefix(a.prefix().to_owned());
+    let now = Timestamp::now();
+    let record = fresh_record(now);
+    a.create(&record).await.unwrap();
+    let (guard, loaded) = a.lock_and_load(&record.key, LockOptions::default(), now).await.unwrap();
+    let mut loaded = loaded.unwrap();
+    loaded.data.insert_value("by", "b".into());
+    b.save_and_release(&loaded, guard).await.unwrap();
+    let stored = a.load(&record.key, now).await.unwrap().unwrap();
+    assert_eq!(stored.data.get::<String>("by").unwrap().as_deref(), Some("b"));
+    a.lock(&record.key, options(Duration::from_secs(5), Duration::ZERO))
+        .await
+        .unwrap_or_else(|e| panic!("the lock was released: {e}"))
+        .release()
+        .await
+        .unwrap();
+}
+
+/// `lock_and_load` applies the `now` expiry check and still hands out the
+/// lock for a missing session.
+#[tokio::test]
+async fn lock_and_load_hides_expired_and_missing_records() {
+    let store = common::shared_store("lock-load");
+    let now = Timestamp::now();
+    let record = fresh_record(now);
+    store.create(&record).await.unwrap();
+    let (guard, loaded) = store
+        .lock_and_load(&record.key, LockOptions::default(), record.idle_deadline)
+        .await
+        .unwrap();
+    assert!(loaded.is_none(), "expired at the given now");
+    guard.release().await.unwrap();
+
+    let missing = fresh_record(now);
+    let (guard, loaded) =
+        store.lock_and_load(&missing.key, LockOptions::default(), now).await.unwrap();
+    assert!(loaded.is_none());
+    assert!(matches!(store.save_and_release(&missing, guard).await, Err(Error::NotFound)));
+    assert!(store.load(&missing.key, now).await.unwrap().is_none());
+    // The lock was released even though the save found nothing.
+    store
+        .lock(&missing.key, options(Duration::from_secs(5), Duration::ZERO))
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+}
