@@ -1,0 +1,261 @@
+//! What every format seals: the one definition of the authenticated payload,
+//! and the checks every format runs after it authenticated a value.
+//!
+//! The payload is a JSON object. Short names keep cookies small; the JWT
+//! format uses the registered claims `aud`, `iat`, `exp` and `nbf` as JWT
+//! defines them:
+//!
+//! | name  | meaning                                                    |
+//! |-------|------------------------------------------------------------|
+//! | `aud` | the cookie name: a value opens only under the name it was sealed for |
+//! | `iat` | when the session was created (`Record::created_at`)        |
+//! | `lst` | when the session was last used (`Record::last_seen`)       |
+//! | `exp` | when the session ends: the earlier of the two deadlines    |
+//! | `idl` | the sliding idle deadline                                  |
+//! | `abs` | the absolute deadline, absent if none                      |
+//! | `usr` | the user the session belongs to, absent if none            |
+//! | `xpy` | the per-session expiry override, absent if none            |
+//! | `dat` | the session data                                           |
+//! | `nbf` | (only read) not valid before; never written by these formats |
+//!
+//! Times are Unix seconds (JSON integers).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use session_core::{Error, Record, SessionData, SessionExpiry, StorageKey, Timestamp};
+use sha2::{Digest, Sha256};
+
+/// Values longer than this are refused before any decoding: browsers do not
+/// store larger cookies, so a longer value is not one of ours.
+pub(crate) const MAX_VALUE_BYTES: usize = 4096;
+
+/// How far in the future an issue time may be (clock skew between servers),
+/// as in the Fernet specification.
+pub(crate) const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// The payload as sealed, borrowing from the record.
+#[derive(Serialize)]
+pub(crate) struct SealedClaims<'a> {
+    aud: &'a str,
+    iat: Timestamp,
+    lst: Timestamp,
+    exp: Timestamp,
+    idl: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    abs: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    xpy: Option<SessionExpiry>,
+    dat: &'a SessionData,
+}
+
+impl<'a> SealedClaims<'a> {
+    /// What `record` seals to under `cookie_name`. The record's key and
+    /// version are not sealed.
+    pub(crate) fn new(cookie_name: &'a str, record: &'a Record) -> Self {
+        Self {
+            aud: cookie_name,
+            iat: record.created_at,
+            lst: record.last_seen,
+            exp: record.expires_at(),
+            idl: record.idle_deadline,
+            abs: record.absolute_deadline,
+            usr: record.user.as_deref(),
+            xpy: record.expiry,
+            dat: &record.data,
+        }
+    }
+
+    /// The payload as JSON bytes.
+    #[cfg_attr(not(any(feature = "fernet", feature = "signed")), allow(dead_code))]
+    pub(crate) fn to_json(&self) -> Result<Vec<u8>, Error> {
+        Ok(serde_json::to_vec(self)?)
+    }
+}
+
+/// The payload as opened. Every field but the optional ones is required, with
+/// its exact type: a value of another shape does not open.
+#[derive(Deserialize)]
+pub(crate) struct Claims {
+    aud: String,
+    iat: Timestamp,
+    lst: Timestamp,
+    exp: Timestamp,
+    idl: Timestamp,
+    abs: Option<Timestamp>,
+    usr: Option<String>,
+    xpy: Option<SessionExpiry>,
+    dat: SessionData,
+    nbf: Option<Timestamp>,
+}
+
+impl Claims {
+    /// Parses an authenticated payload; `None` (logged) if it has the wrong shape.
+    #[cfg_attr(not(any(feature = "fernet", feature = "signed")), allow(dead_code))]
+    pub(crate) fn from_json(format: &'static str, json: &[u8]) -> Option<Self> {
+        match serde_json::from_slice(json) {
+            Ok(claims) => Some(claims),
+            Err(_) => reject(format, "authenticated payload is not session claims"),
+        }
+    }
+
+    /// The session, if these claims were sealed for `cookie_name` and are
+    /// valid at `now`. `value` is the cookie value they came from: the
+    /// record's key is its SHA-256, a stable identity of that exact value.
+    pub(crate) fn into_record(
+        self,
+        format: &'static str,
+        cookie_name: &str,
+        value: &str,
+        now: Timestamp,
+    ) -> Option<Record> {
+        if self.aud != cookie_name {
+            return reject(format, "sealed for another cookie name");
+        }
+        if self.nbf.is_some_and(|nbf| now < nbf) {
+            return reject(format, "not valid yet (nbf)");
+        }
+        let latest_issue = now + MAX_CLOCK_SKEW;
+        if self.iat > latest_issue || self.lst > latest_issue {
+            return reject(format, "issued in the future");
+        }
+        if now >= self.exp {
+            return reject(format, "expired (exp)");
+        }
+        let record = Record {
+            key: StorageKey::from_bytes(Sha256::digest(value.as_bytes()).into()),
+            data: self.dat,
+            created_at: self.iat,
+            last_seen: self.lst,
+            idle_deadline: self.idl,
+            absolute_deadline: self.abs,
+            user: self.usr,
+            expiry: self.xpy,
+            version: 0,
+        };
+        if record.is_expired(now) {
+            return reject(format, "expired");
+        }
+        Some(record)
+    }
+}
+
+/// Refuses values too long to be a cookie, before anything reads them.
+pub(crate) fn check_length(format: &'static str, value: &str) -> Option<()> {
+    if value.len() > MAX_VALUE_BYTES {
+        return reject(format, "longer than 4096 bytes; not read");
+    }
+    Some(())
+}
+
+/// Logs why a cookie value was not opened, and returns `None`. A bad cookie
+/// is client noise, not a server problem: debug level, and nothing of the
+/// value is logged.
+pub(crate) fn reject<T>(format: &'static str, reason: &'static str) -> Option<T> {
+    tracing::debug!(format, reason, "session cookie not opened");
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(seconds: i64) -> Timestamp {
+        Timestamp::from_unix_seconds(seconds)
+    }
+
+    fn record() -> Record {
+        let mut record =
+            Record::new(StorageKey::from_bytes([9; 32]), t(1_000), t(2_000), Some(t(5_000)));
+        record.data.insert("n", 1).unwrap();
+        record.user = Some("alice".into());
+        record
+    }
+
+    fn claims(json: &serde_json::Value) -> Option<Claims> {
+        Claims::from_json("test", json.to_string().as_bytes())
+    }
+
+    #[test]
+    fn seals_every_field_but_key_and_version() {
+        let json = SealedClaims::new("id", &record()).to_json().unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "aud": "id", "iat": 1000, "lst": 1000, "exp": 2000, "idl": 2000, "abs": 5000,
+                "usr": "alice", "dat": {"n": 1}
+            })
+        );
+    }
+
+    #[test]
+    fn opens_into_an_unchanged_record_keyed_by_the_value_hash() {
+        let json = SealedClaims::new("id", &record()).to_json().unwrap();
+        let opened = Claims::from_json("test", &json)
+            .unwrap()
+            .into_record("test", "id", "value", t(1_500))
+            .unwrap();
+        let expected =
+            Record { key: StorageKey::from_bytes(Sha256::digest(b"value").into()), ..record() };
+        assert!(!opened.data.is_changed());
+        assert_eq!(opened.data.as_map(), expected.data.as_map());
+        assert_eq!((opened.created_at, opened.idle_deadline), (t(1_000), t(2_000)));
+        assert_eq!(opened.key, expected.key);
+        assert_eq!(opened.version, 0);
+    }
+
+    #[test]
+    fn wrong_shapes_do_not_open() {
+        let good =
+            serde_json::json!({"aud": "id", "iat": 1, "lst": 1, "exp": 9, "idl": 9, "dat": {}});
+        assert!(claims(&good).is_some());
+        for (field, bad) in [
+            ("exp", serde_json::json!("9")),
+            ("exp", serde_json::json!(1e30)),
+            ("exp", serde_json::json!(u64::MAX)),
+            ("exp", serde_json::Value::Null),
+            ("iat", serde_json::json!(1.5)),
+            ("dat", serde_json::json!([1, 2])),
+            ("aud", serde_json::json!(["id"])),
+            ("xpy", serde_json::json!({"kind": "forever"})),
+        ] {
+            let mut json = good.clone();
+            json[field] = bad.clone();
+            assert!(claims(&json).is_none(), "{field} = {bad}");
+        }
+        let mut missing = good.clone();
+        missing.as_object_mut().unwrap().remove("exp");
+        assert!(claims(&missing).is_none());
+        assert!(Claims::from_json("test", br#"{"aud":"id","aud":"id"}"#).is_none());
+        assert!(Claims::from_json("test", b"not json").is_none());
+    }
+
+    #[test]
+    fn time_checks_saturate_and_reject() {
+        let at = |json: serde_json::Value, now: i64| {
+            claims(&json).unwrap().into_record("test", "id", "v", t(now)).is_some()
+        };
+        let base = serde_json::json!({"aud": "id", "iat": 100, "lst": 100, "exp": 200, "idl": 200, "dat": {}});
+        assert!(at(base.clone(), 199));
+        assert!(!at(base.clone(), 200), "valid strictly before the deadline");
+        assert!(!at(base.clone(), i64::MAX));
+        assert!(at(base.clone(), 40), "issued 60 s ahead is within the skew");
+        assert!(!at(base.clone(), 39), "issued 61 s ahead is not");
+
+        let mut nbf = base.clone();
+        nbf["nbf"] = serde_json::json!(150);
+        assert!(!at(nbf.clone(), 149));
+        assert!(at(nbf, 150));
+
+        let mut negative = base.clone();
+        negative["exp"] = serde_json::json!(-1);
+        assert!(!at(negative, 150));
+
+        let mut exp_beyond_idle = base;
+        exp_beyond_idle["exp"] = serde_json::json!(i64::MAX);
+        assert!(!at(exp_beyond_idle, 200), "the record's own deadline still applies");
+    }
+}

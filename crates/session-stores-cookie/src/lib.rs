@@ -1,0 +1,79 @@
+//! Client-side sessions: the whole session travels in the cookie.
+//!
+//! Each format implements [`session_core::CookieFormat`]: it seals a
+//! session's data, deadlines, user and expiry override, together with the
+//! cookie's name, into a cookie value, and opens such a value only if it is
+//! authentic, sealed for that cookie name, and unexpired.
+//!
+//! | format | feature | the client can read it | |
+//! |---|---|---|---|
+//! | [`FernetFormat`] | `fernet` | no (encrypted and authenticated) | Fernet spec, AES-128-CBC + HMAC-SHA256 |
+//! | [`JwtFormat`] | `jwt` | **yes** (signed only) | HS256, or EdDSA (Ed25519) |
+//! | [`SignedFormat`] | `signed` | **yes** (signed only) | base64url JSON + HMAC-SHA256 |
+//!
+//! No feature is on by default. Applications enable them through
+//! `session-axum`'s `cookie-fernet`, `cookie-jwt` and `cookie-signed`
+//! features.
+//!
+//! # Keys
+//!
+//! Every format takes a [`Keyring`] (the JWT format can use Ed25519 keys
+//! instead): one primary key that seals and any number of fallback keys that
+//! still open. A value opened with a fallback key comes back with
+//! [`Opened::needs_reseal`](session_core::Opened::needs_reseal) set, and the
+//! session layer reissues it under the primary key. Keys are 32 random bytes
+//! written as base64url ([`Key::generate`], [`Key::to_base64`]). Use a
+//! different key per format and per application.
+//!
+//! # What client-side sessions cannot do
+//!
+//! - **Revocation.** There is no server-side state: a copied cookie stays
+//!   valid until its sealed deadline, and logging out only clears the
+//!   browser's copy. Keep the idle timeout short, or rotate the key to end
+//!   every session at once.
+//! - **Locking.** Concurrent requests of one session are last-writer-wins.
+//! - **Size.** The session is in every request, and a large session makes a
+//!   large cookie: the layer refuses to set one over 4096 bytes (name and
+//!   value), and values over 4096 bytes are ignored unread when they arrive.
+//!   Keep data small (ids, not objects).
+//!
+//! # What is sealed
+//!
+//! One JSON object, the same for every format: `aud` (the cookie name), `iat`
+//! (created), `lst` (last seen), `exp` (the earlier deadline), `idl` (idle
+//! deadline), `abs` (absolute deadline), `usr` (user), `xpy` (expiry
+//! override) and `dat` (the data). Times are Unix seconds. The record's
+//! version is not sealed, and an opened record has version 0 and a
+//! [`StorageKey`](session_core::StorageKey) that is the SHA-256 of the cookie
+//! value: a stable identity of that exact value, not a store key.
+//!
+//! # Bad cookies
+//!
+//! `open` never panics and never errors: a value that is too long (checked
+//! before any decoding), malformed, forged, sealed by an unknown key, for
+//! another cookie name, or expired is simply no session. The reason is
+//! logged with `tracing` at debug level, without the value.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(any(feature = "fernet", feature = "jwt", feature = "signed"))]
+mod claims;
+#[cfg(any(feature = "fernet", feature = "jwt"))]
+mod error;
+#[cfg(feature = "fernet")]
+mod fernet;
+#[cfg(feature = "jwt")]
+mod jwt;
+#[cfg(feature = "signed")]
+mod signed;
+
+#[cfg(feature = "fernet")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fernet")))]
+pub use fernet::FernetFormat;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use jwt::{Ed25519KeyError, JwtFormat};
+#[doc(no_inline)]
+pub use session_core::{InvalidKey, Key, Keyring};
+#[cfg(feature = "signed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signed")))]
+pub use signed::SignedFormat;
