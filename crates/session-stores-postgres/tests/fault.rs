@@ -199,7 +199,7 @@ async fn store_fails_cleanly_while_postgres_is_down_and_recovers_after() {
         .connect(&cluster.url())
         .await
         .unwrap();
-    let store = PostgresStore::new(pool).with_table_name(&common::random_table()).unwrap();
+    let store = PostgresStore::new(pool).with_table_name(&common::random_plain_table()).unwrap();
     store.migrate().await.unwrap();
 
     let now = Timestamp::now();

@@ -47,16 +47,16 @@ async fn corrupt_rows_load_as_absent_and_spare_their_neighbours() {
         store.create(r).await.unwrap();
     }
 
-    let table = store.table_name();
+    let table = common::quoted(&store.table_name());
     sqlx::query(AssertSqlSafe(format!(
-        "UPDATE \"{table}\" SET data = '{{\"n\": 1, \"trunc' WHERE session_key = $1"
+        "UPDATE {table} SET data = '{{\"n\": 1, \"trunc' WHERE session_key = $1"
     )))
     .bind(bad_data.key.as_bytes().as_slice())
     .execute(store.pool())
     .await
     .unwrap();
     sqlx::query(AssertSqlSafe(format!(
-        "UPDATE \"{table}\" SET expiry = 'not json' WHERE session_key = $1"
+        "UPDATE {table} SET expiry = 'not json' WHERE session_key = $1"
     )))
     .bind(bad_expiry.key.as_bytes().as_slice())
     .execute(store.pool())
@@ -103,15 +103,10 @@ async fn hostile_table_names_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_qualified_and_long_names_work() {
     let pool = common::pool(2).await;
-    // Concurrent test runs may race to create the schema: serialize them.
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(7171717171)").execute(&mut *tx).await.unwrap();
-    sqlx::query("CREATE SCHEMA IF NOT EXISTS session_tests").execute(&mut *tx).await.unwrap();
-    tx.commit().await.unwrap();
-
-    let long = format!("{}{}", common::random_table(), "x".repeat(30));
-    assert!(long.len() > 50 && long.len() <= 63);
-    for name in [format!("session_tests.{}", common::random_table()), long] {
+    let long = format!("{}{}", common::random_table(), "x".repeat(33));
+    let long_table = long.rsplit('.').next().unwrap();
+    assert_eq!(long_table.len(), 63);
+    for name in [common::random_table(), long.clone()] {
         let store = common::store_on(pool.clone(), &name).await;
         store.migrate().await.unwrap(); // idempotent
         let now = Timestamp::now();
@@ -120,9 +115,10 @@ async fn schema_qualified_and_long_names_work() {
         assert!(store.load(&r.key, now).await.unwrap().is_some());
         assert_eq!(store.delete_expired(r.expires_at()).await.unwrap(), 1);
         let indexes: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_indexes WHERE tablename = $1 \
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 \
              AND (indexname LIKE '%expires_at_idx' OR indexname LIKE '%user_id_idx')",
         )
+        .bind(common::SCHEMA)
         .bind(name.rsplit('.').next().unwrap())
         .fetch_one(&pool)
         .await
@@ -131,10 +127,22 @@ async fn schema_qualified_and_long_names_work() {
     }
 }
 
+#[tokio::test]
+async fn migrating_into_a_missing_schema_is_a_backend_error() {
+    let pool = common::pool(1).await;
+    let table = format!("no_such_schema.{}", common::random_plain_table());
+    let store = PostgresStore::new(pool).with_table_name(&table).unwrap();
+    match store.migrate().await {
+        Err(Error::Backend { store, .. }) => assert_eq!(store, "postgres"),
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_migrations_are_safe() {
     let table = common::random_table();
     let pool = common::pool(4).await;
+    common::ensure_schema(&pool).await;
     let store = PostgresStore::new(pool).with_table_name(&table).unwrap();
     let runs: Vec<_> = (0..4)
         .map(|_| {

@@ -56,7 +56,7 @@ pub use cleanup::CleanupHandle;
 pub use store::{DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, SqliteStore};
 pub use table::InvalidTableName;
 
-/// The connection pool type and its options, so applications need no direct
-/// sqlx dependency.
+// The pool, its options and connect options, so applications need no direct
+// sqlx dependency (and cannot pick a mismatched sqlx version).
 #[doc(inline)]
 pub use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};

@@ -17,9 +17,38 @@ pub fn database_url() -> String {
     }
 }
 
-/// A fresh table name, so tests can run in parallel and repeatedly.
+/// The schema holding every test table, so the shared database stays tidy:
+/// `DROP SCHEMA session_tests CASCADE` removes them all.
+pub const SCHEMA: &str = "session_tests";
+
+/// A fresh, schema-qualified table name, so tests can run in parallel and
+/// repeatedly.
 pub fn random_table() -> String {
+    format!("{SCHEMA}.{}", random_plain_table())
+}
+
+/// A fresh unqualified table name.
+pub fn random_plain_table() -> String {
     format!("test_sessions_{}", &SessionId::random().storage_key().to_hex()[..16])
+}
+
+/// `schema.table` quoted for raw SQL in tests.
+pub fn quoted(table: &str) -> String {
+    table.split('.').map(|part| format!("\"{part}\"")).collect::<Vec<_>>().join(".")
+}
+
+/// Creates [`SCHEMA`] if needed. Concurrent tests may race to create it, so
+/// they take turns under an advisory lock.
+pub async fn ensure_schema(pool: &PgPool) {
+    let run = async {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7171717171)").execute(&mut *tx).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {SCHEMA}")))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    };
+    run.await.unwrap_or_else(|e: sqlx::Error| panic!("creating schema {SCHEMA}: {e}"));
 }
 
 /// A small pool on the test database (the server is shared; keep it lean).
@@ -34,6 +63,9 @@ pub async fn pool(max_connections: u32) -> PgPool {
 
 /// A store on `pool` with its own migrated table.
 pub async fn store_on(pool: PgPool, table: &str) -> PostgresStore {
+    if table.starts_with(&format!("{SCHEMA}.")) {
+        ensure_schema(&pool).await;
+    }
     let store = PostgresStore::new(pool)
         .with_table_name(table)
         .unwrap_or_else(|e| panic!("table name: {e}"));
