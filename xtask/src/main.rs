@@ -53,10 +53,11 @@ SERVICES:
     redis-server  redis://127.0.0.1:6392/                      port: $XTASK_REDIS_PORT
     PostgreSQL    postgres://postgres@127.0.0.1:54330/sessions port: $XTASK_PG_PORT
     Data and logs live in <workspace>/target/services/{redis,postgres}
-    ($XTASK_SERVICES_DIR overrides that); stop the services before `cargo clean`. Missing Debian packages (redis-server,
-    postgresql) are installed with apt-get, which needs root. As root,
-    PostgreSQL runs as the `postgres` OS user (created if missing), which is
-    given search permission (o+x) on the directories leading to its data.
+    ($XTASK_SERVICES_DIR overrides that); stop the services before
+    `cargo clean`. Missing Debian packages (redis-server, postgresql) are
+    installed with apt-get, which needs root. As root, PostgreSQL runs as the
+    `postgres` OS user (created if missing), which is given search permission
+    (o+x) on the directories leading to its data.
     Redis keeps nothing on disk; PostgreSQL runs with fsync off: test data only.
     The default ports differ from the ones of shared/reference/*.sh
     (6391/54329), so both can run side by side; a Redis on our port that is not

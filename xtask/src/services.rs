@@ -432,7 +432,7 @@ impl Services {
     fn pg_ready(&self, bin: &Path, timeout_secs: u32) -> bool {
         cmd::succeeds(
             Command::new(bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p"])
+                .args(["-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-p"])
                 .arg(self.cfg.pg_port.to_string())
                 .arg("-t")
                 .arg(timeout_secs.to_string()),

@@ -52,13 +52,15 @@ impl ServicesSession {
                     "xtask: {} was already running: using it, and leaving it running afterwards",
                     service.name()
                 );
-                continue;
+            } else {
+                // Arm before starting: an interrupt during start-up must stop it too.
+                if let Some(reaper) = &mut session.reaper {
+                    reaper.arm(service);
+                }
+                session.started.push(service);
             }
-            // Arm before starting: an interrupt during start-up must stop it too.
-            if let Some(reaper) = &mut session.reaper {
-                reaper.arm(service);
-            }
-            session.started.push(service);
+            // Idempotent; for a running service it checks that it answers on our port
+            // (and that the test database exists).
             session.services.start(service)?;
         }
         Ok(session)
