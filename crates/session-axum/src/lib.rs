@@ -33,6 +33,7 @@
 //! [`memory::MemoryStore`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod auth;
 mod client;
 mod config;
 mod cookie;
@@ -43,6 +44,10 @@ mod rejection;
 mod save;
 mod session;
 
+pub use auth::{
+    Auth, AuthLayer, AuthUser, CurrentUser, UserLoader, login_required, permission_required,
+    safe_next,
+};
 pub use config::{DefaultErrorResponder, ErrorResponder, MAX_COOKIE_BYTES, SessionConfig};
 pub use kind::{DefaultSession, SessionKind};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};

@@ -299,7 +299,6 @@ impl<K: SessionKind> Session<K> {
 }
 
 /// Hooks for the auth layer, which builds on the session.
-#[expect(dead_code, reason = "used by the auth module, which lands next")]
 impl<K: SessionKind> Session<K> {
     /// The user this session is indexed under ([`Record::user`]).
     pub(crate) async fn user(&self) -> Result<Option<String>, SessionError> {

@@ -1,0 +1,309 @@
+//! [`login_required`]: a route layer that turns anonymous requests away.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::response::{IntoResponse, Response as AxumResponse};
+use http::header::LOCATION;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::auth::context::AuthContext;
+use crate::auth::next::{encode_query_value, safe_next};
+use crate::auth::rejection::Unauthenticated;
+use crate::auth::user::AuthUser;
+use crate::kind::{DefaultSession, SessionKind};
+
+/// A route layer that lets only logged-in users through.
+///
+/// Anonymous requests get 401 ([`Unauthenticated`]), or with
+/// [`redirect_to`](LoginRequiredLayer::redirect_to) a `303 See Other` to the
+/// login page with `?next=<original path and query>`. `OPTIONS` requests
+/// (CORS preflights) always pass. The user is loaded through the
+/// [`AuthLayer`](crate::AuthLayer), once per request: a
+/// [`CurrentUser`](crate::CurrentUser) in the handler costs nothing more.
+///
+/// Add it with [`Router::route_layer`](axum::Router::route_layer), not
+/// `layer`: it then wraps only the routes that exist, so an unknown path is
+/// still a 404 rather than a 401 or a redirect to the login page.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use session_axum::{AuthLayer, CurrentUser, SessionLayer, login_required, memory::MemoryStore};
+/// # use std::convert::Infallible;
+/// # #[derive(Clone)] struct User { name: String }
+/// # impl session_axum::AuthUser for User {
+/// #     type Id = u64;
+/// #     fn id(&self) -> u64 { 0 }
+/// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+/// # }
+/// # struct Users;
+/// # impl session_axum::UserLoader<User> for Users {
+/// #     type Error = Infallible;
+/// #     async fn load(&self, _: &u64) -> Result<Option<User>, Infallible> { Ok(None) }
+/// # }
+///
+/// async fn dashboard(user: CurrentUser<User>) -> String {
+///     format!("Hello, {}", user.name)
+/// }
+///
+/// let protected = Router::new()
+///     .route("/dashboard", get(dashboard))
+///     .route_layer(login_required::<User>().redirect_to("/login"));
+///
+/// let app: Router = Router::new()
+///     .route("/login", get(|| async { "the login form" }))
+///     .merge(protected)
+///     .layer(AuthLayer::new(Users))
+///     .layer(SessionLayer::new(MemoryStore::new()));
+/// ```
+pub fn login_required<U: AuthUser>() -> LoginRequiredLayer<U> {
+    LoginRequiredLayer { login_url: None, _marker: PhantomData }
+}
+
+/// The layer built by [`login_required`].
+#[must_use]
+pub struct LoginRequiredLayer<U, K = DefaultSession> {
+    login_url: Option<Arc<str>>,
+    _marker: PhantomData<fn() -> (U, K)>,
+}
+
+impl<U: AuthUser, K: SessionKind> LoginRequiredLayer<U, K> {
+    /// Redirects anonymous requests (`303 See Other`) to `login_url`, adding
+    /// `next=<original path and query>` (percent-encoded) to its query. The
+    /// `next` value is always a local path; read it back through
+    /// [`safe_next`](crate::safe_next) all the same, since anyone can
+    /// craft a link to the login page.
+    ///
+    /// ```
+    /// use session_axum::login_required;
+    /// # #[derive(Clone)] struct User;
+    /// # impl session_axum::AuthUser for User {
+    /// #     type Id = u64;
+    /// #     fn id(&self) -> u64 { 0 }
+    /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+    /// # }
+    ///
+    /// // GET /orders?page=2, anonymous: 303 to /login?next=/orders%3Fpage%3D2
+    /// let layer = login_required::<User>().redirect_to("/login");
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `login_url` is empty or holds characters that cannot appear in a
+    /// `Location` header (control characters, spaces, non-ASCII). This is a
+    /// programming error, caught at startup.
+    pub fn redirect_to(mut self, login_url: impl Into<String>) -> Self {
+        let login_url = login_url.into();
+        assert!(
+            !login_url.is_empty() && login_url.bytes().all(|b| b.is_ascii_graphic()),
+            "invalid login URL {login_url:?}"
+        );
+        self.login_url = Some(login_url.into());
+        self
+    }
+
+    /// The same guard for users logged in to the sessions of kind `Other`.
+    pub fn for_kind<Other: SessionKind>(self) -> LoginRequiredLayer<U, Other> {
+        LoginRequiredLayer { login_url: self.login_url, _marker: PhantomData }
+    }
+}
+
+impl<U, K> Clone for LoginRequiredLayer<U, K> {
+    fn clone(&self) -> Self {
+        Self { login_url: self.login_url.clone(), _marker: PhantomData }
+    }
+}
+
+impl<U, K: SessionKind> fmt::Debug for LoginRequiredLayer<U, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginRequiredLayer")
+            .field("user", &std::any::type_name::<U>())
+            .field("kind", &K::NAME)
+            .field("login_url", &self.login_url)
+            .finish()
+    }
+}
+
+impl<Inner, U, K> Layer<Inner> for LoginRequiredLayer<U, K> {
+    type Service = LoginRequired<Inner, U, K>;
+
+    fn layer(&self, inner: Inner) -> Self::Service {
+        LoginRequired { inner, login_url: self.login_url.clone(), _marker: PhantomData }
+    }
+}
+
+/// The service built by [`LoginRequiredLayer`].
+pub struct LoginRequired<Inner, U, K = DefaultSession> {
+    inner: Inner,
+    login_url: Option<Arc<str>>,
+    _marker: PhantomData<fn() -> (U, K)>,
+}
+
+impl<Inner: Clone, U, K> Clone for LoginRequired<Inner, U, K> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), login_url: self.login_url.clone(), _marker: PhantomData }
+    }
+}
+
+impl<Inner: fmt::Debug, U, K: SessionKind> fmt::Debug for LoginRequired<Inner, U, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginRequired")
+            .field("user", &std::any::type_name::<U>())
+            .field("kind", &K::NAME)
+            .field("login_url", &self.login_url)
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<Inner, U, K, ReqBody, ResBody> Service<Request<ReqBody>> for LoginRequired<Inner, U, K>
+where
+    Inner: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    Inner::Future: Send + 'static,
+    U: AuthUser,
+    K: SessionKind,
+    ReqBody: Send + 'static,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Inner::Error;
+    type Future = GuardFuture<Inner::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let inner = take_ready(&mut self.inner);
+        let login_url = self.login_url.clone();
+        GuardFuture::new(async move {
+            if request.method() == Method::OPTIONS {
+                return pass(inner, request).await;
+            }
+            let (context, session) =
+                match AuthContext::<U, K>::from_extensions(request.extensions()) {
+                    Ok(found) => found,
+                    Err(rejection) => return Ok(rejection.into_response()),
+                };
+            match context.user(&session).await {
+                Ok(Some(_)) => pass(inner, request).await,
+                Ok(None) => Ok(match login_url {
+                    Some(login_url) => {
+                        let target = context
+                            .original_target
+                            .as_ref()
+                            .map_or_else(|| request.uri().to_string(), ToString::to_string);
+                        login_redirect(&login_url, &target)
+                    }
+                    None => Unauthenticated.into_response(),
+                }),
+                Err(rejection) => Ok(rejection.into_response()),
+            }
+        })
+    }
+}
+
+/// The service that was driven to readiness, leaving a fresh clone in its
+/// place (the usual tower pattern for services called from a future).
+pub(crate) fn take_ready<Inner: Clone>(inner: &mut Inner) -> Inner {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
+/// Hands the request on to the route.
+pub(crate) async fn pass<Inner, ReqBody, ResBody>(
+    mut inner: Inner,
+    request: Request<ReqBody>,
+) -> Result<Response<Body>, Inner::Error>
+where
+    Inner: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    Ok(inner.call(request).await?.map(Body::new))
+}
+
+/// `303 See Other` to the login page, with `next` when the original target
+/// is a local path.
+fn login_redirect(login_url: &str, target: &str) -> AxumResponse {
+    let mut location = login_url.to_owned();
+    let next = safe_next(target);
+    if next == target {
+        let (base, fragment) = match location.split_once('#') {
+            Some((base, fragment)) => (base.to_owned(), Some(fragment.to_owned())),
+            None => (location.clone(), None),
+        };
+        let separator = if base.contains('?') { '&' } else { '?' };
+        location = format!("{base}{separator}next={}", encode_query_value(target));
+        if let Some(fragment) = fragment {
+            location.push('#');
+            location.push_str(&fragment);
+        }
+    }
+    match HeaderValue::try_from(location) {
+        Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
+        // The login URL was checked at startup and `next` is encoded.
+        Err(_) => Unauthenticated.into_response(),
+    }
+}
+
+/// The response future of [`LoginRequired`] and
+/// [`PermissionRequired`](crate::auth::PermissionRequired).
+pub struct GuardFuture<E> {
+    inner: Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>,
+}
+
+impl<E> GuardFuture<E> {
+    pub(crate) fn new(
+        future: impl Future<Output = Result<Response<Body>, E>> + Send + 'static,
+    ) -> Self {
+        Self { inner: Box::pin(future) }
+    }
+}
+
+impl<E> Future for GuardFuture<E> {
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<E> fmt::Debug for GuardFuture<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn location(response: &AxumResponse) -> &str {
+        response.headers()[LOCATION].to_str().unwrap()
+    }
+
+    #[test]
+    fn redirects_carry_the_encoded_target() {
+        let response = login_redirect("/login", "/orders?page=2&q=a%20b");
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&response), "/login?next=/orders%3Fpage%3D2%26q%3Da%2520b");
+        let response = login_redirect("/login?lang=en#form", "/x");
+        assert_eq!(location(&response), "/login?lang=en&next=/x#form");
+    }
+
+    #[test]
+    fn non_local_targets_are_dropped() {
+        let response = login_redirect("/login", "//evil.example/");
+        assert_eq!(location(&response), "/login");
+    }
+}

@@ -1,0 +1,850 @@
+//! Shared auth HTTP tests: `auth_tests!(make_store)` runs every scenario
+//! through the real `SessionLayer` + `AuthLayer` on one store. Each store's
+//! test file invokes it; users get random ids, so several test runs can share
+//! one store server.
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query};
+use axum::response::Redirect;
+use axum::routing::get;
+use axum::{Router, http::StatusCode};
+use http::{HeaderMap, Method, Request, header};
+use http_body_util::BodyExt;
+use session_axum::auth::{AuthRejection, LoginOptions};
+use session_axum::core::SessionId;
+use session_axum::{
+    Auth, AuthLayer, AuthUser, CurrentUser, Session, SessionConfig, SessionError, SessionExpiry,
+    SessionLayer, SessionLock, UserLoader, login_required, permission_required, safe_next,
+};
+use tower::ServiceExt;
+
+/// A user whose "password hash" is the password itself (the tests only need
+/// it to change).
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub name: String,
+    pub password: String,
+    pub admin: bool,
+}
+
+impl AuthUser for TestUser {
+    type Id = String;
+
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    fn session_auth_hash(&self) -> &[u8] {
+        self.password.as_bytes()
+    }
+}
+
+/// The user database: counts loads and fails on demand.
+#[derive(Debug, Clone, Default)]
+pub struct TestUsers {
+    users: Arc<RwLock<HashMap<String, TestUser>>>,
+    calls: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
+}
+
+impl TestUsers {
+    /// Adds a user with a random id (unique across test runs on a shared store).
+    pub fn add(&self, name: &str, admin: bool) -> TestUser {
+        let user = TestUser {
+            id: format!("{name}-{}", SessionId::random().expose()),
+            name: name.to_owned(),
+            password: "first password".to_owned(),
+            admin,
+        };
+        self.users.write().unwrap().insert(user.id.clone(), user.clone());
+        user
+    }
+
+    /// Reads a user without counting it as a load.
+    pub fn get(&self, id: &str) -> Option<TestUser> {
+        self.users.read().unwrap().get(id).cloned()
+    }
+
+    pub fn set_password(&self, id: &str, password: &str) -> Option<TestUser> {
+        let mut users = self.users.write().unwrap();
+        let user = users.get_mut(id)?;
+        user.password = password.to_owned();
+        Some(user.clone())
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.users.write().unwrap().remove(id);
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn fail(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+}
+
+impl UserLoader<TestUser> for TestUsers {
+    type Error = std::io::Error;
+
+    async fn load(&self, id: &String) -> Result<Option<TestUser>, std::io::Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        // Give concurrent lookups a chance to interleave.
+        tokio::task::yield_now().await;
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("user database is down"));
+        }
+        Ok(self.get(id))
+    }
+}
+
+/// A second user type whose id is a number: a session logged in as a
+/// `TestUser` (string id) holds an id of the wrong shape for it.
+#[derive(Debug, Clone)]
+pub struct NumericUser {
+    pub id: u64,
+}
+
+impl AuthUser for NumericUser {
+    type Id = u64;
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn session_auth_hash(&self) -> &[u8] {
+        b"numeric"
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NumericUsers {
+    pub calls: Arc<AtomicUsize>,
+}
+
+impl UserLoader<NumericUser> for NumericUsers {
+    type Error = Infallible;
+
+    async fn load(&self, id: &u64) -> Result<Option<NumericUser>, Infallible> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(Some(NumericUser { id: *id }))
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LoginQuery {
+    clear: Option<bool>,
+    remember: Option<bool>,
+    next: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct PasswordQuery {
+    pw: String,
+    relogin: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+struct Value {
+    v: String,
+}
+
+pub const REMEMBER_SECONDS: u64 = 30 * 24 * 3600;
+
+/// The test app. Login takes the user id in the path: these tests are about
+/// sessions, not passwords.
+pub fn app(layer: SessionLayer, users: TestUsers, numeric: NumericUsers) -> Router {
+    let login_users = users.clone();
+    let password_users = users.clone();
+
+    // Login required; 401.
+    let protected = Router::new()
+        .route(
+            "/protected",
+            get(
+                |user: CurrentUser<TestUser>| async move { format!("protected for {}", user.name) },
+            )
+            .options(|| async { "preflight" }),
+        )
+        .route_layer(login_required::<TestUser>());
+
+    // Login required; redirect to the login page.
+    let redirected = Router::new()
+        .route("/protected-redirect", get(|| async { "protected" }))
+        .nest(
+            "/area",
+            Router::new()
+                .route("/page", get(|| async { "nested page" }))
+                .route_layer(login_required::<TestUser>().redirect_to("/login")),
+        )
+        .route_layer(login_required::<TestUser>().redirect_to("/login"));
+
+    // Admins only: a sync and an async predicate, each behind the login guard.
+    let admin = Router::new()
+        .route(
+            "/admin",
+            get(
+                |user: CurrentUser<TestUser>,
+                 again: Option<CurrentUser<TestUser>>,
+                 auth: Auth<TestUser>| async move {
+                    let third = auth.user().await?.map(|user| user.name.clone());
+                    let names = [Some(user.name.clone()), again.map(|u| u.name.clone()), third];
+                    Ok::<_, AuthRejection>(format!("admin {names:?}"))
+                },
+            )
+            .options(|| async { "preflight" }),
+        )
+        .route_layer(permission_required(|user: &TestUser| user.admin))
+        .route("/admin-async", get(|| async { "async admin" }))
+        .route_layer(permission_required(|user: Arc<TestUser>| async move {
+            tokio::task::yield_now().await;
+            user.admin
+        }))
+        .route_layer(login_required::<TestUser>());
+
+    Router::new()
+        .route(
+            "/login/{id}",
+            get(
+                move |auth: Auth<TestUser>,
+                      Path(id): Path<String>,
+                      Query(query): Query<LoginQuery>| {
+                    let users = login_users.clone();
+                    async move {
+                        let Some(user) = users.get(&id) else {
+                            return Ok::<_, SessionError>(Redirect::to("/login?failed=1"));
+                        };
+                        let mut options =
+                            LoginOptions::new().clear_data(query.clear.unwrap_or(false));
+                        if query.remember.unwrap_or(false) {
+                            options = options.remember(SessionExpiry::Persistent {
+                                idle_timeout: Duration::from_secs(REMEMBER_SECONDS),
+                                absolute_timeout: None,
+                            });
+                        }
+                        auth.login_with(&user, options).await?;
+                        Ok(Redirect::to(safe_next(query.next.as_deref().unwrap_or("/"))))
+                    }
+                },
+            ),
+        )
+        .route(
+            "/password/{id}",
+            get(
+                move |auth: Auth<TestUser>,
+                      Path(id): Path<String>,
+                      Query(query): Query<PasswordQuery>| {
+                    let users = password_users.clone();
+                    async move {
+                        let user = users.set_password(&id, &query.pw).unwrap();
+                        if query.relogin.unwrap_or(false) {
+                            auth.login(&user).await?;
+                        }
+                        Ok::<_, SessionError>("password changed")
+                    }
+                },
+            ),
+        )
+        .route("/me", get(|user: CurrentUser<TestUser>| async move { user.name.clone() }))
+        .route(
+            "/maybe",
+            get(|user: Option<CurrentUser<TestUser>>| async move {
+                user.map_or_else(|| "anonymous".to_owned(), |user| user.name.clone())
+            }),
+        )
+        .route(
+            "/many",
+            get(
+                |first: CurrentUser<TestUser>,
+                 second: CurrentUser<TestUser>,
+                 third: Option<CurrentUser<TestUser>>,
+                 auth: Auth<TestUser>| async move {
+                    let fourth = auth.user().await?;
+                    assert!(third.is_some() && fourth.is_some());
+                    Ok::<_, AuthRejection>(format!("{} {}", first.name, second.name))
+                },
+            ),
+        )
+        .route(
+            "/numeric-me",
+            get(|user: CurrentUser<NumericUser>| async move { user.id.to_string() }),
+        )
+        .route(
+            "/numeric-maybe",
+            get(|user: Option<CurrentUser<NumericUser>>| async move {
+                user.map_or_else(|| "anonymous".to_owned(), |user| user.id.to_string())
+            }),
+        )
+        .route(
+            "/logout",
+            get(|auth: Auth<TestUser>| async move {
+                auth.logout().await?;
+                Ok::<_, SessionError>("logged out")
+            }),
+        )
+        .route(
+            "/logout-everywhere",
+            get(|auth: Auth<TestUser>| async move {
+                Ok::<_, AuthRejection>(auth.logout_everywhere().await?.to_string())
+            }),
+        )
+        .route(
+            "/sessions",
+            get(|auth: Auth<TestUser>| async move {
+                let mut out = String::new();
+                for info in auth.sessions().await? {
+                    let marker = if info.current { "current" } else { "other" };
+                    writeln!(
+                        out,
+                        "{marker} {} {} {}",
+                        info.created_at.unix_seconds(),
+                        info.last_seen.unix_seconds(),
+                        info.expires_at.unix_seconds()
+                    )
+                    .unwrap();
+                }
+                Ok::<_, AuthRejection>(out)
+            }),
+        )
+        .route(
+            "/set",
+            get(|session: Session, Query(value): Query<Value>| async move {
+                session.insert("v", value.v).await?;
+                Ok::<_, SessionError>("set")
+            }),
+        )
+        .route(
+            "/get",
+            get(|session: Session| async move {
+                let v: Option<String> = session.get("v").await?;
+                Ok::<_, SessionError>(v.unwrap_or_else(|| "none".into()))
+            }),
+        )
+        .route(
+            "/corrupt",
+            get(|session: Session, Query(value): Query<Value>| async move {
+                // Overwrite one reserved auth key with JSON of the wrong shape.
+                let (key, json) = value.v.split_once('=').unwrap();
+                let json: serde_json::Value = serde_json::from_str(json).unwrap();
+                session.insert(key, json).await?;
+                Ok::<_, SessionError>("corrupted")
+            }),
+        )
+        .merge(protected)
+        .merge(redirected)
+        .merge(admin)
+        .layer(AuthLayer::new(users))
+        .layer(AuthLayer::<NumericUser>::new(numeric))
+        .layer(layer)
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    /// The single `Set-Cookie` header of the session cookie, if any.
+    pub fn set_cookie(&self) -> Option<String> {
+        let all: Vec<_> = self.headers.get_all(header::SET_COOKIE).iter().collect();
+        assert!(all.len() <= 1, "at most one Set-Cookie, got {all:?}");
+        all.first().map(|value| value.to_str().unwrap().to_owned())
+    }
+
+    /// `name=value` to send back, from the session cookie that was set.
+    pub fn cookie(&self) -> String {
+        let set = self.set_cookie().expect("a session cookie was set");
+        set.split(';').next().unwrap().to_owned()
+    }
+
+    pub fn location(&self) -> &str {
+        self.headers.get(header::LOCATION).expect("a Location header").to_str().unwrap()
+    }
+
+    /// Whether the response tells the browser to drop the session cookie.
+    pub fn clears_cookie(&self) -> bool {
+        self.set_cookie().is_some_and(|set| set.contains("Max-Age=0"))
+    }
+}
+
+pub async fn request(app: &Router, method: Method, path: &str, cookies: &[&str]) -> Reply {
+    let mut request = Request::builder().method(method).uri(path);
+    for cookie in cookies {
+        request = request.header(header::COOKIE, *cookie);
+    }
+    let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Reply { status, headers, body: String::from_utf8(body.to_vec()).unwrap() }
+}
+
+pub async fn send(app: &Router, path: &str, cookies: &[&str]) -> Reply {
+    request(app, Method::GET, path, cookies).await
+}
+
+/// Logs `user` in from a fresh client; returns the session cookie.
+pub async fn login(app: &Router, user: &TestUser) -> String {
+    let reply = send(app, &format!("/login/{}", user.id), &[]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    reply.cookie()
+}
+
+/// Percent-encodes every byte but unreserved characters, for query values.
+pub fn encode(value: &str) -> String {
+    let mut out = String::new();
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            write!(out, "%{b:02X}").unwrap();
+        }
+    }
+    out
+}
+
+pub fn config() -> SessionConfig {
+    SessionConfig::default()
+}
+
+/// The app on `store`, with its user databases.
+pub struct Fixture<S> {
+    pub app: Router,
+    pub store: S,
+    pub users: TestUsers,
+    pub numeric: NumericUsers,
+}
+
+pub fn fixture<S: SessionLock + Clone>(store: S, config: SessionConfig) -> Fixture<S> {
+    let users = TestUsers::default();
+    let numeric = NumericUsers::default();
+    let layer = SessionLayer::new(store.clone()).with_config(config);
+    let app = app(layer, users.clone(), numeric.clone());
+    Fixture { app, store, users, numeric }
+}
+
+/// Expands to one test per auth scenario on the store built by `$make_store`
+/// (an `async fn() -> impl SessionLock + Clone`).
+#[macro_export]
+macro_rules! auth_tests {
+    ($make_store:path) => {
+        mod auth_tests {
+            use std::sync::atomic::Ordering;
+            use std::time::Duration;
+
+            use http::Method;
+            use session_axum::SessionStore;
+            use session_axum::core::{Clock, ExpiryPolicy, ManualClock, Timestamp};
+
+            use super::*;
+            use $crate::auth_common::{
+                Fixture, REMEMBER_SECONDS, config, encode, fixture, login, request, send,
+            };
+
+            async fn setup() -> Fixture<impl session_axum::SessionLock + Clone> {
+                fixture($make_store().await, config())
+            }
+
+            #[tokio::test]
+            async fn anonymous_requests_are_turned_away_and_write_nothing() {
+                let f = setup().await;
+                let reply = send(&f.app, "/me", &[]).await;
+                assert_eq!(
+                    (reply.status.as_u16(), reply.body.as_str()),
+                    (401, "Login required.\n")
+                );
+                assert_eq!(send(&f.app, "/maybe", &[]).await.body, "anonymous");
+                assert_eq!(send(&f.app, "/protected", &[]).await.status, 401);
+                assert_eq!(send(&f.app, "/admin", &[]).await.status, 401);
+                let reply = send(&f.app, "/protected-redirect", &[]).await;
+                assert_eq!(reply.status, 303);
+                for path in ["/me", "/maybe", "/protected", "/protected-redirect", "/sessions"] {
+                    assert_eq!(send(&f.app, path, &[]).await.set_cookie(), None, "{path}");
+                }
+                assert_eq!(send(&f.app, "/sessions", &[]).await.body, "");
+                assert_eq!(f.users.calls(), 0, "no session, no user lookup");
+            }
+
+            #[tokio::test]
+            async fn login_rotates_the_id_and_the_old_cookie_stops_working() {
+                let f = setup().await;
+                let alice = f.users.add("alice", false);
+                let anonymous = send(&f.app, "/set?v=cart", &[]).await.cookie();
+                let reply = send(&f.app, &format!("/login/{}", alice.id), &[&anonymous]).await;
+                assert_eq!(reply.status, 303);
+                let logged_in = reply.cookie();
+                assert_ne!(logged_in, anonymous, "login issues a new session id");
+                assert_eq!(send(&f.app, "/me", &[&logged_in]).await.body, "alice");
+                assert_eq!(send(&f.app, "/get", &[&logged_in]).await.body, "cart", "data kept");
+
+                assert_eq!(send(&f.app, "/me", &[&anonymous]).await.status, 401);
+                assert_eq!(
+                    send(&f.app, "/get", &[&anonymous]).await.body,
+                    "none",
+                    "old id is dead"
+                );
+
+                // Logging in again (same user) rotates again.
+                let again =
+                    send(&f.app, &format!("/login/{}", alice.id), &[&logged_in]).await.cookie();
+                assert_ne!(again, logged_in);
+                assert_eq!(send(&f.app, "/me", &[&logged_in]).await.status, 401);
+                assert_eq!(send(&f.app, "/me", &[&again]).await.body, "alice");
+            }
+
+            #[tokio::test]
+            async fn another_users_data_never_carries_over() {
+                let f = setup().await;
+                let alice = f.users.add("alice", false);
+                let bob = f.users.add("bob", false);
+                let cookie = login(&f.app, &alice).await;
+                send(&f.app, "/set?v=alice-secret", &[&cookie]).await;
+                let reply = send(&f.app, &format!("/login/{}", bob.id), &[&cookie]).await;
+                let cookie = reply.cookie();
+                assert_eq!(send(&f.app, "/me", &[&cookie]).await.body, "bob");
+                assert_eq!(send(&f.app, "/get", &[&cookie]).await.body, "none");
+                assert_eq!(
+                    f.store.list_for_user(&alice.id, Timestamp::now()).await.unwrap().len(),
+                    0,
+                    "the session left alice's index"
+                );
+
+                // And on request, even the same user's login starts empty.
+                send(&f.app, "/set?v=kept-unless-cleared", &[&cookie]).await;
+                let cookie = send(&f.app, &format!("/login/{}?clear=true", bob.id), &[&cookie])
+                    .await
+                    .cookie();
+                assert_eq!(send(&f.app, "/get", &[&cookie]).await.body, "none");
+                assert_eq!(send(&f.app, "/me", &[&cookie]).await.body, "bob");
+            }
+
+            #[tokio::test]
+            async fn logout_ends_the_session_server_side() {
+                let f = setup().await;
+                let alice = f.users.add("alice", false);
+                let cookie = login(&f.app, &alice).await;
+                assert_eq!(send(&f.app, "/me", &[&cookie]).await.status, 200);
+                let reply = send(&f.app, "/logout", &[&cookie]).await;
+                assert_eq!(reply.body, "logged out");
+                assert!(reply.clears_cookie(), "{:?}", reply.set_cookie());
+
+                // A client that kept the old cookie gets nothing from it.
+                assert_eq!(send(&f.app, "/me", &[&cookie]).await.status, 401);
+                assert_eq!(send(&f.app, "/protected", &[&cookie]).await.status, 401);
+                assert_eq!(send(&f.app, "/maybe", &[&cookie]).await.body, "anonymous");
+                assert!(
+                    f.store.list_for_user(&alice.id, Timestamp::now()).await.unwrap().is_empty()
+                );
+            }
+
+            #[tokio::test]
+            async fn a_password_change_ends_the_other_sessions() {
+                let f = setup().await;
+                let alice = f.users.add("alice", false);
+                let laptop = login(&f.app, &alice).await;
+                let phone = login(&f.app, &alice).await;
+                let tablet = login(&f.app, &alice).await;
+                assert_eq!(send(&f.app, "/me", &[&phone]).await.body, "alice");
+
+                // The laptop changes the password and stays logged in.
+                let reply = send(
+                    &f.app,
+                    &format!("/password/{}?pw=second&relogin=true", alice.id),
+                    &[&laptop],
+                )
+                .await;
+                assert_eq!(reply.body, "password changed");
+                let laptop = reply.cookie();
+                assert_eq!(send(&f.app, "/me", &[&laptop]).await.body, "alice");
+
+                // Every other session is over, and deleted on its next request.
+                let reply = send(&f.app, "/me", &[&phone]).await;
+                assert_eq!(reply.status, 401);
+                assert!(reply.clears_cookie(), "the stale session's cookie is dropped");
+                assert_eq!(send(&f.app, "/get", &[&phone]).await.body, "none");
+                assert_eq!(send(&f.app, "/protected", &[&tablet]).await.status, 401);
+                let left = f.store.list_for_user(&alice.id, Timestamp::now()).await.unwrap();
+                assert_eq!(left.len(), 1, "only the laptop's session is left");
+
+                // Without a new login, the changing session ends too.
+                f.users.set_password(&alice.id, "third");
+                assert_eq!(send(&f.app, "/me", &[&laptop]).await.status, 401);
+            }
+
+            #[tokio::test]
+            async fn logout_everywhere_ends_every_session_of_the_user() {
+                let f = setup().await;
+                let alice = f.users.add("alice", false);
+                let bob = f.users.add("bob", false);
+                let alices = [
+                    login(&f.app, &alice).await,
+                    login(&f.app, &alice).await,
+                    login(&f.app, &alice).await,
+                ];
+                let bobs = login(&f.app, &bob).await;
+
+                let reply = send(&f.app, "/logout-everywhere", &[&alices[1]]).await;
+                assert_eq!(reply.body, "3");
+                assert!(reply.clears_cookie());
+                for cookie in &alices {
+                    assert_eq!(send(&f.app, "/me", &[cookie]).await.status, 401);
+                }
+                assert!(
+                    f.store.list_for_user(&alice.id, Timestamp::now()).await.unwrap().is_empty()
+                );
+                assert_eq!(
+                    send(&f.app, "/me", &[&bobs]).await.body,
+                    "bob",
+                    "other users unaffected"
+                );
+
+                // Anonymous: nothing to end.
+                assert_eq!(send(&f.app, "/logout-everywhere", &[]).await.body, "0");
+            }
+
+            #[tokio::test]
+            async fn sessions_lists_the_users_sessions_and_marks_this_one() {
+                let clock = ManualClock::starting_now();
+                let policy = ExpiryPolicy::default()
+                    .with_idle_timeout(Duration::from_secs(3600))
+                    .with_absolute_timeout(None)
+                    .with_touch_interval(Duration::from_secs(60));
+                let f = fixture(
+                    $make_store().await,
+                    config().with_clock(clock.clone()).with_expiry(policy),
+                );
+                let alice = f.users.add("alice", false);
+                let bob = f.users.add("bob", false);
+                let start = clock.now().unix_seconds();
+                let first = login(&f.app, &alice).await;
+                clock.advance(Duration::from_secs(100));
+                let second = login(&f.app, &alice).await;
+                login(&f.app, &bob).await;
+                clock.advance(Duration::from_secs(100));
+                // Activity on the first session moves its last-seen time.
+                assert_eq!(send(&f.app, "/me", &[&first]).await.body, "alice");
+
+                let listed = send(&f.app, "/sessions", &[&second]).await.body;
+                let lines: Vec<&str> = listed.lines().collect();
+                assert_eq!(lines.len(), 2, "{listed}");
+                let expect_second = format!("current {0} {0} {1}", start + 100, start + 100 + 3600);
+                let expect_first =
+                    format!("other {start} {0} {1}", start + 200, start + 200 + 3600);
+                assert_eq!(lines, [expect_second.as_str(), expect_first.as_str()]);
+            }
+
+            #[tokio::test]
+            async fn the_redirect_keeps_next_and_login_returns_there() {
+                let f = setup().await;
+                let alice = f.users.add("alice", false);
+                let reply = send(&f.app, "/protected-redirect?a=1&b=x%20y", &[]).await;
+                assert_eq!(reply.status, 303);
+                let location = reply.location().to_owned();
+                assert_eq!(location, "/login?next=/protected-redirect%3Fa%3D1%26b%3Dx%2520y");
+                assert_eq!(reply.set_cookie(), None);
+
+                // Nested routers keep their prefix in `next`.
+                let reply = send(&f.app, "/area/page?x=1", &[]).await;
+                assert_eq!(reply.location(), "/login?next=/area/page%3Fx%3D1");
+
+                // The login handler sends the user back where they were going.
+                let next = location.strip_prefix("/login?next=").unwrap();
+                let reply = send(&f.app, &format!("/login/{}?next={next}", alice.id), &[]).await;
+                assert_eq!(reply.location(), "/protected-redirect?a=1&b=x%20y");
+                let cookie = reply.cookie();
+                let reply = send(&f.app, reply.location(), &[&cookie]).await;
+                assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "protected"));
+                assert_eq!(send(&f.app, "/area/page?x=1", &[&cookie]).await.body, "nested page");
+            }
+
+            #[tokio::test]
+            async fn open_redirect_attempts_fall_back_to_the_root() {
+                let f = setup().await;
+                let alice = f.users.add("alice", false);
+                for hostile in [
+                    "https://evil.example/",
+                    "http://evil.example",
+                    "//evil.example",
+                    "///evil.example",
+                    "/\\evil.example",
+                    "\\\\evil.example",
+                    "%2F%2Fevil.example",
+                    "/%2F%2Fevil.example",
+                    "/%5Cevil.example",
+                    "/%252F%252Fevil.example",
+                    "/\t/evil.example",
+                    "/%09/evil.example",
+                    "/\r\n/evil.example",
+                    "javascript:alert(1)",
+                    " /evil",
+                    "evil.example",
+                ] {
+                    let path = format!("/login/{}?next={}", alice.id, encode(hostile));
+                    let reply = send(&f.app, &path, &[]).await;
+                    assert_eq!(reply.status, 303, "{hostile:?}");
+                    assert_eq!(reply.location(), "/", "{hostile:?}");
+                }
+            }
+
+            #[tokio::test]
+            async fn the_permission_layer_gives_403() {
+                let f = setup().await;
+                let admin = f.users.add("root", true);
+                let user = f.users.add("bob", false);
+                let admin = login(&f.app, &admin).await;
+                let user = login(&f.app, &user).await;
+                for path in ["/admin", "/admin-async"] {
+                    let reply = send(&f.app, path, &[&user]).await;
+                    assert_eq!(
+                        (reply.status.as_u16(), reply.body.as_str()),
+                        (403, "Forbidden.\n"),
+                        "{path}"
+                    );
+                    assert_eq!(send(&f.app, path, &[]).await.status, 401, "{path}");
+                    assert_eq!(send(&f.app, path, &[&admin]).await.status, 200, "{path}");
+                }
+                assert_eq!(send(&f.app, "/admin-async", &[&admin]).await.body, "async admin");
+            }
+
+            #[tokio::test]
+            async fn a_stored_user_of_the_wrong_shape_is_401_not_500() {
+                let f = setup().await;
+                let alice = f.users.add("alice", false);
+                let cookie = login(&f.app, &alice).await;
+                // Logged in as a TestUser, whose id is a string: not a NumericUser's id.
+                let reply = send(&f.app, "/numeric-me", &[&cookie]).await;
+                assert_eq!(reply.status, 401, "{}", reply.body);
+                assert_eq!(send(&f.app, "/numeric-maybe", &[&cookie]).await.body, "anonymous");
+                assert_eq!(f.numeric.calls.load(Ordering::SeqCst), 0);
+                assert_eq!(
+                    send(&f.app, "/me", &[&cookie]).await.body,
+                    "alice",
+                    "session untouched"
+                );
+
+                for corrupt in [
+                    r#"_auth_hash=42"#,
+                    r#"_auth_hash="not hex""#,
+                    r#"_auth_hash=null"#,
+                    r#"_auth_user_id={"nested":[1,2]}"#,
+                    r#"_auth_user_id=17"#,
+                ] {
+                    let cookie = login(&f.app, &alice).await;
+                    let path = format!("/corrupt?v={}", encode(corrupt));
+                    assert_eq!(send(&f.app, &path, &[&cookie]).await.status, 200);
+                    for path in ["/me", "/protected", "/admin"] {
+                        let reply = send(&f.app, path, &[&cookie]).await;
+                        assert_eq!(reply.status, 401, "{corrupt} {path}: {}", reply.body);
+                    }
+                    assert_eq!(send(&f.app, "/maybe", &[&cookie]).await.body, "anonymous");
+                }
+            }
+
+            #[tokio::test]
+            async fn the_loader_is_called_once_per_request() {
+                let f = setup().await;
+                let root = f.users.add("root", true);
+                let cookie = login(&f.app, &root).await;
+                assert_eq!(f.users.calls(), 0, "login itself loads nobody");
+
+                let reply = send(&f.app, "/many", &[&cookie]).await;
+                assert_eq!(reply.body, "root root");
+                assert_eq!(f.users.calls(), 1, "two CurrentUser, an Option and Auth::user");
+
+                // Login guard, permission guard, and three lookups in the handler.
+                let reply = send(&f.app, "/admin", &[&cookie]).await;
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                assert!(
+                    reply.body.contains(r#"[Some("root"), Some("root"), Some("root")]"#),
+                    "{}",
+                    reply.body
+                );
+                assert_eq!(f.users.calls(), 2);
+
+                // Concurrent requests each load once.
+                let mut tasks = Vec::new();
+                for _ in 0..8 {
+                    let app = f.app.clone();
+                    let cookie = cookie.clone();
+                    tasks.push(tokio::spawn(async move {
+                        send(&app, "/many", &[&cookie]).await.status
+                    }));
+                }
+                for task in tasks {
+                    assert_eq!(task.await.unwrap(), 200);
+                }
+                assert_eq!(f.users.calls(), 10);
+            }
+
+            #[tokio::test]
+            async fn unknown_routes_are_404_not_401() {
+                let f = setup().await;
+                for path in ["/nope", "/protected/extra", "/admin/extra", "/area/nope"] {
+                    let reply = send(&f.app, path, &[]).await;
+                    assert_eq!(reply.status, 404, "{path}");
+                }
+                assert_eq!(f.users.calls(), 0);
+            }
+
+            #[tokio::test]
+            async fn options_requests_pass_the_guards() {
+                let f = setup().await;
+                for path in ["/protected", "/admin"] {
+                    let reply = request(&f.app, Method::OPTIONS, path, &[]).await;
+                    assert_eq!(
+                        (reply.status.as_u16(), reply.body.as_str()),
+                        (200, "preflight"),
+                        "{path}"
+                    );
+                }
+            }
+
+            #[tokio::test]
+            async fn a_failing_loader_gives_503_and_keeps_the_session() {
+                let f = setup().await;
+                let alice = f.users.add("alice", false);
+                let cookie = login(&f.app, &alice).await;
+                f.users.fail(true);
+                for path in ["/me", "/protected", "/admin", "/sessions", "/logout-everywhere"] {
+                    let reply = send(&f.app, path, &[&cookie]).await;
+                    assert_eq!(reply.status, 503, "{path}");
+                    assert_eq!(reply.set_cookie(), None, "{path}");
+                }
+                assert_eq!(send(&f.app, "/maybe", &[&cookie]).await.body, "anonymous");
+                f.users.fail(false);
+                assert_eq!(send(&f.app, "/me", &[&cookie]).await.body, "alice");
+            }
+
+            #[tokio::test]
+            async fn a_deleted_user_is_anonymous() {
+                let f = setup().await;
+                let alice = f.users.add("alice", false);
+                let cookie = login(&f.app, &alice).await;
+                f.users.remove(&alice.id);
+                assert_eq!(send(&f.app, "/me", &[&cookie]).await.status, 401);
+                assert_eq!(send(&f.app, "/maybe", &[&cookie]).await.body, "anonymous");
+            }
+
+            #[tokio::test]
+            async fn remember_me_gives_a_persistent_cookie() {
+                let f = setup().await;
+                let alice = f.users.add("alice", false);
+                let reply = send(&f.app, &format!("/login/{}?remember=true", alice.id), &[]).await;
+                let set = reply.set_cookie().unwrap();
+                assert!(set.contains(&format!("Max-Age={REMEMBER_SECONDS}")), "{set}");
+                assert_eq!(send(&f.app, "/me", &[&reply.cookie()]).await.body, "alice");
+            }
+        }
+    };
+}
