@@ -15,7 +15,14 @@
 //! its `redis` crate). A Redis that is down, slow to accept connections or an
 //! exhausted pool gives [`session_core::Error::Backend`] after
 //! [`RedisStore::with_connect_timeout`], never a hang or a panic, and the same
-//! store recovers once Redis is back.
+//! store recovers once Redis is back: requests in flight when Redis goes
+//! away fail, as does the first request on a connection Redis dropped while
+//! it was idle; the next request reconnects through the pool.
+//!
+//! The store shares one multiplexed connection between all its requests
+//! instead of checking one out of the pool per request, because a
+//! deadpool-redis checkout pings the connection first (a second round trip).
+//! The pool provides that connection and its replacements.
 //!
 //! ```rust,no_run
 //! use session_stores_redis::RedisStore;

@@ -1,20 +1,4 @@
 //! The distributed per-session lock: [`SessionLock`] for [`RedisStore`].
-//!
-//! - Taking it: `SET <prefix>lock:<hex> <random token> NX PX <lease>`,
-//!   retried with exponential backoff and jitter until
-//!   [`LockOptions::wait_timeout`], then [`Error::LockTimeout`].
-//!   [`SessionLock::lock_and_load`] does the `SET` and the record read in one
-//!   script call.
-//! - Holding it: a background task renews the lease (compare-and-`PEXPIRE`)
-//!   every third of the lease. If renewal finds the lock taken by someone
-//!   else, or cannot reach Redis before the lease runs out, the guard reports
-//!   [`LockGuard::is_held`] `false` and [`SessionLock::save_and_release`]
-//!   refuses to save.
-//! - Releasing it: compare-and-delete, so a holder whose lease lapsed never
-//!   deletes the next holder's lock. [`SessionLock::save_and_release`] saves
-//!   and releases in one script call. Dropping the guard releases it in a
-//!   task spawned on the current Tokio runtime (best effort); if the process
-//!   dies, the lease ends the lock.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -359,8 +343,24 @@ async fn release_quietly(guard: LockGuard) {
 
 /// A per-session lock shared by every process using the same Redis and prefix.
 ///
+/// - Taking it: `SET <prefix>lock:<hex> <random token> NX PX <lease>`,
+///   retried with exponential backoff and jitter until
+///   [`LockOptions::wait_timeout`], then [`Error::LockTimeout`].
+///   [`SessionLock::lock_and_load`] does the `SET` and the record read in one
+///   script call.
+/// - Holding it: a background task renews the lease (compare-and-`PEXPIRE`)
+///   every third of the lease. If renewal finds the lock taken by someone
+///   else, or cannot reach Redis before the lease runs out, the guard reports
+///   [`LockGuard::is_held`] `false` and [`SessionLock::save_and_release`]
+///   refuses to save.
+/// - Releasing it: compare-and-delete, so a holder whose lease lapsed never
+///   deletes the next holder's lock. [`SessionLock::save_and_release`] saves
+///   and releases in one script call. Dropping the guard releases it in a
+///   task spawned on the current Tokio runtime (best effort); if the process
+///   dies, the lease ends the lock.
+///
 /// `lock_and_load` and `save_and_release` take one round trip each when the
-/// lock is free. See the [module docs](self) for how the lock works.
+/// lock is free.
 #[async_trait]
 impl SessionLock for RedisStore {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {

@@ -397,3 +397,37 @@ async fn lock_and_load_hides_expired_and_missing_records() {
         .await
         .unwrap();
 }
+
+/// A pool speaking RESP3 (hash replies arrive as maps) works the same.
+#[tokio::test]
+async fn works_over_resp3() {
+    let url = common::redis_url();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let store = RedisStore::from_url(&format!("{url}{separator}protocol=resp3"))
+        .unwrap()
+        .with_prefix(common::unique_prefix("resp3"));
+    let now = Timestamp::now();
+    let mut record = fresh_record(now);
+    record.user = Some("resp3-user".to_owned());
+    record.data.insert_value("n", 7.into());
+    store.create(&record).await.unwrap();
+    let loaded = store.load(&record.key, now).await.unwrap().unwrap();
+    assert_eq!(loaded.data.get::<u64>("n").unwrap(), Some(7));
+    let (guard, locked) =
+        store.lock_and_load(&record.key, LockOptions::default(), now).await.unwrap();
+    assert_eq!(locked.as_ref(), Some(&loaded));
+    store.save_and_release(&loaded, guard).await.unwrap();
+    assert_eq!(store.list_for_user("resp3-user", now).await.unwrap().len(), 1);
+    assert_eq!(store.delete_expired(now).await.unwrap(), 0);
+    assert_eq!(store.delete_for_user("resp3-user").await.unwrap(), 1);
+}
+
+/// A malformed URL is refused up front; a valid one connects lazily.
+#[test]
+fn from_url_checks_the_url_but_does_not_connect() {
+    assert!(matches!(
+        RedisStore::from_url("not a url"),
+        Err(Error::Backend { store: "redis", .. })
+    ));
+    assert!(RedisStore::from_url("redis://127.0.0.1:1/").is_ok());
+}
