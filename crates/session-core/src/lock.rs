@@ -1,5 +1,6 @@
 //! Per-session locks: no lost updates for read-modify-write.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,7 +96,7 @@ async fn release_quietly(guard: LockGuard) {
 /// Implementations release in `release` and, best effort, in `Drop` when
 /// `release` was never called.
 #[async_trait]
-pub trait HeldLock: Send + Sync + 'static {
+pub trait HeldLock: Any + Send + Sync + 'static {
     /// Releases the lock.
     async fn release(self: Box<Self>) -> Result<(), Error>;
 
@@ -133,6 +134,45 @@ impl LockGuard {
     #[must_use]
     pub fn is_held(&self) -> bool {
         self.held.is_held()
+    }
+
+    /// The store's own lock type, if this guard holds a `T`. Stores use it in
+    /// [`SessionLock::save_and_release`] to release in the same round trip
+    /// as the save.
+    #[must_use]
+    pub fn downcast_ref<T: HeldLock>(&self) -> Option<&T> {
+        let held: &dyn Any = self.held.as_ref();
+        held.downcast_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Mine(u8);
+    struct Theirs;
+
+    #[async_trait]
+    impl HeldLock for Mine {
+        async fn release(self: Box<Self>) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl HeldLock for Theirs {
+        async fn release(self: Box<Self>) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn guards_downcast_to_their_own_lock_type_only() {
+        let guard = LockGuard::new(Mine(7));
+        assert_eq!(guard.downcast_ref::<Mine>().map(|mine| mine.0), Some(7));
+        assert!(guard.downcast_ref::<Theirs>().is_none());
+        assert!(LockGuard::new(Theirs).downcast_ref::<Mine>().is_none());
     }
 }
 

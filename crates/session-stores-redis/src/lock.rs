@@ -1,6 +1,5 @@
 //! The distributed per-session lock: [`SessionLock`] for [`RedisStore`].
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -86,28 +85,6 @@ fn lease_millis(lease: Duration) -> u64 {
     millis(lease).clamp(1, i64::MAX as u64 / 2)
 }
 
-thread_local! {
-    /// See [`identify`].
-    static PROBE: RefCell<Option<Option<Arc<LockState>>>> = const { RefCell::new(None) };
-}
-
-/// Finds the [`LockState`] behind a [`LockGuard`] if one of our locks is in
-/// it.
-///
-/// `LockGuard` wraps a `Box<dyn HeldLock>` and offers no downcast, yet
-/// `save_and_release` needs the token and lock key to release in the same
-/// script as the save. So we arm a thread-local probe and call the guard's
-/// (synchronous) `is_held`: our implementation leaves its state in the probe;
-/// any other store's lock leaves it empty.
-fn identify(guard: &LockGuard) -> Option<Arc<LockState>> {
-    let armed = PROBE.try_with(|probe| *probe.borrow_mut() = Some(None)).is_ok();
-    if !armed {
-        return None;
-    }
-    let _ = guard.is_held();
-    PROBE.try_with(|probe| probe.borrow_mut().take().flatten()).ok().flatten()
-}
-
 /// A held Redis lock. Users see it as a [`LockGuard`].
 struct RedisLock {
     state: Arc<LockState>,
@@ -130,13 +107,6 @@ impl HeldLock for RedisLock {
     }
 
     fn is_held(&self) -> bool {
-        let _ = PROBE.try_with(|probe| {
-            if let Ok(mut slot) = probe.try_borrow_mut()
-                && let Some(found) = slot.as_mut()
-            {
-                *found = Some(Arc::clone(&self.state));
-            }
-        });
         self.state.is_held()
     }
 }
@@ -378,7 +348,9 @@ impl SessionLock for RedisStore {
     }
 
     async fn save_and_release(&self, record: &Record, guard: LockGuard) -> Result<(), Error> {
-        let ours = identify(&guard)
+        let ours = guard
+            .downcast_ref::<RedisLock>()
+            .map(|lock| Arc::clone(&lock.state))
             .filter(|state| Arc::ptr_eq(&state.store.connections, &self.connections));
         let Some(state) = ours else {
             // Not a lock of this store: save, then release through the guard.
