@@ -3,6 +3,7 @@
 //! Std-only on purpose (it must build in seconds on a clean CI machine).
 //! Run `cargo xtask help` for the commands.
 
+mod bench;
 mod cmd;
 mod services;
 mod session;
@@ -38,6 +39,9 @@ COMMANDS:
             cargo test --workspace --all-features --doc
             cargo deny check bans licenses sources   (only if cargo-deny is installed)
         Advisories are not checked: they need the RustSec database from the network.
+
+    bench [--seconds N] [--routes a,b,c] [--connections N] [--no-memory] | bench micro
+        HTTP load benchmark against bare axum and tower-sessions (`bench --help`; BENCHMARKS.md).
 
     services start | stop | status
         start:  install when missing and start both services; prints
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
             tasks::test(&rest)
         }
         ["ci"] => tasks::ci(),
+        ["bench", rest @ ..] => bench::bench(rest),
         ["services", "start"] => services_start(),
         ["services", "stop"] => services_stop(),
         ["services", "status"] => services_status(),

@@ -1,0 +1,137 @@
+//! Our rows: `session-axum` on each store.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use axum::Router;
+use axum::routing::get;
+use session_axum::memory::MemoryStore;
+use session_axum::{
+    Auth, AuthLayer, AuthUser, CurrentUser, Session, SessionError, SessionLayer, SessionLock,
+    UserLoader, login_required,
+};
+use session_core::{ExpiryPolicy, SessionId, SessionStore as _, Timestamp};
+
+use crate::Options;
+
+/// Whether the handler takes the session lock first.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Locking {
+    /// `session.lock()`, then read and write: no lost updates.
+    Lock,
+    /// Plain get + insert: last writer wins.
+    NoLock,
+}
+
+/// Read, add one, save: the work of every row.
+async fn bump(session: &Session) -> Result<String, SessionError> {
+    let n = session.get::<u64>("n").await?.unwrap_or(0) + 1;
+    session.insert("n", n).await?;
+    Ok(n.to_string())
+}
+
+async fn count_locked(session: Session) -> Result<String, SessionError> {
+    let locked = session.lock().await?;
+    bump(&locked).await
+}
+
+async fn count_unlocked(session: Session) -> Result<String, SessionError> {
+    bump(&session).await
+}
+
+/// The router of a server-side row on `store`.
+fn counter(store: impl SessionLock, locking: Locking) -> Router {
+    let handler = match locking {
+        Locking::Lock => get(count_locked),
+        Locking::NoLock => get(count_unlocked),
+    };
+    Router::new()
+        .route("/", handler.clone())
+        .route("/start", handler)
+        .layer(SessionLayer::new(store))
+}
+
+/// `ours-memory` and `ours-memory-nolock`.
+pub(crate) async fn memory(options: &Options, locking: Locking) -> Router {
+    let store = MemoryStore::new();
+    prefill(&store, options.prefill).await;
+    counter(store, locking)
+}
+
+/// Fills `store` with `count` live sessions holding a counter, as the layer
+/// would have created them.
+pub(crate) async fn prefill(store: &MemoryStore, count: u64) {
+    let now = Timestamp::now();
+    let policy = ExpiryPolicy::default();
+    for _ in 0..count {
+        let mut record = policy.new_record(SessionId::random().storage_key(), now);
+        // A u64 always has a JSON form, and a random id does not collide.
+        let _ = record.data.insert("n", 0_u64);
+        record.version = 1;
+        let _ = store.create(&record).await;
+    }
+}
+
+/// The one user of the login rows.
+#[derive(Debug, Clone)]
+pub(crate) struct User {
+    id: u64,
+    password_hash: Vec<u8>,
+}
+
+impl AuthUser for User {
+    type Id = u64;
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn session_auth_hash(&self) -> &[u8] {
+        &self.password_hash
+    }
+}
+
+/// The user loader: an in-memory map, like the tower-sessions row's backend.
+#[derive(Debug, Clone)]
+pub(crate) struct Users(HashMap<u64, User>);
+
+impl Default for Users {
+    fn default() -> Self {
+        let user = User { id: 1, password_hash: b"$argon2id$bench".to_vec() };
+        Self(HashMap::from([(1, user)]))
+    }
+}
+
+impl UserLoader<User> for Users {
+    type Error = Infallible;
+
+    async fn load(&self, id: &u64) -> Result<Option<User>, Infallible> {
+        Ok(self.0.get(id).cloned())
+    }
+}
+
+/// Logs user 1 in and starts the counter.
+async fn login_start(auth: Auth<User>, session: Session) -> Result<String, SessionError> {
+    let user = Users::default().0.remove(&1);
+    if let Some(user) = user {
+        auth.login(&user).await?;
+    }
+    bump(&session).await
+}
+
+/// The protected counter: the current user, then the counter under the lock.
+async fn login_count(user: CurrentUser<User>, session: Session) -> Result<String, SessionError> {
+    let _ = user.id;
+    let locked = session.lock().await?;
+    bump(&locked).await
+}
+
+/// `ours-login`: `login_required` + `CurrentUser` on the memory store.
+pub(crate) fn login() -> Router {
+    Router::new()
+        .route("/", get(login_count))
+        .route_layer(login_required::<User>())
+        .route("/start", get(login_start))
+        .layer(AuthLayer::new(Users::default()))
+        .layer(SessionLayer::new(MemoryStore::new()))
+}
