@@ -10,7 +10,7 @@
 //! | `aud` | the cookie name: a value opens only under the name it was sealed for |
 //! | `iat` | when the session was created (`Record::created_at`)        |
 //! | `lst` | when the session was last used (`Record::last_seen`)       |
-//! | `exp` | when the session ends: the earlier of the two deadlines    |
+//! | `exp` | when the session ends: the earlier of the two deadlines (checked) |
 //! | `idl` | the sliding idle deadline                                  |
 //! | `abs` | the absolute deadline, absent if none                      |
 //! | `usr` | the user the session belongs to, absent if none            |
@@ -135,6 +135,9 @@ impl Claims {
             expiry: self.xpy,
             version: 0,
         };
+        if record.expires_at() != self.exp {
+            return reject(format, "exp is not the earlier of the sealed deadlines");
+        }
         if record.is_expired(now) {
             return reject(format, "expired");
         }
@@ -254,8 +257,11 @@ mod tests {
         negative["exp"] = serde_json::json!(-1);
         assert!(!at(negative, 150));
 
-        let mut exp_beyond_idle = base;
+        let mut exp_beyond_idle = base.clone();
         exp_beyond_idle["exp"] = serde_json::json!(i64::MAX);
-        assert!(!at(exp_beyond_idle, 200), "the record's own deadline still applies");
+        assert!(!at(exp_beyond_idle, 150), "exp must be the sealed deadline");
+        let mut idle_beyond_exp = base;
+        idle_beyond_exp["idl"] = serde_json::json!(i64::MAX);
+        assert!(!at(idle_beyond_exp, 150), "exp must be the sealed deadline");
     }
 }

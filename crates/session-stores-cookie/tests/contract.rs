@@ -1,4 +1,5 @@
 //! The client-side part of the store contract, for every format.
+#![allow(clippy::unwrap_used)] // Test helpers outside #[test] functions.
 
 #[macro_use]
 mod common;

@@ -92,6 +92,7 @@ pub fn garbage_values() -> Vec<String> {
 
 /// Runs the client-side contract for one format. `$make` builds the format
 /// from a [`Keyring`].
+#[allow(unused_macros)]
 macro_rules! format_contract_tests {
     ($make:expr) => {
         use session_core::{CookieFormat, Record, Timestamp};
