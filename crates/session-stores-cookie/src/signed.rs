@@ -33,7 +33,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// constant time, primary first. A value verified by a fallback key opens
 /// with [`Opened::needs_reseal`] set.
 ///
-/// The cookie grows with the session: about 4/3 of the JSON plus 50 bytes.
+/// The cookie grows with the session: about 4/3 of the JSON plus 44 bytes.
 ///
 /// ```
 /// use session_core::{CookieFormat, Key, Keyring, Record, StorageKey, Timestamp};
