@@ -69,3 +69,14 @@ pub mod memory {
     #[doc(inline)]
     pub use session_stores_memory::{MemoryStore, SweeperHandle};
 }
+
+/// The SQLite store: embedded, persistent, one process per database file.
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite {
+    #[doc(inline)]
+    pub use session_stores_sqlite::{
+        CleanupHandle, DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, InvalidTableName,
+        SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStore,
+    };
+}

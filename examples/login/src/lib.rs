@@ -1,0 +1,247 @@
+//! A small site with logins on `session-axum`: a login form, a protected
+//! account page, a list of my sessions with "log out everywhere", logout and
+//! password change. Passwords are hashed with Argon2id.
+//!
+//! ```text
+//! cargo run -p login                  # SQLite sessions in ./login-sessions.db
+//! cargo run -p login -- --store memory
+//! ```
+//!
+//! The demo user's name and password are printed on start. The server
+//! listens on `http://127.0.0.1:3000` (`PORT` to change).
+//!
+//! # Cookies and CSRF
+//!
+//! The session cookie is `HttpOnly` (scripts cannot read it), `Secure`
+//! (browsers keep `Secure` cookies on `http://localhost` and
+//! `http://127.0.0.1`, so this works without TLS locally) and `SameSite=Lax`.
+//!
+//! Every state-changing action (login, logout, log out everywhere, password
+//! change) is a `POST` form. `SameSite=Lax` keeps browsers from sending the
+//! session cookie with a `POST` from another site, so another site cannot log
+//! a user out or change a password. On top of that, [`app`] refuses unsafe
+//! requests whose `Sec-Fetch-Site` or `Origin` header says they come from
+//! another origin: that also stops login CSRF (logging a victim in to the
+//! attacker's account, which needs no cookie) and forged posts from sibling
+//! subdomains, which count as the same site. A site with older browsers to
+//! serve would add CSRF tokens.
+
+mod pages;
+mod users;
+
+use std::time::Duration;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{Next, from_fn};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use session_axum::auth::LoginOptions;
+use session_axum::{
+    Auth, AuthLayer, CurrentUser, SessionConfig, SessionExpiry, SessionLayer, login_required,
+    safe_next,
+};
+
+pub use argon2::Params as HashParams;
+pub use users::{User, UserError, Users, random_password};
+
+/// How long "remember me" keeps a session without use.
+pub const REMEMBER_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The demo account created on start.
+#[derive(Debug, Clone)]
+pub struct Demo {
+    /// Its user name.
+    pub username: String,
+    /// Its password, random on every start.
+    pub password: String,
+}
+
+/// Creates the user `demo` with a random password.
+///
+/// # Errors
+///
+/// If the password cannot be hashed or `demo` exists.
+pub fn create_demo_user(users: &Users) -> Result<Demo, UserError> {
+    let demo = Demo { username: "demo".to_owned(), password: random_password()? };
+    users.create(&demo.username, &demo.password)?;
+    Ok(demo)
+}
+
+/// The session settings: the secure defaults (`Secure`, `HttpOnly`,
+/// `SameSite=Lax`, 24 h idle and 7 day absolute timeouts).
+#[must_use]
+pub fn session_config() -> SessionConfig {
+    SessionConfig::default()
+}
+
+/// The site, on the given session layer.
+pub fn app(users: Users, sessions: SessionLayer) -> Router {
+    let protected = Router::new()
+        .route("/account", get(account))
+        .route("/sessions", get(my_sessions))
+        .route("/logout-everywhere", post(logout_everywhere))
+        .route("/password", get(password_form).post(change_password))
+        .route_layer(login_required::<User>().redirect_to("/login"));
+
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .merge(protected)
+        .layer(from_fn(same_origin_posts))
+        .layer(AuthLayer::new(users.clone()))
+        .layer(sessions)
+        .with_state(users)
+}
+
+/// A handler's failure, already turned into a response.
+type Page = Result<Response, Response>;
+
+fn internal_error(error: impl std::fmt::Display) -> Response {
+    tracing::error!(%error, "request failed");
+    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.\n").into_response()
+}
+
+/// Runs slow password hashing off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(work).await.map_err(internal_error)
+}
+
+async fn home(user: Option<CurrentUser<User>>) -> Response {
+    pages::home(user.as_ref().map(|user| user.username.as_str())).into_response()
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+    notice: Option<String>,
+}
+
+async fn login_form(Query(query): Query<LoginQuery>) -> Response {
+    let next = safe_next(query.next.as_deref().unwrap_or("/"));
+    pages::login(next, pages::notice(query.notice.as_deref()), None).into_response()
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    remember: Option<String>,
+    next: Option<String>,
+}
+
+async fn login(auth: Auth<User>, State(users): State<Users>, Form(form): Form<LoginForm>) -> Page {
+    let next = safe_next(form.next.as_deref().unwrap_or("/")).to_owned();
+    let LoginForm { username, password, remember, .. } = form;
+    let Some(user) = blocking(move || users.verify(&username, &password)).await? else {
+        let page = pages::login(&next, "", Some("Wrong user name or password."));
+        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+    };
+    let mut options = LoginOptions::new();
+    if remember.is_some() {
+        options = options.remember(SessionExpiry::Persistent {
+            idle_timeout: REMEMBER_FOR,
+            absolute_timeout: Some(REMEMBER_FOR * 3),
+        });
+    }
+    auth.login_with(&user, options).await.map_err(IntoResponse::into_response)?;
+    tracing::info!(user = user.id, "logged in");
+    Ok(Redirect::to(&next).into_response())
+}
+
+async fn logout(auth: Auth<User>) -> Page {
+    auth.logout().await.map_err(IntoResponse::into_response)?;
+    Ok(Redirect::to("/login?notice=logged-out").into_response())
+}
+
+async fn account(user: CurrentUser<User>) -> Response {
+    pages::account(&user.username).into_response()
+}
+
+async fn my_sessions(user: CurrentUser<User>, auth: Auth<User>) -> Page {
+    let sessions = auth.sessions().await.map_err(IntoResponse::into_response)?;
+    Ok(pages::sessions(&user.username, &sessions).into_response())
+}
+
+async fn logout_everywhere(auth: Auth<User>) -> Page {
+    let ended = auth.logout_everywhere().await.map_err(IntoResponse::into_response)?;
+    tracing::info!(ended, "logged out everywhere");
+    Ok(Redirect::to("/login?notice=logged-out-everywhere").into_response())
+}
+
+async fn password_form(user: CurrentUser<User>) -> Response {
+    pages::password(&user.username, None).into_response()
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    current: String,
+    new: String,
+}
+
+async fn change_password(
+    user: CurrentUser<User>,
+    auth: Auth<User>,
+    State(users): State<Users>,
+    Form(form): Form<PasswordForm>,
+) -> Page {
+    let (id, username) = (user.id, user.username.clone());
+    let changed = blocking(move || {
+        if users.verify(&username, &form.current).is_none() {
+            return Ok(None);
+        }
+        users.set_password(id, &form.new)
+    })
+    .await?;
+    let message = match changed {
+        Ok(Some(updated)) => {
+            // The new hash ends every session logged in with the old one;
+            // logging in again keeps this one.
+            auth.login(&updated).await.map_err(IntoResponse::into_response)?;
+            tracing::info!(user = id, "password changed");
+            return Ok(pages::password(
+                &user.username,
+                Some(("Password changed. Your other sessions have been logged out.", true)),
+            )
+            .into_response());
+        }
+        Ok(None) => "The current password is wrong.".to_owned(),
+        Err(UserError::BadPassword) => UserError::BadPassword.to_string(),
+        Err(error) => return Err(internal_error(error)),
+    };
+    let page = pages::password(&user.username, Some((&message, false)));
+    Ok((StatusCode::BAD_REQUEST, page).into_response())
+}
+
+/// Refuses unsafe requests that a browser says come from another origin.
+async fn same_origin_posts(request: Request, next: Next) -> Response {
+    if !request.method().is_safe() && !is_same_origin(request.headers()) {
+        tracing::warn!(method = %request.method(), path = request.uri().path(), "cross-origin request refused");
+        return (StatusCode::FORBIDDEN, pages::forbidden()).into_response();
+    }
+    next.run(request).await
+}
+
+fn is_same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        // Not from a (current) browser: no cookie-riding to fear.
+        return true;
+    };
+    let Some(host) = headers.get(header::HOST).and_then(|host| host.to_str().ok()) else {
+        return false;
+    };
+    let origin = origin.as_bytes();
+    [b"http://".as_slice(), b"https://"]
+        .iter()
+        .any(|scheme| origin.strip_prefix(*scheme) == Some(host.as_bytes()))
+}

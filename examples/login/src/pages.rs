@@ -1,0 +1,206 @@
+//! The HTML pages. Every value that comes from a user is escaped.
+
+use std::fmt::Write as _;
+
+use axum::response::Html;
+use session_axum::auth::SessionInfo;
+use session_axum::core::Timestamp;
+
+/// Escapes text for HTML element content and double-quoted attributes.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn layout(title: &str, user: Option<&str>, body: &str) -> Html<String> {
+    let nav = match user {
+        Some(name) => format!(
+            r#"<nav><a href="/">Home</a> · <a href="/account">Account</a> · <a href="/sessions">My sessions</a> · <a href="/password">Change password</a>
+<form method="post" action="/logout" class="inline"><button id="logout">Log out {}</button></form></nav>"#,
+            escape(name)
+        ),
+        None => r#"<nav><a href="/">Home</a> · <a href="/login">Log in</a></nav>"#.to_owned(),
+    };
+    Html(format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · session-axum login example</title>
+<style>
+body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 42rem; margin: 2rem auto; padding: 0 1rem; }}
+nav {{ margin-bottom: 2rem; }}
+form.inline {{ display: inline; }}
+label {{ display: block; margin: .5rem 0; }}
+.notice {{ background: #eef; padding: .5rem 1rem; }}
+.error {{ background: #fee; padding: .5rem 1rem; }}
+table {{ border-collapse: collapse; }}
+td, th {{ padding: .25rem .75rem; border-bottom: 1px solid #ddd; text-align: left; }}
+</style>
+</head>
+<body>
+{nav}
+<h1>{title}</h1>
+{body}
+</body>
+</html>
+"#,
+        title = escape(title),
+    ))
+}
+
+pub(crate) fn home(user: Option<&str>) -> Html<String> {
+    let body = match user {
+        Some(name) => {
+            format!("<p>Signed in as <strong id=\"username\">{}</strong>.</p>", escape(name))
+        }
+        None => "<p>You are not signed in. <a href=\"/login\">Log in</a> to see your account.</p>"
+            .to_owned(),
+    };
+    layout("Home", user, &body)
+}
+
+/// Fixed messages selected by a query parameter: nothing from the URL is
+/// ever echoed into the page.
+pub(crate) fn notice(code: Option<&str>) -> &'static str {
+    match code {
+        Some("logged-out") => "You have been logged out.",
+        Some("logged-out-everywhere") => "You have been logged out of every session.",
+        _ => "",
+    }
+}
+
+pub(crate) fn login(next: &str, notice: &str, error: Option<&str>) -> Html<String> {
+    let mut body = String::new();
+    if !notice.is_empty() {
+        let _ = write!(body, "<p class=\"notice\">{}</p>", escape(notice));
+    }
+    if let Some(error) = error {
+        let _ = write!(body, "<p class=\"error\" id=\"error\">{}</p>", escape(error));
+    }
+    let _ = write!(
+        body,
+        r#"<form method="post" action="/login" id="login-form">
+<input type="hidden" name="next" value="{next}">
+<label>User name <input name="username" autocomplete="username" required></label>
+<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<label><input name="remember" type="checkbox" value="on"> Remember me for 30 days</label>
+<button type="submit" id="login">Log in</button>
+</form>"#,
+        next = escape(next)
+    );
+    layout("Log in", None, &body)
+}
+
+pub(crate) fn account(name: &str) -> Html<String> {
+    let body = format!(
+        "<p id=\"welcome\">Welcome, {}. Only logged-in users see this page.</p>",
+        escape(name)
+    );
+    layout("Account", Some(name), &body)
+}
+
+pub(crate) fn sessions(name: &str, sessions: &[SessionInfo]) -> Html<String> {
+    let mut rows = String::new();
+    for info in sessions {
+        let _ = write!(
+            rows,
+            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if info.current { " id=\"current-session\"" } else { "" },
+            when(info.created_at),
+            when(info.last_seen),
+            when(info.expires_at),
+            if info.current { "this device" } else { "" },
+        );
+    }
+    let body = format!(
+        r#"<p>{count} active session(s).</p>
+<table>
+<tr><th>Logged in</th><th>Last seen</th><th>Expires</th><th></th></tr>
+{rows}
+</table>
+<form method="post" action="/logout-everywhere"><p><button id="logout-everywhere">Log out everywhere</button></p></form>"#,
+        count = sessions.len()
+    );
+    layout("My sessions", Some(name), &body)
+}
+
+pub(crate) fn password(name: &str, message: Option<(&str, bool)>) -> Html<String> {
+    let mut body = String::new();
+    if let Some((message, ok)) = message {
+        let class = if ok { "notice" } else { "error" };
+        let _ = write!(body, "<p class=\"{class}\" id=\"message\">{}</p>", escape(message));
+    }
+    body.push_str(
+        r#"<form method="post" action="/password">
+<label>Current password <input name="current" type="password" autocomplete="current-password" required></label>
+<label>New password <input name="new" type="password" autocomplete="new-password" minlength="8" required></label>
+<button type="submit" id="change-password">Change password</button>
+</form>
+<p>Changing the password logs out every other session.</p>"#,
+    );
+    layout("Change password", Some(name), &body)
+}
+
+pub(crate) fn forbidden() -> Html<String> {
+    layout("Forbidden", None, "<p>This request came from another site and was refused.</p>")
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC`.
+fn when(timestamp: Timestamp) -> String {
+    let seconds = timestamp.unix_seconds();
+    let days = seconds.div_euclid(86_400);
+    let in_day = seconds.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        in_day / 3600,
+        in_day % 3600 / 60,
+        in_day % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_timestamps_in_utc() {
+        assert_eq!(when(Timestamp::from_unix_seconds(0)), "1970-01-01 00:00:00 UTC");
+        assert_eq!(when(Timestamp::from_unix_seconds(951_782_400)), "2000-02-29 00:00:00 UTC");
+        assert_eq!(when(Timestamp::from_unix_seconds(1_700_000_000)), "2023-11-14 22:13:20 UTC");
+    }
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#x27;&amp;&#x27;&lt;/a&gt;"
+        );
+    }
+}
