@@ -56,6 +56,12 @@ pub(crate) fn set_cookie(
     header_value(&cookie)
 }
 
+/// Whether `value` may be sent as a cookie value unencoded (RFC 6265
+/// `cookie-octet`s: printable ASCII except space, `"`, `,`, `;` and `\`).
+pub(crate) fn is_cookie_value(value: &str) -> bool {
+    value.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E))
+}
+
 /// A `Set-Cookie` value that makes the browser drop the cookie.
 pub(crate) fn removal_cookie(config: &SessionConfig) -> Option<HeaderValue> {
     let mut cookie = base_cookie(config, String::new());
@@ -76,9 +82,11 @@ fn base_cookie(config: &SessionConfig, value: String) -> Cookie<'static> {
 }
 
 fn header_value(cookie: &Cookie<'_>) -> Option<HeaderValue> {
-    // Names, paths and domains are validated by SessionConfig and values are
-    // base64url, so this only fails on a bug; log rather than panic.
-    match HeaderValue::from_str(&cookie.encoded().to_string()) {
+    // Written verbatim, not percent-encoded: names, paths and domains are
+    // validated by SessionConfig, ids are base64url and sealed values are
+    // checked by `is_cookie_value`, and the request side reads values raw.
+    // So this only fails on a bug; log rather than panic.
+    match HeaderValue::from_str(&cookie.to_string()) {
         Ok(value) => Some(value),
         Err(error) => {
             tracing::error!(%error, "session cookie is not a valid header value");
@@ -112,6 +120,20 @@ mod tests {
         let headers = headers(&[&big, "id", "id=ok"]);
         let found: Vec<_> = request_cookies(&headers, "id").collect();
         assert_eq!(found, ["ok"]);
+    }
+
+    #[test]
+    fn cookie_values_are_cookie_octets() {
+        assert!(is_cookie_value("gAAAAABk-_.x="));
+        for bad in ["a b", "a;b", "a,b", "a\"b", "a\\b", "é", "a\u{7f}"] {
+            assert!(!is_cookie_value(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn padding_is_not_percent_encoded() {
+        let value = set_cookie(&SessionConfig::default(), "abc==", None).unwrap();
+        assert!(value.to_str().unwrap().starts_with("id=abc==;"), "{value:?}");
     }
 
     #[test]

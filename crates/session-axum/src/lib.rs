@@ -29,8 +29,18 @@
 //!
 //! # Stores
 //!
-//! Cargo features pick the stores: `memory` (default) re-exports
-//! [`memory::MemoryStore`].
+//! Cargo features pick the stores, each re-exported in a module of its name:
+//!
+//! | feature | store | lock |
+//! | --- | --- | --- |
+//! | `memory` (default) | `memory::MemoryStore`, in-process | per-session async mutex |
+//! | `sqlite` | `sqlite::SqliteStore`, embedded, persistent | in-process (one process per file) |
+//! | `redis` | `redis::RedisStore` (deadpool-redis) | `SET NX PX` with lease renewal, across processes |
+//! | `postgres` | `postgres::PostgresStore` (sqlx) | advisory lock, across processes |
+//! | `fs` | `fs::FsStore`, one file per session (Unix) | OS file lock, across processes on one host |
+//! | `cookie-fernet`, `cookie-jwt`, `cookie-signed` | `cookie_store::{FernetFormat, JwtFormat, SignedFormat}` for [`SessionLayer::client_side`] | none: last writer wins |
+//!
+//! [`Mirrored`](core::Mirrored) combines a primary with replicas.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
@@ -79,4 +89,45 @@ pub mod sqlite {
         CleanupHandle, DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, InvalidTableName,
         SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStore,
     };
+}
+
+/// The Redis store, with a distributed per-session lock.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis {
+    #[doc(inline)]
+    pub use session_stores_redis::{
+        DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, RedisStore, deadpool_redis,
+    };
+}
+
+/// The PostgreSQL store, with advisory locks.
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres {
+    #[doc(inline)]
+    pub use session_stores_postgres::{
+        CleanupHandle, DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, InvalidTableName,
+        PgConnectOptions, PgPool, PgPoolOptions, PostgresStore,
+    };
+}
+
+/// The filesystem store: one file per session, OS file locks.
+#[cfg(feature = "fs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
+pub mod fs {
+    #[doc(inline)]
+    pub use session_stores_fs::{CleanupHandle, FsStore};
+}
+
+/// Client-side session formats for [`SessionLayer::client_side`]: the whole
+/// session travels in the cookie, sealed with a [`Keyring`](cookie_store::Keyring).
+#[cfg(any(feature = "cookie-fernet", feature = "cookie-jwt", feature = "cookie-signed"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "cookie-fernet", feature = "cookie-jwt", feature = "cookie-signed")))
+)]
+pub mod cookie_store {
+    #[doc(inline)]
+    pub use session_stores_cookie::*;
 }

@@ -7,7 +7,7 @@ use session_core::{CookieFormat, Error, LockGuard, Record};
 
 use crate::config::MAX_COOKIE_BYTES;
 
-use crate::cookie::{removal_cookie, set_cookie};
+use crate::cookie::{is_cookie_value, removal_cookie, set_cookie};
 use crate::session::{Current, SessionInner, State, release};
 
 /// How many fresh ids to try when `create` reports a collision. With 128-bit
@@ -189,6 +189,14 @@ impl SessionInner {
         check_payload(&current.record, config.max_payload_bytes)?;
         config.expiry.refresh(&mut current.record, now);
         let value = format.seal(&config.cookie_name, &current.record)?;
+        if !is_cookie_value(&value) {
+            return Err(Error::backend(
+                "client-side cookie",
+                std::io::Error::other(
+                    "the cookie format produced a value that is not a valid cookie value",
+                ),
+            ));
+        }
         // Browsers drop larger cookies silently; refuse loudly instead, so the
         // client keeps its previous, still valid cookie.
         let size = config.cookie_name.len() + value.len();

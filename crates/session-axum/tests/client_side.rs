@@ -210,3 +210,50 @@ async fn oversized_incoming_cookies_are_never_opened() {
     }
     assert_eq!(opens.load(Ordering::SeqCst), 0);
 }
+
+/// The real formats, each with a fresh random key.
+#[cfg(any(feature = "cookie-fernet", feature = "cookie-jwt", feature = "cookie-signed"))]
+mod formats {
+    use session_axum::cookie_store::{Key, Keyring};
+    use session_axum::{SessionConfig, SessionLayer};
+
+    fn keyring() -> Keyring {
+        Keyring::new(Key::generate())
+    }
+
+    #[cfg(feature = "cookie-fernet")]
+    mod fernet {
+        use super::*;
+
+        fn layer(config: SessionConfig) -> SessionLayer {
+            let format = session_axum::cookie_store::FernetFormat::new(keyring());
+            SessionLayer::client_side(format).with_config(config)
+        }
+
+        crate::client_side_tests!(layer);
+    }
+
+    #[cfg(feature = "cookie-jwt")]
+    mod jwt {
+        use super::*;
+
+        fn layer(config: SessionConfig) -> SessionLayer {
+            let format = session_axum::cookie_store::JwtFormat::hs256(keyring());
+            SessionLayer::client_side(format).with_config(config)
+        }
+
+        crate::client_side_tests!(layer);
+    }
+
+    #[cfg(feature = "cookie-signed")]
+    mod signed {
+        use super::*;
+
+        fn layer(config: SessionConfig) -> SessionLayer {
+            let format = session_axum::cookie_store::SignedFormat::new(keyring());
+            SessionLayer::client_side(format).with_config(config)
+        }
+
+        crate::client_side_tests!(layer);
+    }
+}

@@ -14,8 +14,8 @@ use crate::{Error, Record, StorageKey, Timestamp};
 ///
 /// # Contract
 ///
-/// Every store must pass the conformance suite in
-/// [`session_core::testing`](crate::testing). In words:
+/// Every store must pass the conformance suite in `session_core::testing`
+/// (feature `testing`). In words:
 ///
 /// - **`create`** is atomic: if a record with the same key exists (live or
 ///   expired but not yet purged), it returns [`Error::IdCollision`] and writes

@@ -543,3 +543,26 @@ macro_rules! route_tests {
         }
     };
 }
+
+/// A service URL from the environment; tests that need one fail loudly
+/// without it instead of skipping.
+pub fn service_url(variable: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| {
+        panic!(
+            "{variable} is not set: run the tests with `cargo xtask test`, which starts Redis and \
+             PostgreSQL and sets REDIS_URL and DATABASE_URL"
+        )
+    })
+}
+
+/// A fresh private directory under one per-process temporary directory.
+pub fn scratch_dir() -> std::path::PathBuf {
+    static ROOT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let root = ROOT.get_or_init(|| tempfile::tempdir().unwrap());
+    tempfile::Builder::new().tempdir_in(root.path()).unwrap().keep()
+}
+
+/// A short random suffix for key prefixes and table names.
+pub fn unique() -> String {
+    session_axum::core::SessionId::random().storage_key().to_hex()[..12].to_owned()
+}

@@ -1,0 +1,58 @@
+//! The HTTP scenarios of `route_tests!` on every server-side store besides
+//! memory (which `tests/memory.rs` covers). Redis and Postgres come from
+//! `REDIS_URL` / `DATABASE_URL`, which `cargo xtask test` sets.
+
+#![allow(clippy::unwrap_used)] // Store constructors in test helpers.
+
+mod common;
+
+#[cfg(feature = "redis")]
+mod redis {
+    use session_axum::redis::RedisStore;
+
+    async fn make_store() -> RedisStore {
+        let url = crate::common::service_url("REDIS_URL");
+        RedisStore::from_url(&url)
+            .unwrap()
+            .with_prefix(format!("route-tests:{}:", crate::common::unique()))
+    }
+
+    crate::route_tests!(make_store);
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use session_axum::postgres::{PgPool, PostgresStore};
+
+    async fn make_store() -> PostgresStore {
+        let pool = PgPool::connect(&crate::common::service_url("DATABASE_URL")).await.unwrap();
+        // One table for all runs: every test uses fresh random session ids.
+        let store = PostgresStore::new(pool).with_table_name("axum_route_tests").unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    crate::route_tests!(make_store);
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use session_axum::sqlite::SqliteStore;
+
+    async fn make_store() -> SqliteStore {
+        SqliteStore::open(crate::common::scratch_dir().join("sessions.sqlite3")).await.unwrap()
+    }
+
+    crate::route_tests!(make_store);
+}
+
+#[cfg(feature = "fs")]
+mod fs {
+    use session_axum::fs::FsStore;
+
+    async fn make_store() -> FsStore {
+        FsStore::new(crate::common::scratch_dir().join("sessions")).unwrap()
+    }
+
+    crate::route_tests!(make_store);
+}
