@@ -5,6 +5,7 @@
 
 mod bench;
 mod cmd;
+mod fuzz;
 mod services;
 mod session;
 mod tasks;
@@ -42,6 +43,9 @@ COMMANDS:
 
     bench [--seconds N] [--routes a,b,c] [--connections N] [--no-memory] | bench micro
         HTTP load benchmark against bare axum and tower-sessions (`bench --help`; BENCHMARKS.md).
+
+    fuzz [--seconds N] [--target T]...
+        Run the cargo-fuzz targets in fuzz/, N seconds each (default 60; `fuzz --help`).
 
     services start | stop | status
         start:  install when missing and start both services; prints
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
         }
         ["ci"] => tasks::ci(),
         ["bench", rest @ ..] => bench::bench(rest),
+        ["fuzz", rest @ ..] => fuzz::fuzz(rest),
         ["services", "start"] => services_start(),
         ["services", "stop"] => services_stop(),
         ["services", "status"] => services_status(),
