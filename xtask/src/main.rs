@@ -47,6 +47,10 @@ COMMANDS:
     fuzz [--seconds N] [--target T]...
         Run the cargo-fuzz targets in fuzz/, N seconds each (default 60; `fuzz --help`).
 
+    keygen
+        Print a new random 32-byte key (base64url) for the client-side cookie
+        formats (Fernet, JWT HS256, signed); see examples/key-rotation.
+
     services start | stop | status
         start:  install when missing and start both services; prints
                 REDIS_URL=... and DATABASE_URL=... on stdout (progress goes to
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         ["ci"] => tasks::ci(),
         ["bench", rest @ ..] => bench::bench(rest),
         ["fuzz", rest @ ..] => fuzz::fuzz(rest),
+        ["keygen"] => keygen(),
         ["services", "start"] => services_start(),
         ["services", "stop"] => services_stop(),
         ["services", "status"] => services_status(),
@@ -116,6 +121,13 @@ fn main() -> ExitCode {
             ExitCode::from(e.code())
         }
     }
+}
+
+/// Prints a new cookie key. The one implementation is `session_core::Key::generate`,
+/// reached through the key-rotation example so that xtask stays dependency-free.
+fn keygen() -> cmd::Result<ExitCode> {
+    cmd::run(cmd::cargo().args(["run", "--quiet", "-p", "key-rotation", "--", "keygen"]))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn services_start() -> cmd::Result<ExitCode> {
