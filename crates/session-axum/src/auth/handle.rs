@@ -168,6 +168,25 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     /// Calling it again after the user's password changed keeps this
     /// session logged in while the others end.
     ///
+    /// ```
+    /// use session_axum::{Auth, SessionError};
+    /// # #[derive(Clone)] struct User;
+    /// # impl session_axum::AuthUser for User {
+    /// #     type Id = u64;
+    /// #     fn id(&self) -> u64 { 0 }
+    /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+    /// # }
+    /// # fn save_new_password(user: &User, password: &str) -> User { user.clone() }
+    ///
+    /// async fn change_password(auth: Auth<User>, user: User) -> Result<&'static str, SessionError> {
+    ///     let updated = save_new_password(&user, "correct horse battery staple");
+    ///     // The new hash logs out every other session; this one logs in again.
+    ///     auth.login(&updated).await?;
+    ///     Ok("Password changed.")
+    /// }
+    /// # let _ = change_password;
+    /// ```
+    ///
     /// # Errors
     ///
     /// If the session store fails, or the user id cannot be serialized.
@@ -225,6 +244,23 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
 
     /// Logs out: the session is deleted from the store and the cookie is
     /// cleared when the response is sent. A no-op without a session.
+    ///
+    /// ```
+    /// use axum::response::Redirect;
+    /// use session_axum::{Auth, SessionError};
+    /// # #[derive(Clone)] struct User;
+    /// # impl session_axum::AuthUser for User {
+    /// #     type Id = u64;
+    /// #     fn id(&self) -> u64 { 0 }
+    /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+    /// # }
+    ///
+    /// async fn logout(auth: Auth<User>) -> Result<Redirect, SessionError> {
+    ///     auth.logout().await?;
+    ///     Ok(Redirect::to("/"))
+    /// }
+    /// # let _: axum::Router = axum::Router::new().route("/logout", axum::routing::post(logout));
+    /// ```
     ///
     /// # Errors
     ///
@@ -332,6 +368,21 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     /// [`CurrentUser`](crate::CurrentUser), shared with it (at most one
     /// load per request).
     ///
+    /// ```
+    /// use session_axum::{Auth, auth::AuthRejection};
+    /// # #[derive(Clone)] struct User;
+    /// # impl session_axum::AuthUser for User {
+    /// #     type Id = u64;
+    /// #     fn id(&self) -> u64 { 0 }
+    /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+    /// # }
+    ///
+    /// async fn greeting(auth: Auth<User>) -> Result<&'static str, AuthRejection> {
+    ///     Ok(if auth.user().await?.is_some() { "Welcome back" } else { "Hello" })
+    /// }
+    /// # let _: axum::Router = axum::Router::new().route("/", axum::routing::get(greeting));
+    /// ```
+    ///
     /// # Errors
     ///
     /// If the session store or the user loader fails.
@@ -340,6 +391,22 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     }
 
     /// The session this handle logs in and out.
+    ///
+    /// ```
+    /// use session_axum::{Auth, SessionError};
+    /// # #[derive(Clone)] struct User;
+    /// # impl session_axum::AuthUser for User {
+    /// #     type Id = u64;
+    /// #     fn id(&self) -> u64 { 0 }
+    /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+    /// # }
+    ///
+    /// async fn login_and_remember_theme(auth: Auth<User>, user: User) -> Result<(), SessionError> {
+    ///     auth.login(&user).await?;
+    ///     auth.session().insert("theme", "dark").await
+    /// }
+    /// # let _ = login_and_remember_theme;
+    /// ```
     #[must_use]
     pub fn session(&self) -> &Session<K> {
         &self.session

@@ -76,6 +76,25 @@ pub struct AuthLayer<U, K = DefaultSession> {
 
 impl<U: AuthUser> AuthLayer<U> {
     /// Registers `loader` for the default session.
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # #[derive(Clone)] struct User;
+    /// # impl session_axum::AuthUser for User {
+    /// #     type Id = u64;
+    /// #     fn id(&self) -> u64 { 0 }
+    /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+    /// # }
+    /// # #[derive(Clone)] struct Users;
+    /// # impl session_axum::UserLoader<User> for Users {
+    /// #     type Error = Infallible;
+    /// #     async fn load(&self, _: &u64) -> Result<Option<User>, Infallible> { Ok(None) }
+    /// # }
+    /// use session_axum::AuthLayer;
+    ///
+    /// let layer = AuthLayer::new(Users); // an `AuthLayer<User>`, inferred from the loader
+    /// # let _: AuthLayer<User> = layer;
+    /// ```
     pub fn new<L: UserLoader<U>>(loader: L) -> Self {
         Self { loader: Arc::new(loader), _kind: PhantomData }
     }
@@ -138,7 +157,30 @@ impl<Inner, U, K> Layer<Inner> for AuthLayer<U, K> {
 }
 
 /// The service built by [`AuthLayer`]. It adds the auth context to each
-/// request and otherwise passes it through unchanged.
+/// request and otherwise passes it through unchanged; its future is the
+/// inner service's own.
+///
+/// ```
+/// # use std::convert::Infallible;
+/// # #[derive(Clone)] struct User;
+/// # impl session_axum::AuthUser for User {
+/// #     type Id = u64;
+/// #     fn id(&self) -> u64 { 0 }
+/// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+/// # }
+/// # struct Users;
+/// # impl session_axum::UserLoader<User> for Users {
+/// #     type Error = Infallible;
+/// #     async fn load(&self, _: &u64) -> Result<Option<User>, Infallible> { Ok(None) }
+/// # }
+/// use axum::{Router, routing::get};
+/// use session_axum::{AuthLayer, auth::AuthService};
+/// use tower_layer::Layer;
+///
+/// let router: Router = Router::new().route("/", get(|| async { "hi" }));
+/// let service: AuthService<Router, User> = AuthLayer::new(Users).layer(router);
+/// # let _ = service;
+/// ```
 pub struct AuthService<Inner, U, K = DefaultSession> {
     inner: Inner,
     loader: Arc<dyn DynLoader<U>>,

@@ -68,6 +68,20 @@ pub fn login_required<U: AuthUser>() -> LoginRequiredLayer<U> {
 }
 
 /// The layer built by [`login_required`].
+///
+/// ```
+/// # #[derive(Clone)] struct User;
+/// # impl session_axum::AuthUser for User {
+/// #     type Id = u64;
+/// #     fn id(&self) -> u64 { 0 }
+/// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+/// # }
+/// use session_axum::{auth::LoginRequiredLayer, login_required};
+///
+/// let api: LoginRequiredLayer<User> = login_required::<User>(); // 401
+/// let pages: LoginRequiredLayer<User> = login_required::<User>().redirect_to("/login"); // 303
+/// # let _ = (api, pages);
+/// ```
 #[must_use]
 pub struct LoginRequiredLayer<U, K = DefaultSession> {
     login_url: Option<Arc<str>>,
@@ -111,6 +125,24 @@ impl<U: AuthUser, K: SessionKind> LoginRequiredLayer<U, K> {
     }
 
     /// The same guard for users logged in to the sessions of kind `Other`.
+    ///
+    /// ```
+    /// # #[derive(Clone)] struct User;
+    /// # impl session_axum::AuthUser for User {
+    /// #     type Id = u64;
+    /// #     fn id(&self) -> u64 { 0 }
+    /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+    /// # }
+    /// use session_axum::{SessionKind, login_required};
+    ///
+    /// struct AdminArea;
+    /// impl SessionKind for AdminArea {
+    ///     const NAME: &'static str = "admin";
+    /// }
+    ///
+    /// let guard = login_required::<User>().redirect_to("/admin/login").for_kind::<AdminArea>();
+    /// # let _ = guard;
+    /// ```
     pub fn for_kind<Other: SessionKind>(self) -> LoginRequiredLayer<U, Other> {
         LoginRequiredLayer { login_url: self.login_url, _marker: PhantomData }
     }
@@ -140,7 +172,24 @@ impl<Inner, U, K> Layer<Inner> for LoginRequiredLayer<U, K> {
     }
 }
 
-/// The service built by [`LoginRequiredLayer`].
+/// The service built by [`LoginRequiredLayer`]; `route_layer` builds it
+/// for you.
+///
+/// ```
+/// # #[derive(Clone)] struct User;
+/// # impl session_axum::AuthUser for User {
+/// #     type Id = u64;
+/// #     fn id(&self) -> u64 { 0 }
+/// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+/// # }
+/// use axum::{Router, routing::get};
+/// use session_axum::{auth::LoginRequired, login_required};
+/// use tower_layer::Layer;
+///
+/// let router: Router = Router::new().route("/", get(|| async { "hi" }));
+/// let guarded: LoginRequired<Router, User> = login_required::<User>().layer(router);
+/// # let _ = guarded;
+/// ```
 pub struct LoginRequired<Inner, U, K = DefaultSession> {
     inner: Inner,
     login_url: Option<Arc<str>>,
@@ -258,6 +307,25 @@ fn login_redirect(login_url: &str, target: &str) -> AxumResponse {
 
 /// The response future of [`LoginRequired`] and
 /// [`PermissionRequired`](crate::auth::PermissionRequired).
+///
+/// ```
+/// # #[derive(Clone)] struct User;
+/// # impl session_axum::AuthUser for User {
+/// #     type Id = u64;
+/// #     fn id(&self) -> u64 { 0 }
+/// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+/// # }
+/// use std::convert::Infallible;
+/// use axum::{Router, body::Body, http::Request, routing::get};
+/// use session_axum::{auth::GuardFuture, login_required};
+/// use tower_layer::Layer;
+/// use tower_service::Service;
+///
+/// let router: Router = Router::new().route("/", get(|| async { "hi" }));
+/// let mut guarded = login_required::<User>().layer(router);
+/// let future: GuardFuture<Infallible> = guarded.call(Request::new(Body::empty()));
+/// # drop(future);
+/// ```
 pub struct GuardFuture<E> {
     inner: Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>,
 }

@@ -67,12 +67,44 @@ where
     }
 }
 
-/// Marks a synchronous [`Predicate`]: `Fn(&U) -> bool`.
+/// Marks a synchronous [`Predicate`]: `Fn(&U) -> bool`. Inferred; you
+/// never name it.
+///
+/// ```
+/// use session_axum::permission_required;
+/// # #[derive(Clone)] struct User { is_admin: bool }
+/// # impl session_axum::AuthUser for User {
+/// #     type Id = u64;
+/// #     fn id(&self) -> u64 { 0 }
+/// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+/// # }
+///
+/// let admins_only = permission_required(|user: &User| user.is_admin);
+/// # let _ = admins_only;
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct SyncPredicate;
 
 /// Marks an asynchronous [`Predicate`]: `Fn(Arc<U>) -> impl Future<Output = bool>`.
+/// Inferred; you never name it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use session_axum::{AuthUser, permission_required};
+/// # #[derive(Clone)] struct User { id: u64 }
+/// # impl session_axum::AuthUser for User {
+/// #     type Id = u64;
+/// #     fn id(&self) -> u64 { self.id }
+/// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+/// # }
+/// # async fn is_subscriber(id: u64) -> bool { id % 2 == 0 }
+///
+/// let subscribers_only = permission_required(|user: Arc<User>| async move {
+///     is_subscriber(user.id()).await
+/// });
+/// # let _ = subscribers_only;
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct AsyncPredicate;
@@ -152,6 +184,19 @@ where
 }
 
 /// The layer built by [`permission_required`].
+///
+/// ```
+/// use session_axum::{auth::PermissionLayer, permission_required};
+/// # #[derive(Clone)] struct User { is_admin: bool }
+/// # impl session_axum::AuthUser for User {
+/// #     type Id = u64;
+/// #     fn id(&self) -> u64 { 0 }
+/// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+/// # }
+///
+/// let layer: PermissionLayer<User> = permission_required(|user: &User| user.is_admin);
+/// # let _ = layer;
+/// ```
 #[must_use]
 pub struct PermissionLayer<U, K = DefaultSession> {
     predicate: Arc<dyn DynPredicate<U>>,
@@ -160,6 +205,24 @@ pub struct PermissionLayer<U, K = DefaultSession> {
 
 impl<U: AuthUser, K: SessionKind> PermissionLayer<U, K> {
     /// The same check for users logged in to the sessions of kind `Other`.
+    ///
+    /// ```
+    /// use session_axum::{SessionKind, permission_required};
+    /// # #[derive(Clone)] struct User { is_admin: bool }
+    /// # impl session_axum::AuthUser for User {
+    /// #     type Id = u64;
+    /// #     fn id(&self) -> u64 { 0 }
+    /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+    /// # }
+    ///
+    /// struct AdminArea;
+    /// impl SessionKind for AdminArea {
+    ///     const NAME: &'static str = "admin";
+    /// }
+    ///
+    /// let layer = permission_required(|user: &User| user.is_admin).for_kind::<AdminArea>();
+    /// # let _ = layer;
+    /// ```
     pub fn for_kind<Other: SessionKind>(self) -> PermissionLayer<U, Other> {
         PermissionLayer { predicate: self.predicate, _kind: PhantomData }
     }
@@ -188,7 +251,25 @@ impl<Inner, U, K> Layer<Inner> for PermissionLayer<U, K> {
     }
 }
 
-/// The service built by [`PermissionLayer`].
+/// The service built by [`PermissionLayer`]; `route_layer` builds it for
+/// you.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use session_axum::{auth::PermissionRequired, permission_required};
+/// use tower_layer::Layer;
+/// # #[derive(Clone)] struct User { is_admin: bool }
+/// # impl session_axum::AuthUser for User {
+/// #     type Id = u64;
+/// #     fn id(&self) -> u64 { 0 }
+/// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+/// # }
+///
+/// let router: Router = Router::new().route("/", get(|| async { "hi" }));
+/// let guarded: PermissionRequired<Router, User> =
+///     permission_required(|user: &User| user.is_admin).layer(router);
+/// # let _ = guarded;
+/// ```
 pub struct PermissionRequired<Inner, U, K = DefaultSession> {
     inner: Inner,
     predicate: Arc<dyn DynPredicate<U>>,

@@ -144,13 +144,18 @@ impl IntoResponse for MissingAuthLayer {
 /// not sent to the client.
 ///
 /// ```
-/// use axum::response::IntoResponse;
-/// use session_axum::auth::{AuthRejection, UserLoadFailed};
+/// use session_axum::auth::AuthRejection;
 ///
-/// fn status(rejection: AuthRejection) -> u16 {
-///     rejection.status().as_u16()
+/// fn describe(rejection: &AuthRejection) -> &'static str {
+///     match rejection {
+///         AuthRejection::UserLoadFailed(failed) => {
+///             assert_eq!(failed.status(), 503);
+///             "the user database is down"
+///         }
+///         _ => "something else",
+///     }
 /// }
-/// # let _ = status;
+/// # let _ = describe;
 /// ```
 #[derive(Debug, Clone)]
 pub struct UserLoadFailed {

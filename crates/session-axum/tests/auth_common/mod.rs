@@ -838,7 +838,9 @@ macro_rules! auth_tests {
 
             #[tokio::test]
             async fn remember_me_gives_a_persistent_cookie() {
-                let f = setup().await;
+                // A manual clock: Max-Age must not depend on a second boundary.
+                let clock = ManualClock::starting_now();
+                let f = fixture($make_store().await, config().with_clock(clock));
                 let alice = f.users.add("alice", false);
                 let reply = send(&f.app, &format!("/login/{}?remember=true", alice.id), &[]).await;
                 let set = reply.set_cookie().unwrap();
