@@ -1,12 +1,26 @@
-//! BAD_INPUTS rows for the filesystem store: 19 (corrupt or truncated
-//! files), 24 (failed write), and symlinks or FIFOs in place of session files.
-//! Row 21 (payload over the size limit) is enforced by the layer, not stores.
+//! `shared/BAD_INPUTS.md`, store level, for the filesystem store: one test
+//! per row that a store answers for, named after the row. Two stores on one
+//! directory stand for two processes (`processes.rs` runs a real second
+//! process).
+//!
+//! | row | here |
+//! |-----|------|
+//! | 1-4, 6, 20-22, 27 | the layer: `session-axum/tests/bad_inputs.rs` (file names come from hashed keys only) |
+//! | 5 | `row05_unknown_key_is_not_created` |
+//! | 7, 8 | hostile user ids in the per-user index: nothing is created outside the store |
+//! | 9-18 | cookie formats only |
+//! | 19 | corrupt or truncated files; symlinks and FIFOs in place of session files |
+//! | 22 | not applicable: no server (a failing disk is row 24) |
+//! | 23 | a lock held by another store on the directory |
+//! | 24 | `row24_failed_write_keeps_old_file` |
+//! | 25, 26, 28 | below, and through the layer |
 #![allow(clippy::expect_used)] // Test helpers outside #[test] functions.
 
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use session_core::{
@@ -41,7 +55,7 @@ fn session_dir_names(store: &FsStore) -> Vec<String> {
 /// Row 19: a corrupt or truncated file is an absent session, logged; its
 /// neighbours, the index and the cleanup carry on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn corrupt_files_are_absent_and_local() {
+async fn row19_corrupt_files_are_absent_and_local() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = open(tmp.path());
     let now = Timestamp::now();
@@ -115,7 +129,7 @@ async fn corrupt_files_are_absent_and_local() {
     );
 }
 
-/// Set in the child process of [`failed_write_keeps_old_file`]:
+/// Set in the child process of [`row24_failed_write_keeps_old_file`]:
 /// `<store dir>|<storage key hex>`.
 const CHILD_ENV: &str = "SESSION_STORES_FS_FAILED_WRITE_CHILD";
 
@@ -128,7 +142,7 @@ const CHILD_ENV: &str = "SESSION_STORES_FS_FAILED_WRITE_CHILD";
 /// ignored, where writing a 200 KB session makes `write(2)` fail with `EFBIG`
 /// after a partial write, exactly like `ENOSPC` on a full disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_write_keeps_old_file() {
+async fn row24_failed_write_keeps_old_file() {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         failed_write_child(&spec).await;
         return;
@@ -150,7 +164,7 @@ async fn failed_write_keeps_old_file() {
         .arg("-c")
         .arg(r#"trap '' XFSZ; ulimit -f 16 && exec "$0" "$@""#)
         .arg(exe)
-        .args(["failed_write_keeps_old_file", "--exact", "--nocapture", "--test-threads=1"])
+        .args(["row24_failed_write_keeps_old_file", "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, format!("{}|{}", store.dir().display(), record.key.to_hex()))
         .output()
         .expect("run the child test");
@@ -202,7 +216,7 @@ async fn failed_write_child(spec: &str) {
 /// A session file replaced by a symlink is never followed: it loads as
 /// absent, and no operation reads or writes the link's target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn symlinked_session_file_is_not_followed() {
+async fn row19_symlinked_session_file_is_not_followed() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = open(tmp.path());
     let now = Timestamp::now();
@@ -261,7 +275,7 @@ async fn symlinked_session_file_is_not_followed() {
 
 /// A FIFO in place of a session file does not hang the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifo_session_file_does_not_block() {
+async fn row19_fifo_session_file_does_not_block() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = open(tmp.path());
     let now = Timestamp::now();
@@ -276,4 +290,134 @@ async fn fifo_session_file_does_not_block() {
     assert!(matches!(store.create(&record).await, Err(Error::IdCollision)));
     store.delete(&record.key).await.expect("delete");
     assert!(fs::symlink_metadata(&path).is_err(), "delete removed the FIFO");
+}
+
+fn short_wait() -> LockOptions {
+    LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_millis(200) }
+}
+
+/// Two stores on one fresh directory, and the temporary directory holding it.
+fn stores() -> (FsStore, FsStore, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    (open(tmp.path()), open(tmp.path()), tmp)
+}
+
+/// Each `users` entry (with a random suffix) owns one session: the index
+/// finds exactly it, through the other store too, and deleting it spares a
+/// bystander whose name shares the suffix.
+async fn hostile_user_ids(store: &impl SessionLock, other: &impl SessionLock, users: &[&str]) {
+    let now = Timestamp::now();
+    let suffix = &SessionId::random().storage_key().to_hex()[..8];
+    let bystander = format!("bystander-{suffix}");
+    let mut theirs = record(now);
+    theirs.user = Some(bystander.clone());
+    store.create(&theirs).await.expect("create bystander");
+    for user in users {
+        let user = format!("{user}-{suffix}");
+        let mut mine = record(now);
+        mine.user = Some(user.clone());
+        store.create(&mine).await.expect("create");
+        let listed = other.list_for_user(&user, now).await.expect("list");
+        assert_eq!(listed.iter().map(|r| r.key).collect::<Vec<_>>(), [mine.key], "{user:?}");
+        assert_eq!(other.delete_for_user(&user).await.expect("delete_for_user"), 1, "{user:?}");
+        assert!(store.load(&mine.key, now).await.expect("load").is_none(), "{user:?}");
+        let listed = store.list_for_user(&bystander, now).await.expect("list");
+        assert_eq!(listed.iter().map(|r| r.key).collect::<Vec<_>>(), [theirs.key], "{user:?}");
+    }
+}
+
+/// The names directly in `dir`.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("read dir")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn row05_unknown_key_is_not_created() {
+    let (store, _, _tmp) = stores();
+    session_core::testing::unknown_key_loads_nothing(Arc::new(store.clone())).await;
+    session_core::testing::save_never_resurrects(Arc::new(store.clone())).await;
+    assert!(session_dir_names(&store).is_empty(), "no file was left behind");
+}
+
+#[tokio::test]
+async fn row07_path_like_user_ids() {
+    let (store, other, tmp) = stores();
+    let before = names(tmp.path());
+    hostile_user_ids(
+        &store,
+        &other,
+        &["../../etc/passwd", "..%2f..", "a\\b", "/etc/passwd", "NUL", "CON", "", "\0", ".", ".."],
+    )
+    .await;
+    assert_eq!(names(tmp.path()), before, "nothing appeared next to the store");
+    assert_eq!(names(store.dir()), ["locks", "sessions", "users"]);
+}
+
+#[tokio::test]
+async fn row08_sql_shaped_user_ids() {
+    let (store, other, _tmp) = stores();
+    hostile_user_ids(&store, &other, &["' OR 1=1--", "'; DROP TABLE sessions; --", "%", "_", "*"])
+        .await;
+}
+
+#[tokio::test]
+async fn row23_held_lock_times_out_elsewhere() {
+    let (store, other, _tmp) = stores();
+    let key = SessionId::random().storage_key();
+    let held = store.lock(&key, LockOptions::default()).await.expect("lock");
+    assert!(matches!(other.lock(&key, short_wait()).await, Err(Error::LockTimeout { .. })));
+    let waited = other.lock_and_load(&key, short_wait(), Timestamp::now()).await;
+    assert!(matches!(waited, Err(Error::LockTimeout { .. })));
+    held.release().await.expect("release");
+    other.lock(&key, short_wait()).await.expect("relock").release().await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn row25_concurrent_locked_writers_lose_nothing() {
+    let (store, other, _tmp) = stores();
+    let stores: [session_core::testing::DynStore; 2] = [Arc::new(store), Arc::new(other)];
+    session_core::testing::concurrent_increments(
+        &stores,
+        session_core::testing::CONCURRENT_INCREMENTS,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn row26_id_collision_on_create_hands_over_nothing() {
+    let (store, other, _tmp) = stores();
+    session_core::testing::create_refuses_collision(Arc::new(store.clone())).await;
+    let now = Timestamp::now();
+    let mut first = record(now);
+    first.data.insert("owner", "first").expect("insert");
+    store.create(&first).await.expect("create");
+    let mut second = first.clone();
+    second.data.insert("owner", "second").expect("insert");
+    assert!(matches!(other.create(&second).await, Err(Error::IdCollision)));
+    let loaded = other.load(&first.key, now).await.expect("load").expect("first");
+    assert_eq!(loaded.data.get::<String>("owner").expect("get").as_deref(), Some("first"));
+}
+
+#[tokio::test]
+async fn row28_deleted_session_is_gone_everywhere() {
+    let (store, other, _tmp) = stores();
+    let now = Timestamp::now();
+    let mut record = record(now);
+    store.create(&record).await.expect("create");
+    assert!(other.load(&record.key, now).await.expect("load").is_some());
+    store.delete(&record.key).await.expect("delete");
+    assert!(other.load(&record.key, now).await.expect("load").is_none());
+    let (guard, loaded) =
+        other.lock_and_load(&record.key, LockOptions::default(), now).await.expect("lock");
+    assert!(loaded.is_none());
+    guard.release().await.expect("release");
+    record.version += 1;
+    assert!(matches!(other.save(&record).await, Err(Error::NotFound)), "no resurrection");
+    assert!(matches!(other.touch(&record).await, Err(Error::NotFound)));
+    assert!(store.load(&record.key, now).await.expect("load").is_none());
 }
