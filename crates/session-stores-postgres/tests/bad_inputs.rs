@@ -1,0 +1,204 @@
+//! `shared/BAD_INPUTS.md`, store level, for the PostgreSQL store: one test
+//! per row that a store answers for, named after the row. Two stores with
+//! pools of their own on one table stand for two processes. Needs
+//! `DATABASE_URL` (`cargo xtask test` sets it).
+//!
+//! | row | here |
+//! |-----|------|
+//! | 1-4, 6, 20, 21, 27 | the layer: `session-axum/tests/bad_inputs.rs` (rows are keyed by hashed ids only) |
+//! | 5 | `row05_unknown_key_is_not_created` |
+//! | 7, 8 | hostile user ids in the per-user index (bound parameters, never SQL text) |
+//! | 9-18 | cookie formats only |
+//! | 19 | `row19_corrupt_rows_are_absent_and_cleanup_goes_on`; more corruptions in `postgres.rs` (`corrupt_rows_load_as_absent_and_spare_their_neighbours`) |
+//! | 22 | `fault.rs`: `store_fails_cleanly_while_postgres_is_down_and_recovers_after`; through the layer: `row22_*` in `session-axum/tests/bad_inputs.rs` |
+//! | 23 | `postgres.rs`: `exhausted_pool_errors_after_the_acquire_timeout`, `a_held_lock_times_out_other_processes`; through the layer: `row23_*` |
+//! | 24 | filesystem store only |
+//! | 25, 26, 28 | below, and through the layer |
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::testing::{self, DynStore};
+use session_core::{
+    Error, ExpiryPolicy, LockOptions, Record, SessionId, SessionLock, SessionStore, Timestamp,
+};
+use session_stores_postgres::PostgresStore;
+use sqlx::AssertSqlSafe;
+
+/// Two stores, each with its own pool, on one fresh table.
+async fn stores() -> (PostgresStore, PostgresStore) {
+    let table = common::random_table();
+    let store = common::store_on(common::pool(4).await, &table).await;
+    (store, common::store_on(common::pool(4).await, &table).await)
+}
+
+fn record(now: Timestamp) -> Record {
+    ExpiryPolicy::default().new_record(SessionId::random().storage_key(), now)
+}
+
+/// Each `users` entry (with a random suffix) owns one session: the index
+/// finds exactly it, through the other store too, and deleting it spares a
+/// bystander whose name shares the suffix.
+async fn hostile_user_ids(store: &impl SessionLock, other: &impl SessionLock, users: &[&str]) {
+    let now = Timestamp::now();
+    let suffix = &SessionId::random().storage_key().to_hex()[..8];
+    let bystander = format!("bystander-{suffix}");
+    let mut theirs = record(now);
+    theirs.user = Some(bystander.clone());
+    store.create(&theirs).await.unwrap();
+    for user in users {
+        let user = format!("{user}-{suffix}");
+        let mut mine = record(now);
+        mine.user = Some(user.clone());
+        store.create(&mine).await.unwrap();
+        let listed = other.list_for_user(&user, now).await.unwrap();
+        assert_eq!(listed.iter().map(|r| r.key).collect::<Vec<_>>(), [mine.key], "{user:?}");
+        assert_eq!(other.delete_for_user(&user).await.unwrap(), 1, "{user:?}");
+        assert!(store.load(&mine.key, now).await.unwrap().is_none(), "{user:?}");
+        let listed = store.list_for_user(&bystander, now).await.unwrap();
+        assert_eq!(listed.iter().map(|r| r.key).collect::<Vec<_>>(), [theirs.key], "{user:?}");
+    }
+}
+
+#[tokio::test]
+async fn row05_unknown_key_is_not_created() {
+    let (store, _) = stores().await;
+    testing::unknown_key_loads_nothing(Arc::new(store.clone())).await;
+    testing::save_never_resurrects(Arc::new(store.clone())).await;
+    let table = common::quoted(&store.table_name());
+    let rows: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "nothing was left behind");
+}
+
+#[tokio::test]
+async fn row07_path_like_user_ids() {
+    let (store, other) = stores().await;
+    hostile_user_ids(
+        &store,
+        &other,
+        &["../../etc/passwd", "..%2f..", "a\\b", "/etc/passwd", "NUL", "CON", "", "."],
+    )
+    .await;
+}
+
+/// PostgreSQL `TEXT` cannot hold NUL, so a user id containing one is refused
+/// with a backend error (the other stores accept it). Nothing is written
+/// and nothing else is affected; the layer answers with its error response.
+#[tokio::test]
+async fn row07_nul_in_a_user_id_is_refused_cleanly() {
+    let (store, other) = stores().await;
+    let now = Timestamp::now();
+    let user = format!("a\0b-{}", &SessionId::random().storage_key().to_hex()[..8]);
+    let mut mine = record(now);
+    mine.user = Some(user.clone());
+    assert!(matches!(store.create(&mine).await, Err(Error::Backend { .. })));
+    assert!(other.load(&mine.key, now).await.unwrap().is_none(), "nothing written");
+    let mut plain = record(now);
+    store.create(&plain).await.unwrap();
+    plain.user = Some(user.clone());
+    plain.version += 1;
+    assert!(matches!(store.save(&plain).await, Err(Error::Backend { .. })));
+    let loaded = other.load(&plain.key, now).await.unwrap().unwrap();
+    assert_eq!((loaded.user, loaded.version), (None, 0), "the old row is intact");
+    assert!(matches!(other.list_for_user(&user, now).await, Err(Error::Backend { .. })));
+}
+
+#[tokio::test]
+async fn row08_sql_shaped_user_ids() {
+    let (store, other) = stores().await;
+    hostile_user_ids(
+        &store,
+        &other,
+        &["' OR 1=1--", "'; DROP TABLE sessions; --", "\" OR \"\"=\"", "%", "_", "$1", "\\"],
+    )
+    .await;
+}
+
+/// A corrupt row is absent for readers of either store; the cleanup still
+/// removes what expired (corrupt or not) and nothing else.
+#[tokio::test]
+async fn row19_corrupt_rows_are_absent_and_cleanup_goes_on() {
+    let (store, other) = stores().await;
+    let now = Timestamp::now();
+    let (mut live_corrupt, mut expired_corrupt, good) = (record(now), record(now), record(now));
+    expired_corrupt.created_at = now - Duration::from_secs(100);
+    expired_corrupt.idle_deadline = now + Duration::from_secs(10);
+    live_corrupt.data.insert("n", 1).unwrap();
+    for r in [&live_corrupt, &expired_corrupt, &good] {
+        store.create(r).await.unwrap();
+    }
+    let table = common::quoted(&store.table_name());
+    for (r, set) in [(&live_corrupt, "data = '{\"n\": '"), (&expired_corrupt, "expiry = 'nope'")] {
+        let sql = format!("UPDATE {table} SET {set} WHERE session_key = $1");
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(r.key.as_bytes().as_slice())
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    let short =
+        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(5) };
+    for reader in [&store, &other] {
+        assert!(reader.load(&live_corrupt.key, now).await.unwrap().is_none());
+        let (guard, loaded) = reader.lock_and_load(&live_corrupt.key, short, now).await.unwrap();
+        assert!(loaded.is_none());
+        guard.release().await.unwrap();
+        assert!(reader.load(&good.key, now).await.unwrap().is_some());
+    }
+    let later = now + Duration::from_secs(20);
+    assert_eq!(other.delete_expired(later).await.unwrap(), 1, "the expired corrupt row");
+    assert!(store.load(&good.key, now).await.unwrap().is_some(), "neighbours untouched");
+    // A save from a request that loaded the session before it was corrupted
+    // replaces the row whole: repaired, never merged.
+    live_corrupt.version += 1;
+    store.save(&live_corrupt).await.unwrap();
+    let repaired = other.load(&live_corrupt.key, now).await.unwrap().unwrap();
+    assert_eq!(repaired.data.get::<u64>("n").unwrap(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn row25_concurrent_locked_writers_lose_nothing() {
+    let (store, other) = stores().await;
+    let stores: [DynStore; 2] = [Arc::new(store), Arc::new(other)];
+    testing::concurrent_increments(&stores, testing::CONCURRENT_INCREMENTS).await;
+}
+
+#[tokio::test]
+async fn row26_id_collision_on_create_hands_over_nothing() {
+    let (store, other) = stores().await;
+    testing::create_refuses_collision(Arc::new(store.clone())).await;
+    let now = Timestamp::now();
+    let mut first = record(now);
+    first.data.insert("owner", "first").unwrap();
+    store.create(&first).await.unwrap();
+    let mut second = first.clone();
+    second.data.insert("owner", "second").unwrap();
+    assert!(matches!(other.create(&second).await, Err(Error::IdCollision)));
+    let loaded = other.load(&first.key, now).await.unwrap().unwrap();
+    assert_eq!(loaded.data.get::<String>("owner").unwrap().as_deref(), Some("first"));
+}
+
+#[tokio::test]
+async fn row28_deleted_session_is_gone_everywhere() {
+    let (store, other) = stores().await;
+    let now = Timestamp::now();
+    let mut record = record(now);
+    store.create(&record).await.unwrap();
+    assert!(other.load(&record.key, now).await.unwrap().is_some());
+    store.delete(&record.key).await.unwrap();
+    assert!(other.load(&record.key, now).await.unwrap().is_none());
+    let (guard, loaded) =
+        other.lock_and_load(&record.key, LockOptions::default(), now).await.unwrap();
+    assert!(loaded.is_none());
+    guard.release().await.unwrap();
+    record.version += 1;
+    assert!(matches!(other.save(&record).await, Err(Error::NotFound)), "no resurrection");
+    assert!(matches!(other.touch(&record).await, Err(Error::NotFound)));
+    assert!(store.load(&record.key, now).await.unwrap().is_none());
+}
