@@ -27,7 +27,11 @@ const DEFAULT_CONNECTIONS: usize = 32;
 /// Unmeasured load before each measured window.
 const WARMUP_SECONDS: u64 = 1;
 /// Requests each connection sends in the lost-update check.
-const LOST_UPDATE_REQUESTS: usize = 50;
+const LOST_UPDATE_REQUESTS: usize = 100;
+/// Other processes' load (% of one core) below which the machine counts as quiet.
+const QUIET_LOAD: f64 = 15.0;
+/// How long a whole run may wait for the machine to be quiet.
+const QUIET_BUDGET: Duration = Duration::from_secs(120);
 /// Live sessions for the scaling rows.
 const SCALING: [(u64, &str); 2] = [(1_000, "1k"), (1_000_000, "1M")];
 /// Rows that get scaling variants (their store must support `--prefill`).
@@ -147,7 +151,14 @@ pub(crate) fn bench(args: &[&str]) -> Result<ExitCode> {
         );
     }
 
-    let runner = Runner { bin: &bin, tools: &tools, options: &options, env: &env, data_dir };
+    let runner = Runner {
+        bin: &bin,
+        tools: &tools,
+        options: &options,
+        env: &env,
+        data_dir: data_dir.clone(),
+        quiet_budget: std::cell::Cell::new(QUIET_BUDGET),
+    };
     let mut rows = Vec::new();
     for route in &selected {
         rows.push(runner.row(route, route.name.clone(), 0)?);
@@ -169,6 +180,8 @@ pub(crate) fn bench(args: &[&str]) -> Result<ExitCode> {
         // how much the machine drifted during the run.
         rows.push(runner.row(bare, "bare (repeat)".to_owned(), 0)?);
     }
+    // The SQLite and filesystem rows' sessions.
+    let _ = std::fs::remove_dir_all(&data_dir);
     let memory = if options.memory { memory_figures(&bin)? } else { Vec::new() };
     if let Some(services) = services {
         services.stop()?;
@@ -344,13 +357,16 @@ struct Row {
     p50_us: u64,
     p99_us: u64,
     cpu_us_per_request: f64,
+    /// The server's CPU during the window, in % of its core: below ~90% the
+    /// load generator, not the server, set the pace.
+    server_busy: f64,
     /// Non-2xx responses and socket errors during the measured window.
     errors: u64,
     /// Other processes' CPU during the window, in % of one core.
     noise: f64,
     lost: Option<LostUpdates>,
-    /// Redis commands per request, for rows that use Redis.
-    redis_commands: Option<f64>,
+    /// Redis calls per request by command, for rows that use Redis.
+    redis_commands: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -366,12 +382,15 @@ struct Runner<'a> {
     options: &'a Options,
     env: &'a [(&'static str, String)],
     data_dir: PathBuf,
+    /// What is left of the time rows may wait for a quiet machine.
+    quiet_budget: std::cell::Cell<Duration>,
 }
 
 impl Runner<'_> {
     fn row(&self, route: &Route, name: String, prefill: u64) -> Result<Row> {
         eprintln!("xtask: bench: {name}");
-        let server = self.start_server(route, prefill)?;
+        self.wait_for_quiet();
+        let server = self.start_server(route, prefill, true)?;
         let cookies = make_sessions(server.port, self.options.connections)?;
         let dir = bench_dir().join("target/bench-run");
         create_dir(&dir)?;
@@ -383,7 +402,7 @@ impl Runner<'_> {
 
         let clk = clock_ticks_per_sec();
         let redis = self.redis_port(route);
-        let commands_before = redis.and_then(redis_commands);
+        let commands_before = redis.and_then(redis_commandstats);
         let server_before = process_ticks(server.pid)?;
         let children_before = children_ticks();
         let busy_before = busy_ticks();
@@ -391,40 +410,46 @@ impl Runner<'_> {
         let server_after = process_ticks(server.pid)?;
         let children_after = children_ticks();
         let busy_after = busy_ticks();
-        let commands_after = redis.and_then(redis_commands);
+        let commands_after = redis.and_then(redis_commandstats);
+        drop(server);
 
         let server_ticks = server_after.saturating_sub(server_before);
         let wrk_ticks = children_after.saturating_sub(children_before);
         let other = busy_after.saturating_sub(busy_before).saturating_sub(server_ticks + wrk_ticks);
-        let window = wrk.duration_us as f64 / 1e6;
+        let window = (wrk.duration_us as f64 / 1e6).max(1e-9);
         let requests = wrk.requests.max(1);
+        // The lost-update check wants interleaving: its own server, on every
+        // core, one runtime worker per core. Scaling rows repeat a row that
+        // was checked already.
+        let lost = if route.kind == "server" && prefill == 0 {
+            let server = self.start_server(route, 0, false)?;
+            Some(lost_updates(server.port, self.options.connections)?)
+        } else {
+            None
+        };
         let row = Row {
             name,
             route: route.clone(),
             requests: wrk.requests,
-            requests_per_sec: wrk.requests as f64 / window.max(1e-9),
+            requests_per_sec: wrk.requests as f64 / window,
             p50_us: wrk.p50_us,
             p99_us: wrk.p99_us,
             cpu_us_per_request: server_ticks as f64 * 1e6 / clk / requests as f64,
+            server_busy: server_ticks as f64 / clk / window * 100.0,
             errors: wrk.errors,
-            noise: other as f64 / clk / window.max(1e-9) * 100.0,
-            lost: if route.kind == "server" {
-                Some(lost_updates(server.port, self.options.connections)?)
-            } else {
-                None
-            },
+            noise: other as f64 / clk / window * 100.0,
+            lost,
             redis_commands: match (commands_before, commands_after) {
-                (Some(before), Some(after)) => {
-                    Some(after.saturating_sub(before) as f64 / requests as f64)
-                }
+                (Some(before), Some(after)) => Some(redis_per_request(&before, &after, requests)),
                 _ => None,
             },
         };
-        drop(server);
         eprintln!(
-            "xtask: bench:   {:.0} req/s, {:.2} µs CPU/req, p50 {} µs, p99 {} µs, noise {:.0}%{}",
+            "xtask: bench:   {:.0} req/s, {:.2} µs CPU/req (server {:.0}% busy), p50 {} µs, \
+             p99 {} µs, noise {:.0}%{}",
             row.requests_per_sec,
             row.cpu_us_per_request,
+            row.server_busy,
             row.p50_us,
             row.p99_us,
             row.noise,
@@ -433,8 +458,36 @@ impl Runner<'_> {
         Ok(row)
     }
 
-    fn start_server(&self, route: &Route, prefill: u64) -> Result<Server> {
-        let mut cmd = self.tools.pinned(SERVER_CPU, &self.bin.join("bench-server"));
+    /// Waits (within the run's budget) until other processes leave the
+    /// machine mostly idle, so rows are not measured during someone's build.
+    fn wait_for_quiet(&self) {
+        let mut said = false;
+        loop {
+            let load = other_load(Duration::from_secs(1));
+            if load < QUIET_LOAD {
+                return;
+            }
+            let mut budget = self.quiet_budget.get();
+            if budget < Duration::from_secs(1) {
+                eprintln!(
+                    "xtask: bench:   other processes use {load:.0}% of a core; the wait budget \
+                     is spent, measuring anyway (see `noise`)"
+                );
+                return;
+            }
+            if !said {
+                eprintln!("xtask: bench:   other processes use {load:.0}% of a core; waiting");
+                said = true;
+            }
+            budget -= Duration::from_secs(1);
+            self.quiet_budget.set(budget);
+        }
+    }
+
+    /// Starts the row's server: pinned to [`SERVER_CPU`], or on every core.
+    fn start_server(&self, route: &Route, prefill: u64, pinned: bool) -> Result<Server> {
+        let bin = self.bin.join("bench-server");
+        let mut cmd = if pinned { self.tools.pinned(SERVER_CPU, &bin) } else { Command::new(bin) };
         cmd.args(["--route", &route.name, "--port", "0"]);
         if prefill > 0 {
             cmd.args(["--prefill", &prefill.to_string()]);
@@ -763,21 +816,53 @@ fn other_load(window: Duration) -> f64 {
     after.saturating_sub(before) as f64 / clock_ticks_per_sec() / window.as_secs_f64() * 100.0
 }
 
-/// `total_commands_processed` of the Redis on `port`.
-fn redis_commands(port: u16) -> Option<u64> {
+/// Calls per command (`INFO commandstats`) of the Redis on `port`.
+fn redis_commandstats(port: u16) -> Option<BTreeMap<String, u64>> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream.write_all(b"*2\r\n$4\r\nINFO\r\n$5\r\nstats\r\n").ok()?;
+    stream.write_all(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n").ok()?;
     let mut reader = BufReader::new(stream);
     let mut header = String::new();
     reader.read_line(&mut header).ok()?;
     let length: usize = header.trim().strip_prefix('$')?.parse().ok()?;
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix("total_commands_processed:"))
-        .and_then(|v| v.trim().parse().ok())
+    Some(parse_commandstats(&String::from_utf8_lossy(&body)))
+}
+
+/// `cmdstat_get:calls=3,usec=...` lines into command -> calls.
+fn parse_commandstats(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("cmdstat_"))
+        .filter_map(|line| {
+            let (name, stats) = line.split_once(':')?;
+            let calls = stats.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+/// "evalsha 2.00, hset 1.00": calls per request of each command used,
+/// most frequent first, without our own `info` calls.
+fn redis_per_request(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    requests: u64,
+) -> String {
+    let mut used: Vec<(&str, u64)> = after
+        .iter()
+        .filter(|(name, _)| name.as_str() != "info")
+        .map(|(name, &calls)| {
+            (name.as_str(), calls.saturating_sub(*before.get(name).unwrap_or(&0)))
+        })
+        .filter(|&(_, calls)| calls > 0)
+        .collect();
+    used.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let total: u64 = used.iter().map(|&(_, calls)| calls).sum();
+    let per = |calls: u64| calls as f64 / requests.max(1) as f64;
+    let list: Vec<String> =
+        used.iter().map(|&(name, calls)| format!("{name} {:.2}", per(calls))).collect();
+    format!("{:.2} in all: {}", per(total), list.join(", "))
 }
 
 /// What the table says about the machine.
@@ -880,9 +965,9 @@ fn render(
     );
     let _ = writeln!(
         out,
-        "| route | req/s | p50 ms | p99 ms | CPU µs/req | × bare | × peer | lost updates | noise |"
+        "| route | req/s | p50 ms | p99 ms | CPU µs/req | server busy | × bare | × peer | lost updates | noise |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|---|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|---|---:|");
     for row in rows {
         let x_bare = match bare_cpu {
             Some(b) if row.route.name != "bare" => format!("{:.2}", row.cpu_us_per_request / b),
@@ -908,18 +993,29 @@ fn render(
         if row.errors > 0 {
             let _ = write!(name, " ({} errors)", row.errors);
         }
-        if let Some(commands) = row.redis_commands {
-            let _ = write!(name, " ({commands:.1} Redis cmds/req)");
-        }
         let _ = writeln!(
             out,
-            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {x_bare} | {x_peer} | {lost} | {:.0}% |",
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0}% | {x_bare} | {x_peer} | {lost} | {:.0}% |",
             row.requests_per_sec,
             row.p50_us as f64 / 1000.0,
             row.p99_us as f64 / 1000.0,
             row.cpu_us_per_request,
+            row.server_busy,
             row.noise,
         );
+    }
+    let redis: Vec<&Row> = rows.iter().filter(|r| r.redis_commands.is_some()).collect();
+    if !redis.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nRedis calls per request (`INFO commandstats`; commands run inside Lua scripts \
+             count too, so round trips are the top-level calls: `evalsha`/`eval` and plain \
+             commands outside scripts):"
+        );
+        for row in redis {
+            let _ =
+                writeln!(out, "- `{}`: {}", row.name, row.redis_commands.as_deref().unwrap_or(""));
+        }
     }
     let scaling: Vec<&Row> = rows.iter().filter(|r| r.name.ends_with(" live)")).collect();
     if let [small, large] = scaling.as_slice() {
@@ -1004,6 +1100,18 @@ mod tests {
             }
         );
         assert!(parse_wrk("no summary").is_err());
+    }
+
+    #[test]
+    fn redis_commandstats_become_calls_per_request() {
+        let before = parse_commandstats(
+            "# Commandstats\r\ncmdstat_get:calls=10,usec=5,usec_per_call=0.5\r\ncmdstat_info:calls=1,usec=9\r\n",
+        );
+        let after = parse_commandstats(
+            "cmdstat_get:calls=30,usec=5\r\ncmdstat_set:calls=20,usec=1\r\ncmdstat_info:calls=2,usec=9\r\n",
+        );
+        assert_eq!(before.get("get"), Some(&10));
+        assert_eq!(redis_per_request(&before, &after, 10), "4.00 in all: get 2.00, set 2.00");
     }
 
     #[test]

@@ -108,16 +108,27 @@ async fn serve(options: Options) -> Result<()> {
     axum::serve(listener, app).await.map_err(|e| format!("serve: {e}"))
 }
 
-/// The directory for rows that keep files (SQLite, filesystem store).
-#[allow(dead_code, reason = "used by the file-backed rows once they land")]
-pub(crate) fn data_dir(route: &str) -> std::path::PathBuf {
+/// Connections in the Postgres pools (ours and tower-sessions'): more than
+/// wrk's 32 connections, because our store holds a second connection per
+/// locked request (see BENCHMARKS.md).
+pub(crate) const PG_POOL: u32 = 48;
+
+/// A fresh directory for a row that keeps files (SQLite, filesystem store):
+/// `$BENCH_DATA_DIR/<route>-<pid>`, mode 0700.
+pub(crate) fn data_dir(route: &str) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt as _;
     let base = std::env::var_os("BENCH_DATA_DIR")
         .map_or_else(|| std::env::temp_dir().join("session-bench"), std::path::PathBuf::from);
-    base.join(format!("{route}-{}", std::process::id()))
+    let dir = base.join(format!("{route}-{}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 /// An environment variable a row needs.
-#[allow(dead_code, reason = "used by the Redis and Postgres rows once they land")]
 pub(crate) fn env(name: &str) -> Result<String> {
     std::env::var(name).map_err(|_| {
         format!("{name} is not set (run through `cargo xtask bench`, which starts the services)")

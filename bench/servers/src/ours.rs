@@ -10,9 +10,14 @@ use session_axum::{
     Auth, AuthLayer, AuthUser, CurrentUser, Session, SessionError, SessionLayer, SessionLock,
     UserLoader, login_required,
 };
-use session_core::{ExpiryPolicy, SessionId, SessionStore as _, Timestamp};
+use session_core::{CookieFormat, ExpiryPolicy, SessionId, SessionStore as _, Timestamp};
+use session_stores_cookie::{FernetFormat, JwtFormat, Key, Keyring, SignedFormat};
+use session_stores_fs::FsStore;
+use session_stores_postgres::{PgPoolOptions, PostgresStore};
+use session_stores_redis::RedisStore;
+use session_stores_sqlite::SqliteStore;
 
-use crate::Options;
+use crate::{Options, Result};
 
 /// Whether the handler takes the session lock first.
 #[derive(Debug, Clone, Copy)]
@@ -51,11 +56,79 @@ fn counter(store: impl SessionLock, locking: Locking) -> Router {
         .layer(SessionLayer::new(store))
 }
 
+/// The router of a client-side row: the whole session sealed in the cookie
+/// by `format`. There is nothing to lock, so the handler does not.
+fn client_side(format: impl CookieFormat) -> Router {
+    Router::new()
+        .route("/", get(count_unlocked))
+        .route("/start", get(count_unlocked))
+        .layer(SessionLayer::client_side(format))
+}
+
 /// `ours-memory` and `ours-memory-nolock`.
 pub(crate) async fn memory(options: &Options, locking: Locking) -> Router {
     let store = MemoryStore::new();
     prefill(&store, options.prefill).await;
     counter(store, locking)
+}
+
+/// `ours-redis`: the Redis store and its distributed lock.
+pub(crate) fn redis() -> Result<Router> {
+    let url = crate::env("REDIS_URL")?;
+    let store = RedisStore::from_url(&url)
+        .map_err(|e| format!("redis: {e}"))?
+        .with_prefix(format!("bench:{}:", std::process::id()));
+    Ok(counter(store, Locking::Lock))
+}
+
+/// `ours-postgres`: the PostgreSQL store and its advisory lock.
+pub(crate) async fn postgres() -> Result<Router> {
+    let url = crate::env("DATABASE_URL")?;
+    let pool = PgPoolOptions::new()
+        .max_connections(crate::PG_POOL)
+        .connect(&url)
+        .await
+        .map_err(|e| format!("postgres: {e}"))?;
+    let store = PostgresStore::new(pool)
+        .with_table_name("bench_sessions")
+        .map_err(|e| format!("postgres: {e}"))?;
+    store.migrate().await.map_err(|e| format!("postgres: {e}"))?;
+    Ok(counter(store, Locking::Lock))
+}
+
+/// `ours-sqlite`: a SQLite file and the store's in-process lock.
+pub(crate) async fn sqlite() -> Result<Router> {
+    let dir = crate::data_dir("ours-sqlite")?;
+    let store =
+        SqliteStore::open(dir.join("sessions.db")).await.map_err(|e| format!("sqlite: {e}"))?;
+    Ok(counter(store, Locking::Lock))
+}
+
+/// `ours-fs`: one file per session, `flock` locks.
+pub(crate) fn fs() -> Result<Router> {
+    let dir = crate::data_dir("ours-fs")?;
+    let store = FsStore::new(dir.join("sessions")).map_err(|e| format!("fs: {e}"))?;
+    Ok(counter(store, Locking::Lock))
+}
+
+/// A fixed keyring: the benchmark needs no secrecy, only the same work.
+fn keyring() -> Keyring {
+    Keyring::new(Key::from_bytes([7; 32]))
+}
+
+/// `ours-fernet`: encrypted and authenticated cookie.
+pub(crate) fn fernet() -> Router {
+    client_side(FernetFormat::new(keyring()))
+}
+
+/// `ours-jwt`: HS256-signed JWT cookie.
+pub(crate) fn jwt() -> Router {
+    client_side(JwtFormat::hs256(keyring()))
+}
+
+/// `ours-signed`: base64url JSON + HMAC-SHA256 cookie.
+pub(crate) fn signed() -> Router {
+    client_side(SignedFormat::new(keyring()))
 }
 
 /// Fills `store` with `count` live sessions holding a counter, as the layer

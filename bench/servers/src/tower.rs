@@ -9,7 +9,7 @@ use axum_login::{AuthManagerLayerBuilder, AuthSession, AuthnBackend, UserId, log
 use tower_sessions::session::{Id, Record};
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer, SessionStore as _};
 
-use crate::Options;
+use crate::{Options, Result};
 
 /// Read, add one, save: the work of every row.
 async fn bump(session: &Session) -> Result<String, StatusCode> {
@@ -31,6 +31,42 @@ pub(crate) async fn memory(options: &Options) -> Router {
         .route("/", get(count))
         .route("/start", get(count))
         .layer(SessionManagerLayer::new(store))
+}
+
+/// `tower-sessions-redis`: tower-sessions-redis-store 0.16 (fred), one
+/// multiplexed connection like ours.
+pub(crate) async fn redis() -> Result<Router> {
+    use tower_sessions_redis_store::RedisStore;
+    use tower_sessions_redis_store::fred::prelude::{ClientLike as _, Config};
+    let url = crate::env("REDIS_URL")?;
+    let config = Config::from_url(&url).map_err(|e| format!("redis: {e}"))?;
+    let client = tower_sessions_redis_store::fred::clients::Client::new(config, None, None, None);
+    // The connection task runs for the life of the server.
+    let _task = client.connect();
+    client.wait_for_connect().await.map_err(|e| format!("redis: {e}"))?;
+    Ok(Router::new()
+        .route("/", get(count))
+        .route("/start", get(count))
+        .layer(SessionManagerLayer::new(RedisStore::new(client))))
+}
+
+/// `tower-sessions-postgres`: tower-sessions-sqlx-store 0.15 (sqlx 0.8), the
+/// same pool size as ours.
+pub(crate) async fn postgres() -> Result<Router> {
+    use tower_sessions_sqlx_store::PostgresStore;
+    use tower_sessions_sqlx_store::sqlx::postgres::PgPoolOptions;
+    let url = crate::env("DATABASE_URL")?;
+    let pool = PgPoolOptions::new()
+        .max_connections(crate::PG_POOL)
+        .connect(&url)
+        .await
+        .map_err(|e| format!("postgres: {e}"))?;
+    let store = PostgresStore::new(pool);
+    store.migrate().await.map_err(|e| format!("postgres: {e}"))?;
+    Ok(Router::new()
+        .route("/", get(count))
+        .route("/start", get(count))
+        .layer(SessionManagerLayer::new(store)))
 }
 
 /// Fills `store` with `count` live sessions holding a counter.
