@@ -12,7 +12,7 @@ mod tasks;
 
 use std::process::ExitCode;
 
-use services::{Config, Service, Services};
+use services::Config;
 
 const HELP: &str = "\
 cargo xtask: project automation for the axum session crates
@@ -79,9 +79,10 @@ SERVICES:
     DATABASE_URL from your environment are overridden for the tests (with a
     note), so runs are reproducible and never touch a shared or real database.
     To test against another server, run plain `cargo test` with those set.
-    Services that were already running when `test` or `ci` began (e.g. after
-    `cargo xtask services start`) are used and left running; the ones the run
-    started itself are stopped at the end.
+    Runs share the services of their checkout: `test`, `ci` and `bench`
+    register while they run, and the last one to end (normally, on failure,
+    panic, Ctrl-C or kill) stops them, unless they were started with
+    `cargo xtask services start`, which keeps them up until `services stop`.
 ";
 
 fn main() -> ExitCode {
@@ -96,7 +97,7 @@ fn main() -> ExitCode {
             print!("{HELP}");
             Ok(ExitCode::SUCCESS)
         }
-        [session::REAPER_ARG] => return session::reaper_main(),
+        [session::REAPER_ARG, parent] => return session::reaper_main(parent),
         ["test", rest @ ..] => {
             let rest = rest.strip_prefix(&["--"]).unwrap_or(rest);
             let rest: Vec<String> = rest.iter().map(|s| (*s).to_owned()).collect();
@@ -132,10 +133,7 @@ fn keygen() -> cmd::Result<ExitCode> {
 
 fn services_start() -> cmd::Result<ExitCode> {
     let cfg = Config::from_env()?;
-    let mut services = Services::new(cfg.clone());
-    for service in Service::ALL {
-        services.start(service)?;
-    }
+    session::services_start(cfg.clone())?;
     for (name, value) in cfg.env() {
         println!("{name}={value}");
     }
@@ -143,24 +141,13 @@ fn services_start() -> cmd::Result<ExitCode> {
 }
 
 fn services_stop() -> cmd::Result<ExitCode> {
-    let services = Services::new(Config::from_env()?);
-    let mut failed = false;
-    for service in Service::ALL.into_iter().rev() {
-        if let Err(e) = services.stop(service) {
-            eprintln!("xtask: error: stopping {}: {e}", service.name());
-            failed = true;
-        }
-    }
-    if failed {
-        Err(cmd::Error::msg("not every service could be stopped"))
-    } else {
-        Ok(ExitCode::SUCCESS)
-    }
+    session::services_stop(Config::from_env()?)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn services_status() -> cmd::Result<ExitCode> {
-    let services = Services::new(Config::from_env()?);
-    Ok(if services.status() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let up = session::services_status(Config::from_env()?)?;
+    Ok(if up { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 #[cfg(test)]

@@ -55,17 +55,12 @@ impl Service {
     /// Both, in start order.
     pub(crate) const ALL: [Service; 2] = [Service::Redis, Service::Postgres];
 
-    /// Its name in messages and in the reaper protocol.
+    /// Its name in messages.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Service::Redis => "redis",
             Service::Postgres => "postgres",
         }
-    }
-
-    /// The inverse of [`Service::name`].
-    pub(crate) fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
     }
 }
 
@@ -93,6 +88,11 @@ impl Config {
             redis_port: port_from_env(REDIS_PORT_VAR, DEFAULT_REDIS_PORT)?,
             pg_port: port_from_env(PG_PORT_VAR, DEFAULT_PG_PORT)?,
         })
+    }
+
+    /// Where the services keep their data (and `session` its bookkeeping).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn redis_dir(&self) -> PathBuf {
@@ -870,13 +870,5 @@ mod tests {
         let p = pg_pid_file(&dir).unwrap();
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!((p.pid, p.port), (1234, Some(54330)));
-    }
-
-    #[test]
-    fn service_names_round_trip() {
-        for s in Service::ALL {
-            assert_eq!(Service::from_name(s.name()), Some(s));
-        }
-        assert_eq!(Service::from_name("mysql"), None);
     }
 }
