@@ -256,6 +256,15 @@ impl Services {
 
     // ----- packages -----
 
+    /// Installs headless Chromium and its WebDriver when missing: the login
+    /// example's browser test drives them (see examples/login/tests/browser.rs).
+    pub(crate) fn ensure_browser(&mut self) -> Result<()> {
+        if cmd::which("chromium").is_some() && cmd::which("chromedriver").is_some() {
+            return Ok(());
+        }
+        self.apt_install("Chromium (for the browser test)", &["chromium", "chromium-driver"])
+    }
+
     /// Installs Debian `packages`, running `apt-get update` once per xtask run.
     fn apt_install(&mut self, what: &str, packages: &[&str]) -> Result<()> {
         if !self.root {

@@ -55,6 +55,7 @@ impl ServicesSession {
             }
         };
         let mut session = Self { services: Services::new(cfg), pid, reaper, left: true };
+        session.services.ensure_browser()?;
         let started = {
             let registry = Registry::lock(session.services.config())?;
             let others = registry.users();
