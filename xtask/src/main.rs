@@ -66,7 +66,8 @@ SERVICES:
     PostgreSQL    postgres://postgres@127.0.0.1:54330/sessions port: $XTASK_PG_PORT
     Data and logs live in <workspace>/target/services/{redis,postgres}
     ($XTASK_SERVICES_DIR overrides that); stop the services before
-    `cargo clean`. Missing Debian packages (redis-server, postgresql) are
+    `cargo clean`. Missing Debian packages (redis-server, postgresql, and
+    chromium + chromium-driver for the login example's browser test) are
     installed with apt-get, which needs root. As root, PostgreSQL runs as the
     `postgres` OS user (created if missing), which is given search permission
     (o+x) on the directories leading to its data.
