@@ -77,7 +77,7 @@ pub use session_core::{
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub mod memory {
     #[doc(inline)]
-    pub use session_stores_memory::{MemoryStore, SweeperHandle};
+    pub use session_stores_memory::{CleanupHandle, MemoryStore};
 }
 
 /// The SQLite store: embedded, persistent, one process per database file.

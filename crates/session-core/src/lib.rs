@@ -14,11 +14,14 @@
 //! - [`Mirrored`]: a primary store whose writes also go to replicas.
 //! - [`CookieFormat`]: client-side sessions sealed into the cookie.
 //! - [`Clock`], [`SystemClock`], [`ManualClock`]: time, testable.
+//! - For store crates: [`spawn_cleanup`], the background task that deletes
+//!   expired sessions.
 //! - `testing` (feature `testing`): the conformance suite for stores.
 //!
 //! Applications use these through `session-axum`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cleanup;
 mod client;
 mod clock;
 mod codec;
@@ -38,6 +41,7 @@ pub mod testing;
 
 pub use async_trait::async_trait;
 
+pub use cleanup::{CleanupHandle, spawn_cleanup};
 pub use client::{CookieFormat, Opened};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::{Codec, JsonCodec};

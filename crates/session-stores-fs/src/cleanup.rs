@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::{Clock, Error, SessionStore, StorageKey, SystemClock, Timestamp};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use session_core::{CleanupHandle, Clock, Error, StorageKey, SystemClock, Timestamp};
 
 use crate::FsStore;
 use crate::error::FsError;
@@ -70,7 +68,7 @@ impl FsStore {
     }
 
     /// Starts a task on the current tokio runtime that calls
-    /// [`delete_expired`](SessionStore::delete_expired) every `interval`.
+    /// [`delete_expired`](session_core::SessionStore::delete_expired) every `interval`.
     ///
     /// Expired sessions are invisible whether or not the task runs; it frees
     /// their disk space and removes leftovers (see the crate docs). With
@@ -107,23 +105,7 @@ impl FsStore {
         interval: Duration,
         clock: Arc<dyn Clock>,
     ) -> CleanupHandle {
-        let store = self.clone();
-        let (stop, mut stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    _ = ticks.tick() => match store.delete_expired(clock.now()).await {
-                        Ok(0) => {}
-                        Ok(removed) => tracing::debug!(removed, "removed expired session files"),
-                        Err(error) => tracing::warn!(%error, "session file cleanup failed"),
-                    },
-                }
-            }
-        });
-        CleanupHandle { stop: Some(stop), task: Some(task) }
+        session_core::spawn_cleanup(Arc::new(self.clone()), interval, clock)
     }
 }
 
@@ -292,34 +274,5 @@ impl Inner {
             }
         }
         Ok(())
-    }
-}
-
-/// Controls a running cleanup task (see [`FsStore::spawn_cleanup`]).
-#[derive(Debug)]
-pub struct CleanupHandle {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl CleanupHandle {
-    /// Stops the task and waits for its current pass to finish.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take()
-            && let Err(error) = task.await
-        {
-            tracing::warn!(%error, "the session file cleanup task failed");
-        }
-    }
-}
-
-impl Drop for CleanupHandle {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
     }
 }

@@ -145,5 +145,5 @@ mod files;
 mod lock;
 mod store;
 
-pub use cleanup::CleanupHandle;
+pub use session_core::CleanupHandle;
 pub use store::FsStore;

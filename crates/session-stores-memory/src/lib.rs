@@ -14,5 +14,5 @@ mod lock;
 mod store;
 mod sweeper;
 
+pub use session_core::CleanupHandle;
 pub use store::MemoryStore;
-pub use sweeper::SweeperHandle;

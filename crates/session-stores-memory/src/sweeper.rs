@@ -3,18 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::{Clock, SessionStore, SystemClock};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use session_core::{CleanupHandle, Clock, SystemClock};
 
 use crate::MemoryStore;
 
 impl MemoryStore {
     /// Starts a task on the current tokio runtime that calls
-    /// [`delete_expired`](SessionStore::delete_expired) every `interval`.
+    /// [`delete_expired`](session_core::SessionStore::delete_expired) every `interval`.
     ///
     /// Expired sessions are invisible whether or not the sweeper runs; it only
-    /// frees their memory. Stop it with [`SweeperHandle::stop`]; dropping the
+    /// frees their memory. Stop it with [`CleanupHandle::stop`]; dropping the
     /// handle stops it too.
     ///
     /// # Panics
@@ -34,7 +32,7 @@ impl MemoryStore {
     /// # }
     /// ```
     #[must_use = "the sweeper stops when its handle is dropped"]
-    pub fn spawn_sweeper(&self, interval: Duration) -> SweeperHandle {
+    pub fn spawn_sweeper(&self, interval: Duration) -> CleanupHandle {
         self.spawn_sweeper_with_clock(interval, Arc::new(SystemClock))
     }
 
@@ -44,59 +42,14 @@ impl MemoryStore {
         &self,
         interval: Duration,
         clock: Arc<dyn Clock>,
-    ) -> SweeperHandle {
-        let store = self.clone();
-        let (stop, mut stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    _ = ticks.tick() => match store.delete_expired(clock.now()).await {
-                        Ok(0) => {}
-                        Ok(removed) => tracing::debug!(removed, "swept expired sessions"),
-                        Err(error) => tracing::warn!(%error, "sweeping expired sessions failed"),
-                    },
-                }
-            }
-        });
-        SweeperHandle { stop: Some(stop), task: Some(task) }
-    }
-}
-
-/// Controls a running sweeper (see [`MemoryStore::spawn_sweeper`]).
-#[derive(Debug)]
-pub struct SweeperHandle {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl SweeperHandle {
-    /// Stops the sweeper and waits for its current sweep to finish.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take()
-            && let Err(error) = task.await
-        {
-            tracing::warn!(%error, "the session sweeper task failed");
-        }
-    }
-}
-
-impl Drop for SweeperHandle {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
+    ) -> CleanupHandle {
+        session_core::spawn_cleanup(Arc::new(self.clone()), interval, clock)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use session_core::{ExpiryPolicy, ManualClock, SessionId, Timestamp};
+    use session_core::{ExpiryPolicy, ManualClock, SessionId, SessionStore, Timestamp};
 
     use super::*;
 

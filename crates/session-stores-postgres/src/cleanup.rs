@@ -3,15 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::{Clock, SessionStore, SystemClock};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use session_core::{CleanupHandle, Clock, SystemClock};
 
 use crate::PostgresStore;
 
 impl PostgresStore {
     /// Starts a task on the current tokio runtime that calls
-    /// [`delete_expired`](SessionStore::delete_expired) every `interval`
+    /// [`delete_expired`](session_core::SessionStore::delete_expired) every `interval`
     /// (first run at once).
     ///
     /// Expired sessions never load whether or not this runs; it only frees
@@ -46,60 +44,6 @@ impl PostgresStore {
         interval: Duration,
         clock: Arc<dyn Clock>,
     ) -> CleanupHandle {
-        let store = self.clone();
-        let (stop, mut stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    _ = ticks.tick() => match store.delete_expired(clock.now()).await {
-                        Ok(0) => {}
-                        Ok(removed) => tracing::debug!(
-                            store = crate::error::STORE,
-                            removed,
-                            "deleted expired sessions",
-                        ),
-                        Err(error) => tracing::warn!(
-                            store = crate::error::STORE,
-                            %error,
-                            "deleting expired sessions failed; retrying at the next interval",
-                        ),
-                    },
-                }
-            }
-        });
-        CleanupHandle { stop: Some(stop), task: Some(task) }
-    }
-}
-
-/// Controls a running cleanup task (see [`PostgresStore::spawn_cleanup`]).
-/// Dropping it stops the task.
-#[derive(Debug)]
-pub struct CleanupHandle {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl CleanupHandle {
-    /// Stops the task, letting a cleanup in progress finish first.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take()
-            && let Err(error) = task.await
-        {
-            tracing::warn!(store = crate::error::STORE, %error, "the session cleanup task failed");
-        }
-    }
-}
-
-impl Drop for CleanupHandle {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
+        session_core::spawn_cleanup(Arc::new(self.clone()), interval, clock)
     }
 }

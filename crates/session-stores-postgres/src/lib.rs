@@ -48,7 +48,7 @@ mod row;
 mod store;
 mod table;
 
-pub use cleanup::CleanupHandle;
+pub use session_core::CleanupHandle;
 pub use store::{DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, PostgresStore};
 pub use table::InvalidTableName;
 

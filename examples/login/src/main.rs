@@ -78,7 +78,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Store>, S
 
 /// Background cleanup of expired sessions, stopped on shutdown.
 enum Cleanup {
-    Memory(session_axum::memory::SweeperHandle),
+    Memory(session_axum::memory::CleanupHandle),
     #[cfg(feature = "sqlite")]
     Sqlite(session_axum::sqlite::CleanupHandle),
 }
