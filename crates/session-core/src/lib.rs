@@ -15,7 +15,8 @@
 //! - [`CookieFormat`]: client-side sessions sealed into the cookie.
 //! - [`Clock`], [`SystemClock`], [`ManualClock`]: time, testable.
 //! - For store crates: [`spawn_cleanup`], the background task that deletes
-//!   expired sessions.
+//!   expired sessions, and [`LocalLocks`], per-session locks within one
+//!   process.
 //! - `testing` (feature `testing`): the conformance suite for stores.
 //!
 //! Applications use these through `session-axum`.
@@ -30,6 +31,7 @@ mod error;
 mod expiry;
 mod id;
 mod keyring;
+mod local_lock;
 mod lock;
 mod mirrored;
 mod record;
@@ -53,6 +55,7 @@ pub use id::{
     StorageKey,
 };
 pub use keyring::{InvalidKey, Key, KeyMatch, Keyring};
+pub use local_lock::LocalLocks;
 pub use lock::{HeldLock, LockGuard, LockOptions, SessionLock};
 pub use mirrored::{Mirrored, ReplicaFailure};
 pub use record::Record;

@@ -4,12 +4,10 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, async_trait};
-
-use crate::lock::LockTable;
+use session_core::{Error, LocalLocks, Record, SessionStore, StorageKey, Timestamp, async_trait};
 
 /// Number of shards; a power of two so the shard is a mask of the key.
-pub(crate) const SHARDS: usize = 64;
+const SHARDS: usize = 64;
 
 /// An in-process session store.
 ///
@@ -44,7 +42,7 @@ pub(crate) struct Inner {
     /// User id -> keys of that user's sessions. Only logins and logouts write
     /// here, so one lock is enough.
     users: RwLock<HashMap<String, HashSet<StorageKey>>>,
-    pub(crate) locks: LockTable,
+    pub(crate) locks: Arc<LocalLocks>,
 }
 
 impl Default for Inner {
@@ -52,7 +50,7 @@ impl Default for Inner {
         Self {
             shards: std::array::from_fn(|_| RwLock::default()),
             users: RwLock::default(),
-            locks: LockTable::default(),
+            locks: Arc::default(),
         }
     }
 }
@@ -64,7 +62,7 @@ fn stored_copy(record: &Record) -> Record {
     copy
 }
 
-pub(crate) fn shard_of(key: &StorageKey) -> usize {
+fn shard_of(key: &StorageKey) -> usize {
     usize::from(key.as_bytes()[0]) & (SHARDS - 1)
 }
 

@@ -5,12 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, async_trait};
+use session_core::{Error, LocalLocks, Record, SessionStore, StorageKey, Timestamp, async_trait};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr, SqlitePool};
 
 use crate::error::backend;
-use crate::lock::LockTable;
 use crate::row::{self, COLUMNS, Encoded};
 use crate::table::{InvalidTableName, TableName};
 
@@ -53,7 +52,7 @@ pub const DEFAULT_CLEANUP_BATCH_SIZE: u32 = 1000;
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     pub(crate) table: Arc<Table>,
-    pub(crate) locks: Arc<LockTable>,
+    pub(crate) locks: Arc<LocalLocks>,
 }
 
 /// A table name with the statements that use it, built once.
@@ -175,7 +174,7 @@ impl SqliteStore {
     /// lock table (see the crate docs on locking).
     #[must_use]
     pub fn new(pool: SqlitePool) -> Self {
-        let locks = LockTable::for_database(pool.connect_options().get_filename());
+        let locks = crate::lock::for_database(pool.connect_options().get_filename());
         Self {
             pool,
             table: Arc::new(Table::new(
