@@ -4,11 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, async_trait};
+use session_stores_sql::{COLUMNS, Encoded, InvalidTableName, decode_row};
 use sqlx::{AssertSqlSafe, Executor, PgPool, Postgres, SqlSafeStr, SqlStr};
 
-use crate::error::backend;
-use crate::row::{self, COLUMNS, Encoded};
-use crate::table::{InvalidTableName, TableName};
+use crate::error::{STORE, backend};
+use crate::table::TableName;
 
 /// The table used unless [`PostgresStore::with_table_name`] says otherwise.
 pub const DEFAULT_TABLE_NAME: &str = "axum_sessions";
@@ -172,7 +172,8 @@ impl PostgresStore {
     /// use session_stores_postgres::PostgresStore;
     ///
     /// assert!(PostgresStore::new(pool.clone()).with_table_name("auth.sessions").is_ok());
-    /// assert!(PostgresStore::new(pool).with_table_name("sessions; --").is_err());
+    /// let err = PostgresStore::new(pool).with_table_name("sessions; --").unwrap_err();
+    /// assert!(err.to_string().contains("invalid table name"));
     /// # }
     /// ```
     pub fn with_table_name(self, name: &str) -> Result<Self, InvalidTableName> {
@@ -239,7 +240,7 @@ impl PostgresStore {
             .await
             .map_err(backend)?;
         match row {
-            Some(row) => row::decode(&row, &self.table.name),
+            Some(row) => decode_row(&row, STORE, &self.table.name).map_err(backend),
             None => Ok(None),
         }
     }
@@ -350,7 +351,7 @@ impl SessionStore for PostgresStore {
             .map_err(backend)?;
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
-            if let Some(record) = row::decode(row, &self.table.name)? {
+            if let Some(record) = decode_row(row, STORE, &self.table.name).map_err(backend)? {
                 records.push(record);
             }
         }

@@ -2,41 +2,7 @@
 
 use std::fmt;
 
-/// The longest identifier PostgreSQL keeps without truncating it.
-const MAX_IDENT: usize = 63;
-
-/// A table name was refused by
-/// [`PostgresStore::with_table_name`](crate::PostgresStore::with_table_name).
-///
-/// A name is one identifier or `schema.table`, each part matching
-/// `[A-Za-z_][A-Za-z0-9_]{0,62}`.
-///
-/// ```
-/// use session_stores_postgres::PostgresStore;
-/// # async fn demo(pool: session_stores_postgres::PgPool) {
-/// let err = PostgresStore::new(pool).with_table_name("x; DROP TABLE y").unwrap_err();
-/// assert!(err.to_string().contains("invalid table name"));
-/// # }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid table name {shown:?}: {reason}")]
-pub struct InvalidTableName {
-    /// The refused name, cut to a readable length.
-    shown: String,
-    reason: &'static str,
-}
-
-impl InvalidTableName {
-    fn new(name: &str, reason: &'static str) -> Self {
-        Self { shown: name.chars().take(80).collect(), reason }
-    }
-
-    /// Why the name was refused.
-    #[must_use]
-    pub fn reason(&self) -> &'static str {
-        self.reason
-    }
-}
+use session_stores_sql::{InvalidTableName, MAX_IDENT, check_identifier, quote};
 
 /// A validated, possibly schema-qualified table name.
 #[derive(Clone, PartialEq, Eq)]
@@ -75,8 +41,8 @@ impl TableName {
     /// given, case included).
     pub(crate) fn quoted(&self) -> String {
         match &self.schema {
-            Some(schema) => format!("\"{schema}\".\"{}\"", self.table),
-            None => format!("\"{}\"", self.table),
+            Some(schema) => format!("{}.{}", quote(schema), quote(&self.table)),
+            None => quote(&self.table),
         }
     }
 
@@ -115,27 +81,6 @@ impl fmt::Debug for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.to_string())
     }
-}
-
-fn check_identifier(name: &str, part: &str) -> Result<(), InvalidTableName> {
-    let mut bytes = part.bytes();
-    match bytes.next() {
-        None => return Err(InvalidTableName::new(name, "empty identifier")),
-        Some(first) if !(first.is_ascii_alphabetic() || first == b'_') => {
-            return Err(InvalidTableName::new(
-                name,
-                "an identifier must start with a letter or `_`",
-            ));
-        }
-        Some(_) => {}
-    }
-    if !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(InvalidTableName::new(name, "only ASCII letters, digits and `_` are allowed"));
-    }
-    if part.len() > MAX_IDENT {
-        return Err(InvalidTableName::new(name, "an identifier is at most 63 characters"));
-    }
-    Ok(())
 }
 
 /// FNV-1a: tiny, and stable across Rust releases (unlike `DefaultHasher`),

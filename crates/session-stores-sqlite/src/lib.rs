@@ -48,13 +48,12 @@
 mod cleanup;
 mod error;
 mod lock;
-mod row;
 mod store;
 mod table;
 
 pub use session_core::CleanupHandle;
+pub use session_stores_sql::InvalidTableName;
 pub use store::{DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, SqliteStore};
-pub use table::InvalidTableName;
 
 // The pool, its options and connect options, so applications need no direct
 // sqlx dependency (and cannot pick a mismatched sqlx version).

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use session_core::{Error, LocalLocks, Record, SessionStore, StorageKey, Timestamp, async_trait};
+use session_stores_sql::{COLUMNS, Encoded, InvalidTableName, decode_row};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr, SqlitePool};
 
-use crate::error::backend;
-use crate::row::{self, COLUMNS, Encoded};
-use crate::table::{InvalidTableName, TableName};
+use crate::error::{STORE, backend};
+use crate::table::TableName;
 
 /// The table used unless [`SqliteStore::with_table_name`] says otherwise.
 pub const DEFAULT_TABLE_NAME: &str = "axum_sessions";
@@ -199,7 +199,8 @@ impl SqliteStore {
     /// use session_stores_sqlite::SqliteStore;
     ///
     /// assert!(SqliteStore::new(pool.clone()).with_table_name("app_sessions").is_ok());
-    /// assert!(SqliteStore::new(pool).with_table_name("sessions; --").is_err());
+    /// let err = SqliteStore::new(pool).with_table_name("sessions; --").unwrap_err();
+    /// assert!(err.to_string().contains("invalid table name"));
     /// # }
     /// ```
     pub fn with_table_name(self, name: &str) -> Result<Self, InvalidTableName> {
@@ -280,7 +281,7 @@ impl SessionStore for SqliteStore {
             .await
             .map_err(backend)?;
         match row {
-            Some(row) => row::decode(&row, &self.table.name),
+            Some(row) => decode_row(&row, STORE, &self.table.name).map_err(backend),
             None => Ok(None),
         }
     }
@@ -354,7 +355,7 @@ impl SessionStore for SqliteStore {
             .map_err(backend)?;
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
-            if let Some(record) = row::decode(row, &self.table.name)? {
+            if let Some(record) = decode_row(row, STORE, &self.table.name).map_err(backend)? {
                 records.push(record);
             }
         }

@@ -1,31 +1,44 @@
-//! Records to rows and back.
+//! Records to rows and back, for any sqlx driver.
+
+use std::fmt::Display;
 
 use session_core::{Error, Record, SessionData, SessionExpiry, StorageKey, Timestamp};
-use sqlx::postgres::PgRow;
-use sqlx::{Decode, Postgres, Row, Type};
+use sqlx::{ColumnIndex, Database, Decode, Row, Type};
 
-use crate::error::backend;
-use crate::table::TableName;
-
-/// The columns `SELECT`ed for a record, in the order [`decode`] reads them.
-pub(crate) const COLUMNS: &str = "session_key, data, created_at, last_seen, idle_deadline, \
+/// The columns `SELECT`ed for a record, as [`decode_row`] reads them.
+pub const COLUMNS: &str = "session_key, data, created_at, last_seen, idle_deadline, \
      absolute_deadline, expiry, user_id, version";
 
 /// A record in column form, ready to bind.
-pub(crate) struct Encoded<'a> {
-    pub(crate) key: &'a [u8],
-    pub(crate) data: String,
-    pub(crate) created_at: i64,
-    pub(crate) last_seen: i64,
-    pub(crate) idle_deadline: i64,
-    pub(crate) absolute_deadline: Option<i64>,
-    pub(crate) expiry: Option<String>,
-    pub(crate) user: Option<&'a str>,
-    pub(crate) version: i64,
+#[derive(Debug)]
+pub struct Encoded<'a> {
+    /// `session_key`: the storage key's 32 bytes.
+    pub key: &'a [u8],
+    /// `data`: the session dict as JSON.
+    pub data: String,
+    /// `created_at`, Unix seconds.
+    pub created_at: i64,
+    /// `last_seen`, Unix seconds.
+    pub last_seen: i64,
+    /// `idle_deadline`, Unix seconds.
+    pub idle_deadline: i64,
+    /// `absolute_deadline`, Unix seconds.
+    pub absolute_deadline: Option<i64>,
+    /// `expiry`: the per-session expiry as JSON.
+    pub expiry: Option<String>,
+    /// `user_id`.
+    pub user: Option<&'a str>,
+    /// `version`, bit-for-bit as a signed integer.
+    pub version: i64,
 }
 
 impl<'a> Encoded<'a> {
-    pub(crate) fn new(record: &'a Record) -> Result<Self, Error> {
+    /// The columns of `record`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if the data cannot be written as JSON.
+    pub fn new(record: &'a Record) -> Result<Self, Error> {
         Ok(Self {
             key: record.key.as_bytes(),
             data: serde_json::to_string(&record.data)?,
@@ -35,7 +48,7 @@ impl<'a> Encoded<'a> {
             absolute_deadline: record.absolute_deadline.map(Timestamp::unix_seconds),
             expiry: record.expiry.as_ref().map(serde_json::to_string).transpose()?,
             user: record.user.as_deref(),
-            // Bit-for-bit: BIGINT is signed, the version is not.
+            // Bit-for-bit: BIGINT/INTEGER is signed, the version is not.
             version: record.version.cast_signed(),
         })
     }
@@ -48,9 +61,11 @@ enum RowError {
     Backend(sqlx::Error),
 }
 
-fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, RowError>
+fn get<'r, R, T>(row: &'r R, column: &'static str) -> Result<T, RowError>
 where
-    T: Decode<'r, Postgres> + Type<Postgres>,
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
 {
     row.try_get(column).map_err(|error| match error {
         sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
@@ -60,11 +75,19 @@ where
     })
 }
 
-fn corrupt(what: impl std::fmt::Display) -> RowError {
+fn corrupt(what: impl Display) -> RowError {
     RowError::Corrupt(what.to_string())
 }
 
-fn try_decode(row: &PgRow, key: &mut Option<StorageKey>) -> Result<Record, RowError> {
+fn try_decode<'r, R, DB>(row: &'r R, key: &mut Option<StorageKey>) -> Result<Record, RowError>
+where
+    R: Row<Database = DB>,
+    DB: Database,
+    &'static str: ColumnIndex<R>,
+    Vec<u8>: Decode<'r, DB> + Type<DB>,
+    String: Decode<'r, DB> + Type<DB>,
+    i64: Decode<'r, DB> + Type<DB>,
+{
     let key_bytes: Vec<u8> = get(row, "session_key")?;
     let key_bytes: [u8; 32] = key_bytes
         .try_into()
@@ -92,18 +115,33 @@ fn try_decode(row: &PgRow, key: &mut Option<StorageKey>) -> Result<Record, RowEr
     })
 }
 
-/// The record in `row`, or `None` (logged) if the row is corrupt.
+/// The record in `row` (selected with [`COLUMNS`]), or `None` if the row is
+/// corrupt: that is logged as a warning naming `store` and `table`, and the
+/// session is treated as absent so it never fails other sessions.
 ///
 /// # Errors
 ///
-/// A backend error if the row does not have the expected columns.
-pub(crate) fn decode(row: &PgRow, table: &TableName) -> Result<Option<Record>, Error> {
+/// The driver's error if the row does not have the expected columns or
+/// types (a wrong query or schema, not a wrong row).
+pub fn decode_row<'r, R, DB>(
+    row: &'r R,
+    store: &'static str,
+    table: &dyn Display,
+) -> Result<Option<Record>, sqlx::Error>
+where
+    R: Row<Database = DB>,
+    DB: Database,
+    &'static str: ColumnIndex<R>,
+    Vec<u8>: Decode<'r, DB> + Type<DB>,
+    String: Decode<'r, DB> + Type<DB>,
+    i64: Decode<'r, DB> + Type<DB>,
+{
     let mut key = None;
     match try_decode(row, &mut key) {
         Ok(record) => Ok(Some(record)),
         Err(RowError::Corrupt(reason)) => {
             tracing::warn!(
-                store = crate::error::STORE,
+                store,
                 %table,
                 ?key,
                 %reason,
@@ -111,6 +149,6 @@ pub(crate) fn decode(row: &PgRow, table: &TableName) -> Result<Option<Record>, E
             );
             Ok(None)
         }
-        Err(RowError::Backend(error)) => Err(backend(error)),
+        Err(RowError::Backend(error)) => Err(error),
     }
 }
