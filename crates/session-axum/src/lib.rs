@@ -66,6 +66,11 @@ pub use session::{LockedSession, Session};
 
 #[doc(no_inline)]
 pub use ::cookie::SameSite;
+
+/// The README's examples, compiled as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
 #[doc(inline)]
 pub use session_core::{
     self as core, Clock, CookieFormat, Error, ExpiryPolicy, LockOptions, ManualClock,
