@@ -38,7 +38,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
-use session_axum::auth::LoginOptions;
+use session_axum::auth::{AuthRejection, LoginOptions};
 use session_axum::{
     Auth, AuthLayer, CurrentUser, SessionConfig, SessionExpiry, SessionLayer, login_required,
     safe_next,
@@ -163,13 +163,31 @@ async fn account(user: CurrentUser<User>) -> Response {
     pages::account(&user.username).into_response()
 }
 
-async fn my_sessions(user: CurrentUser<User>, auth: Auth<User>) -> Page {
-    let sessions = auth.sessions().await.map_err(IntoResponse::into_response)?;
-    Ok(pages::sessions(&user.username, &sessions).into_response())
+/// Whether `rejection` says the store keeps no sessions on the server
+/// (client-side cookie sessions), so they cannot be listed or ended there.
+fn client_side_only(rejection: &AuthRejection) -> bool {
+    matches!(rejection, AuthRejection::Session(error)
+        if matches!(error.error(), session_axum::Error::Unsupported { .. }))
 }
 
-async fn logout_everywhere(auth: Auth<User>) -> Page {
-    let ended = auth.logout_everywhere().await.map_err(IntoResponse::into_response)?;
+async fn my_sessions(user: CurrentUser<User>, auth: Auth<User>) -> Page {
+    match auth.sessions().await {
+        Ok(sessions) => Ok(pages::sessions(&user.username, &sessions).into_response()),
+        Err(rejection) if client_side_only(&rejection) => {
+            Ok(pages::sessions_unavailable(&user.username).into_response())
+        }
+        Err(rejection) => Err(rejection.into_response()),
+    }
+}
+
+async fn logout_everywhere(user: CurrentUser<User>, auth: Auth<User>) -> Page {
+    let ended = match auth.logout_everywhere().await {
+        Ok(ended) => ended,
+        Err(rejection) if client_side_only(&rejection) => {
+            return Ok(pages::sessions_unavailable(&user.username).into_response());
+        }
+        Err(rejection) => return Err(rejection.into_response()),
+    };
     tracing::info!(ended, "logged out everywhere");
     Ok(Redirect::to("/login?notice=logged-out-everywhere").into_response())
 }

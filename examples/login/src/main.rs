@@ -6,7 +6,13 @@ use std::time::Duration;
 
 use login::{Users, app, create_demo_user, session_config};
 use session_axum::SessionLayer;
+use session_axum::cookie_store::{FernetFormat, JwtFormat, Key, Keyring};
+use session_axum::core::CleanupHandle;
+use session_axum::fs::FsStore;
 use session_axum::memory::MemoryStore;
+use session_axum::postgres::{PgPool, PostgresStore};
+use session_axum::redis::RedisStore;
+use session_axum::sqlite::SqliteStore;
 
 const USAGE: &str = "\
 usage: login [--store <store>]
@@ -14,47 +20,45 @@ usage: login [--store <store>]
 Serves the login example on http://127.0.0.1:$PORT (default 3000).
 
 stores:
-  sqlite    sessions in a SQLite file, $LOGIN_SQLITE_PATH (default ./login-sessions.db);
-            the default when built with the `sqlite` feature (on by default)
+  sqlite    (default) sessions in a SQLite file, $LOGIN_SQLITE_PATH
+            (default ./login-sessions.db)
   memory    sessions in this process; gone on restart
-  redis, postgres, fs
-            not wired into this example yet
+  redis     sessions in Redis at $REDIS_URL, with a distributed lock
+  postgres  sessions in PostgreSQL at $DATABASE_URL (table axum_sessions)
+  fs        one file per session under $LOGIN_FS_DIR (default ./login-sessions)
+  fernet    client-side: the session encrypted in the cookie
+  jwt       client-side: the session signed (readable) in the cookie
+            (client-side sessions cannot list or end other sessions: the
+            sessions page and \"log out everywhere\" say so; their key is
+            $LOGIN_COOKIE_KEY, from `cargo xtask keygen`, or a fresh one)
 ";
 
 /// Where sessions are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Store {
     Memory,
-    #[cfg(feature = "sqlite")]
     Sqlite,
+    Redis,
+    Postgres,
+    Fs,
+    Fernet,
+    Jwt,
 }
 
 impl Store {
-    #[cfg(feature = "sqlite")]
     const DEFAULT: Self = Self::Sqlite;
-    #[cfg(not(feature = "sqlite"))]
-    const DEFAULT: Self = Self::Memory;
 
     fn parse(name: &str) -> Result<Self, String> {
-        match name {
-            "memory" => Ok(Self::Memory),
-            #[cfg(feature = "sqlite")]
-            "sqlite" => Ok(Self::Sqlite),
-            #[cfg(not(feature = "sqlite"))]
-            "sqlite" => {
-                Err("this build has no SQLite store: build with `--features sqlite`".into())
-            }
-            // The other stores plug in here once session-axum re-exports them
-            // (features `redis`, `postgres`, `fs`): add a variant, a `Store::parse`
-            // arm and a `sessions()` arm, e.g.
-            //   redis:    RedisStore::from_url(&env("REDIS_URL")?)
-            //   postgres: PostgresStore::connect(&env("DATABASE_URL")?) + migrate()
-            //   fs:       FsStore::open(env("LOGIN_FS_DIR")?)
-            "redis" | "postgres" | "fs" => {
-                Err(format!("the {name} store is not wired into this example yet"))
-            }
-            other => Err(format!("unknown store {other:?}")),
-        }
+        Ok(match name {
+            "memory" => Self::Memory,
+            "sqlite" => Self::Sqlite,
+            "redis" => Self::Redis,
+            "postgres" => Self::Postgres,
+            "fs" => Self::Fs,
+            "fernet" => Self::Fernet,
+            "jwt" => Self::Jwt,
+            other => return Err(format!("unknown store {other:?}")),
+        })
     }
 }
 
@@ -76,40 +80,54 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Store>, S
     Ok(Some(store))
 }
 
-/// Background cleanup of expired sessions, stopped on shutdown.
-enum Cleanup {
-    Memory(session_axum::memory::CleanupHandle),
-    #[cfg(feature = "sqlite")]
-    Sqlite(session_axum::sqlite::CleanupHandle),
+fn env(variable: &str) -> Result<String, String> {
+    std::env::var(variable).map_err(|_| format!("{variable} must be set for this store"))
 }
 
-impl Cleanup {
-    async fn stop(self) {
-        match self {
-            Self::Memory(handle) => handle.stop().await,
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(handle) => handle.stop().await,
-        }
-    }
+/// The client-side sealing key: `$LOGIN_COOKIE_KEY`, or a fresh one (cookies
+/// then die with the process).
+fn cookie_keyring() -> Result<Keyring, Box<dyn std::error::Error>> {
+    Ok(match std::env::var("LOGIN_COOKIE_KEY") {
+        Ok(key) => Keyring::new(key.parse::<Key>()?),
+        Err(_) => Keyring::new(Key::generate()),
+    })
 }
 
-async fn sessions(store: Store) -> Result<(SessionLayer, Cleanup), Box<dyn std::error::Error>> {
+/// The session layer for `store`, and its background cleanup of expired
+/// sessions (none where the backend expires them itself).
+async fn sessions(
+    store: Store,
+) -> Result<(SessionLayer, Option<CleanupHandle>), Box<dyn std::error::Error>> {
     let every = Duration::from_secs(600);
     Ok(match store {
         Store::Memory => {
             let store = MemoryStore::new();
-            let cleanup = Cleanup::Memory(store.spawn_sweeper(every));
-            (SessionLayer::new(store), cleanup)
+            let cleanup = store.spawn_sweeper(every);
+            (SessionLayer::new(store), Some(cleanup))
         }
-        #[cfg(feature = "sqlite")]
         Store::Sqlite => {
             let path = std::env::var("LOGIN_SQLITE_PATH")
                 .unwrap_or_else(|_| "login-sessions.db".to_owned());
-            let store = session_axum::sqlite::SqliteStore::open(&path).await?;
+            let store = SqliteStore::open(&path).await?;
             tracing::info!(path, "sessions in SQLite");
-            let cleanup = Cleanup::Sqlite(store.spawn_cleanup(every));
-            (SessionLayer::new(store), cleanup)
+            let cleanup = store.spawn_cleanup(every);
+            (SessionLayer::new(store), Some(cleanup))
         }
+        Store::Redis => (SessionLayer::new(RedisStore::from_url(&env("REDIS_URL")?)?), None),
+        Store::Postgres => {
+            let store = PostgresStore::new(PgPool::connect(&env("DATABASE_URL")?).await?);
+            store.migrate().await?;
+            let cleanup = store.spawn_cleanup(every);
+            (SessionLayer::new(store), Some(cleanup))
+        }
+        Store::Fs => {
+            let dir = std::env::var("LOGIN_FS_DIR").unwrap_or_else(|_| "login-sessions".to_owned());
+            let store = FsStore::new(&dir)?;
+            let cleanup = store.spawn_cleanup(every);
+            (SessionLayer::new(store), Some(cleanup))
+        }
+        Store::Fernet => (SessionLayer::client_side(FernetFormat::new(cookie_keyring()?)), None),
+        Store::Jwt => (SessionLayer::client_side(JwtFormat::hs256(cookie_keyring()?)), None),
     })
 }
 
@@ -131,7 +149,9 @@ async fn run(store: Store) -> Result<(), Box<dyn std::error::Error>> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
-    cleanup.stop().await;
+    if let Some(cleanup) = cleanup {
+        cleanup.stop().await;
+    }
     Ok(())
 }
 
@@ -177,7 +197,16 @@ mod tests {
         assert_eq!(parse(&["--store=memory"]), Ok(Some(Store::Memory)));
         assert_eq!(parse(&["--help"]), Ok(None));
         assert!(parse(&["--store"]).is_err());
-        assert!(parse(&["--store", "redis"]).unwrap_err().contains("not wired"));
+        for (name, store) in [
+            ("sqlite", Store::Sqlite),
+            ("redis", Store::Redis),
+            ("postgres", Store::Postgres),
+            ("fs", Store::Fs),
+            ("fernet", Store::Fernet),
+            ("jwt", Store::Jwt),
+        ] {
+            assert_eq!(parse(&["--store", name]), Ok(Some(store)));
+        }
         assert!(parse(&["--store", "nope"]).is_err());
         assert!(parse(&["memory"]).is_err());
     }

@@ -136,6 +136,14 @@ pub(crate) fn sessions(name: &str, sessions: &[SessionInfo]) -> Html<String> {
     layout("My sessions", Some(name), &body)
 }
 
+/// For client-side sessions, which live only in browsers.
+pub(crate) fn sessions_unavailable(name: &str) -> Html<String> {
+    let body = "<p id=\"client-side\">Sessions are kept in the browser's cookie (client-side), so \
+                the server cannot list them or end them before they expire. Log out here, and \
+                change your password to make the other devices' sessions stop working.</p>";
+    layout("My sessions", Some(name), body)
+}
+
 pub(crate) fn password(name: &str, message: Option<(&str, bool)>) -> Html<String> {
     let mut body = String::new();
     if let Some((message, ok)) = message {

@@ -147,3 +147,24 @@ async fn logout_everywhere_ends_every_session() {
     let reply = get(&app, "/login?notice=logged-out-everywhere", None).await;
     assert!(reply.body.contains("logged out of every session"));
 }
+
+#[tokio::test]
+async fn client_side_sessions_log_in_and_explain_what_they_cannot_do() {
+    use session_axum::cookie_store::{FernetFormat, Key, Keyring};
+
+    let users = Users::with_params(cheap_hashing()).unwrap();
+    let demo = create_demo_user(&users).unwrap();
+    let format = FernetFormat::new(Keyring::new(Key::generate()));
+    let app = app(users, SessionLayer::client_side(format).with_config(session_config()));
+    let cookie = log_in(&app, &demo.password).await;
+    assert_eq!(get(&app, "/account", Some(&cookie)).await.status, StatusCode::OK);
+    for reply in [
+        get(&app, "/sessions", Some(&cookie)).await,
+        post(&app, "/logout-everywhere", "", Some(&cookie), SAME).await,
+    ] {
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(reply.body.contains("id=\"client-side\""), "{}", reply.body);
+    }
+    let reply = post(&app, "/logout", "", Some(&cookie), SAME).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+}
