@@ -49,17 +49,29 @@ pub(crate) struct PrivateRedis {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Every write is fsynced to an append-only file, so data survives a kill.
+    durable: bool,
 }
 
 impl PrivateRedis {
     /// Starts a server on a free port and waits until it answers.
     pub(crate) fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Like [`start`](Self::start), but the data survives [`kill`](Self::kill)
+    /// and [`start_again`](Self::start_again).
+    pub(crate) fn start_durable() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .unwrap_or_else(|e| panic!("finding a free port: {e}"))
             .port();
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let mut server = Self { port, dir, child: None };
+        let mut server = Self { port, dir, child: None, durable };
         server.start_again();
         server
     }
@@ -69,13 +81,18 @@ impl PrivateRedis {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    /// Starts the server again on the same port (empty: no persistence).
+    /// Starts the server again on the same port (empty unless durable).
     pub(crate) fn start_again(&mut self) {
         assert!(self.child.is_none(), "the private redis-server is running");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", ""])
+            .args(if self.durable {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "no"]
+            })
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
