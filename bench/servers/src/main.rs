@@ -1,7 +1,7 @@
 //! `bench-server`: one HTTP server per benchmark row, run by `cargo xtask bench`.
 //!
 //! ```text
-//! bench-server --route <name> [--port N] [--prefill N]
+//! bench-server --route <name> [--port N] [--prefill N] [--stdin-lifeline]
 //! bench-server --list
 //! ```
 //!
@@ -15,7 +15,9 @@
 //!
 //! Once listening it prints `listening on 127.0.0.1:<port>` on stdout
 //! (`--port 0`, the default, picks a free port). `--prefill N` first fills
-//! the store with N other live sessions (memory rows only). Redis and
+//! the store with N other live sessions (memory rows only);
+//! `--stdin-lifeline` makes the server exit when its stdin closes (how
+//! `cargo xtask bench` makes sure no server outlives it). Redis and
 //! Postgres rows read `REDIS_URL` / `DATABASE_URL`; rows that keep files
 //! use `BENCH_DATA_DIR` (default: a directory under the system temp dir).
 
@@ -35,6 +37,8 @@ pub(crate) struct Options {
     pub(crate) route: String,
     pub(crate) port: u16,
     pub(crate) prefill: u64,
+    /// Exit when stdin reaches its end (the parent is gone).
+    pub(crate) stdin_lifeline: bool,
 }
 
 /// Errors are reported as text: this is a tool, not a library.
@@ -44,11 +48,13 @@ fn parse_args(args: &[String]) -> Result<Option<Options>> {
     let mut route = None;
     let mut port = 0;
     let mut prefill = 0;
+    let mut stdin_lifeline = false;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let mut value = |name: &str| iter.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--list" => return Ok(None),
+            "--stdin-lifeline" => stdin_lifeline = true,
             "--route" => route = Some(value("--route")?.clone()),
             "--port" => port = value("--port")?.parse().map_err(|e| format!("--port: {e}"))?,
             "--prefill" => {
@@ -58,7 +64,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>> {
         }
     }
     let route = route.ok_or("--route <name> is required (see --list)")?;
-    Ok(Some(Options { route, port, prefill }))
+    Ok(Some(Options { route, port, prefill, stdin_lifeline }))
 }
 
 fn main() -> ExitCode {
@@ -74,6 +80,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if options.stdin_lifeline {
+        // `cargo xtask bench` holds our stdin open; when it ends, however it
+        // ends (even killed), the pipe closes and we go too.
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            std::process::exit(0);
+        });
+    }
     // One worker per CPU the process may use: `taskset -c 0` gives one.
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
