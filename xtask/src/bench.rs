@@ -206,7 +206,7 @@ fn micro(args: &[&str]) -> Result<ExitCode> {
         .arg(bench_dir().join("Cargo.toml"))
         .arg("--target-dir")
         .arg(bench_dir().join("target"))
-        .args(["-p", "bench-micro", "--"])
+        .args(["-p", "bench-micro", "--bench", "micro", "--"])
         .args(args);
     eprintln!("xtask: {}", cmd::display(&bench));
     cmd::run(&mut bench)?;

@@ -101,7 +101,7 @@ fn cookie_formats(c: &mut Criterion) {
 }
 
 fn memory_store(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let store = MemoryStore::new();
     let now = Timestamp::now();
     let mut record = ExpiryPolicy::default().new_record(SessionId::random().storage_key(), now);
@@ -136,7 +136,7 @@ async fn tower_count(session: tower_sessions::Session) -> String {
 
 /// One request through the router, no network: what the layers add.
 fn request(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let call = |app: Router, cookie: Option<String>| {
         let mut request = Request::get("/");
         if let Some(cookie) = cookie {
