@@ -1,4 +1,4 @@
-//! The conformance suite every [`SessionStore`] + [`SessionLock`] must pass.
+//! The conformance suite every [`SessionStore`](crate::SessionStore) + [`SessionLock`] must pass.
 //!
 //! A store crate runs it from its tests with one macro:
 //!
