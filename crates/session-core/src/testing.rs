@@ -360,6 +360,35 @@ pub async fn user_index(store: DynStore) {
     );
 }
 
+/// Hostile user ids (SQL-, glob- or path-shaped) in the per-user index:
+/// each entry of `users` (with a random suffix) owns one session, which the
+/// index finds exactly, through `other` (a second instance on the same
+/// backend) too; deleting it spares a bystander whose name shares the suffix.
+pub async fn hostile_user_ids(store: &dyn SessionLock, other: &dyn SessionLock, users: &[&str]) {
+    let now = Timestamp::now();
+    let suffix = &SessionId::random().storage_key().to_hex()[..8];
+    let bystander = format!("bystander-{suffix}");
+    let mut theirs = fresh_record(now);
+    theirs.user = Some(bystander.clone());
+    store.create(&theirs).await.unwrap_or_else(|e| panic!("create bystander: {e}"));
+    for user in users {
+        let user = format!("{user}-{suffix}");
+        let mut mine = fresh_record(now);
+        mine.user = Some(user.clone());
+        store.create(&mine).await.unwrap_or_else(|e| panic!("create {user:?}: {e}"));
+        let listed = other.list_for_user(&user, now).await.unwrap_or_else(|e| panic!("list: {e}"));
+        assert_eq!(listed.iter().map(|r| r.key).collect::<Vec<_>>(), [mine.key], "{user:?}");
+        let deleted =
+            other.delete_for_user(&user).await.unwrap_or_else(|e| panic!("delete_for_user: {e}"));
+        assert_eq!(deleted, 1, "{user:?}");
+        let gone = store.load(&mine.key, now).await.unwrap_or_else(|e| panic!("load: {e}"));
+        assert!(gone.is_none(), "{user:?}");
+        let listed =
+            store.list_for_user(&bystander, now).await.unwrap_or_else(|e| panic!("list: {e}"));
+        assert_eq!(listed.iter().map(|r| r.key).collect::<Vec<_>>(), [theirs.key], "{user:?}");
+    }
+}
+
 /// Increments a counter in one session `n` times concurrently, each under the
 /// lock, spread round-robin over `stores` (several instances on one backend
 /// stand for several processes). With an `await` between read and write, any

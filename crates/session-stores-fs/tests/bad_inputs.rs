@@ -23,6 +23,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use session_core::testing;
 use session_core::{
     Error, ExpiryPolicy, LockOptions, Record, SessionId, SessionLock, SessionStore, StorageKey,
     Timestamp,
@@ -302,30 +303,6 @@ fn stores() -> (FsStore, FsStore, tempfile::TempDir) {
     (open(tmp.path()), open(tmp.path()), tmp)
 }
 
-/// Each `users` entry (with a random suffix) owns one session: the index
-/// finds exactly it, through the other store too, and deleting it spares a
-/// bystander whose name shares the suffix.
-async fn hostile_user_ids(store: &impl SessionLock, other: &impl SessionLock, users: &[&str]) {
-    let now = Timestamp::now();
-    let suffix = &SessionId::random().storage_key().to_hex()[..8];
-    let bystander = format!("bystander-{suffix}");
-    let mut theirs = record(now);
-    theirs.user = Some(bystander.clone());
-    store.create(&theirs).await.expect("create bystander");
-    for user in users {
-        let user = format!("{user}-{suffix}");
-        let mut mine = record(now);
-        mine.user = Some(user.clone());
-        store.create(&mine).await.expect("create");
-        let listed = other.list_for_user(&user, now).await.expect("list");
-        assert_eq!(listed.iter().map(|r| r.key).collect::<Vec<_>>(), [mine.key], "{user:?}");
-        assert_eq!(other.delete_for_user(&user).await.expect("delete_for_user"), 1, "{user:?}");
-        assert!(store.load(&mine.key, now).await.expect("load").is_none(), "{user:?}");
-        let listed = store.list_for_user(&bystander, now).await.expect("list");
-        assert_eq!(listed.iter().map(|r| r.key).collect::<Vec<_>>(), [theirs.key], "{user:?}");
-    }
-}
-
 /// The names directly in `dir`.
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
@@ -348,7 +325,7 @@ async fn row05_unknown_key_is_not_created() {
 async fn row07_path_like_user_ids() {
     let (store, other, tmp) = stores();
     let before = names(tmp.path());
-    hostile_user_ids(
+    testing::hostile_user_ids(
         &store,
         &other,
         &["../../etc/passwd", "..%2f..", "a\\b", "/etc/passwd", "NUL", "CON", "", "\0", ".", ".."],
@@ -361,8 +338,12 @@ async fn row07_path_like_user_ids() {
 #[tokio::test]
 async fn row08_sql_shaped_user_ids() {
     let (store, other, _tmp) = stores();
-    hostile_user_ids(&store, &other, &["' OR 1=1--", "'; DROP TABLE sessions; --", "%", "_", "*"])
-        .await;
+    testing::hostile_user_ids(
+        &store,
+        &other,
+        &["' OR 1=1--", "'; DROP TABLE sessions; --", "%", "_", "*"],
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -31,30 +31,6 @@ fn record(now: Timestamp) -> Record {
     ExpiryPolicy::default().new_record(SessionId::random().storage_key(), now)
 }
 
-/// Each `users` entry (with a random suffix) owns one session: the index
-/// finds exactly it, through the other instance too, and deleting it spares
-/// a bystander whose name shares the suffix.
-async fn hostile_user_ids(store: &impl SessionLock, other: &impl SessionLock, users: &[&str]) {
-    let now = Timestamp::now();
-    let suffix = &SessionId::random().storage_key().to_hex()[..8];
-    let bystander = format!("bystander-{suffix}");
-    let mut theirs = record(now);
-    theirs.user = Some(bystander.clone());
-    store.create(&theirs).await.unwrap();
-    for user in users {
-        let user = format!("{user}-{suffix}");
-        let mut mine = record(now);
-        mine.user = Some(user.clone());
-        store.create(&mine).await.unwrap();
-        let listed = other.list_for_user(&user, now).await.unwrap();
-        assert_eq!(listed.iter().map(|r| r.key).collect::<Vec<_>>(), [mine.key], "{user:?}");
-        assert_eq!(other.delete_for_user(&user).await.unwrap(), 1, "{user:?}");
-        assert!(store.load(&mine.key, now).await.unwrap().is_none(), "{user:?}");
-        let listed = store.list_for_user(&bystander, now).await.unwrap();
-        assert_eq!(listed.iter().map(|r| r.key).collect::<Vec<_>>(), [theirs.key], "{user:?}");
-    }
-}
-
 #[tokio::test]
 async fn row05_unknown_key_is_not_created() {
     let (store, _) = stores();
@@ -66,7 +42,7 @@ async fn row05_unknown_key_is_not_created() {
 #[tokio::test]
 async fn row07_path_like_user_ids() {
     let (store, other) = stores();
-    hostile_user_ids(
+    testing::hostile_user_ids(
         &store,
         &other,
         &["../../etc/passwd", "..%2f..", "a\\b", "/etc/passwd", "NUL", "CON", "", "\0", "."],
@@ -77,8 +53,12 @@ async fn row07_path_like_user_ids() {
 #[tokio::test]
 async fn row08_sql_shaped_user_ids() {
     let (store, other) = stores();
-    hostile_user_ids(&store, &other, &["' OR 1=1--", "'; DROP TABLE sessions; --", "%", "_", "*"])
-        .await;
+    testing::hostile_user_ids(
+        &store,
+        &other,
+        &["' OR 1=1--", "'; DROP TABLE sessions; --", "%", "_", "*"],
+    )
+    .await;
 }
 
 #[tokio::test]

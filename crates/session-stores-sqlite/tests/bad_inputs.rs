@@ -46,30 +46,6 @@ fn short_wait() -> LockOptions {
     LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_millis(200) }
 }
 
-/// Each `users` entry (with a random suffix) owns one session: the index
-/// finds exactly it, through the other store too, and deleting it spares a
-/// bystander whose name shares the suffix.
-async fn hostile_user_ids(store: &impl SessionLock, other: &impl SessionLock, users: &[&str]) {
-    let now = Timestamp::now();
-    let suffix = &SessionId::random().storage_key().to_hex()[..8];
-    let bystander = format!("bystander-{suffix}");
-    let mut theirs = record(now);
-    theirs.user = Some(bystander.clone());
-    store.create(&theirs).await.unwrap();
-    for user in users {
-        let user = format!("{user}-{suffix}");
-        let mut mine = record(now);
-        mine.user = Some(user.clone());
-        store.create(&mine).await.unwrap();
-        let listed = other.list_for_user(&user, now).await.unwrap();
-        assert_eq!(listed.iter().map(|r| r.key).collect::<Vec<_>>(), [mine.key], "{user:?}");
-        assert_eq!(other.delete_for_user(&user).await.unwrap(), 1, "{user:?}");
-        assert!(store.load(&mine.key, now).await.unwrap().is_none(), "{user:?}");
-        let listed = store.list_for_user(&bystander, now).await.unwrap();
-        assert_eq!(listed.iter().map(|r| r.key).collect::<Vec<_>>(), [theirs.key], "{user:?}");
-    }
-}
-
 #[tokio::test]
 async fn row05_unknown_key_is_not_created() {
     let (store, _, _dir) = stores().await;
@@ -86,7 +62,7 @@ async fn row05_unknown_key_is_not_created() {
 #[tokio::test]
 async fn row07_path_like_user_ids() {
     let (store, other, _dir) = stores().await;
-    hostile_user_ids(
+    testing::hostile_user_ids(
         &store,
         &other,
         &["../../etc/passwd", "..%2f..", "a\\b", "/etc/passwd", "NUL", "CON", "", "\0", "."],
@@ -97,7 +73,7 @@ async fn row07_path_like_user_ids() {
 #[tokio::test]
 async fn row08_sql_shaped_user_ids() {
     let (store, other, _dir) = stores().await;
-    hostile_user_ids(
+    testing::hostile_user_ids(
         &store,
         &other,
         &["' OR 1=1--", "'; DROP TABLE sessions; --", "\" OR \"\"=\"", "%", "_", "*", "?1"],
