@@ -111,9 +111,16 @@ async fn run() -> Result<(), String> {
         other => return Err(format!("unknown store `{other}` (ours, tower-sessions)")),
     };
     let per_session = grown / count;
+    // The in-line size of one stored record (what each hash table slot holds
+    // besides the key), for reading the figures.
+    let record_bytes = match store.as_str() {
+        "ours" => std::mem::size_of::<session_core::Record>(),
+        _ => std::mem::size_of::<tower_sessions::session::Record>(),
+    };
     println!(
         "MEMORY store={store} sessions={count} rss_before={before} rss_after={} \
-         bytes_per_session={per_session} data_bytes={data_bytes} overhead_bytes={}",
+         bytes_per_session={per_session} data_bytes={data_bytes} overhead_bytes={} \
+         record_bytes={record_bytes}",
         before + grown,
         per_session.saturating_sub(data_bytes),
     );
