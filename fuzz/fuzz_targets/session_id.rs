@@ -9,14 +9,14 @@ use libfuzzer_sys::fuzz_target;
 use session_core::{SESSION_ID_LEN, SessionId};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(id) = text.parse::<SessionId>() {
-            assert_eq!(id.expose(), text, "a parsed id does not expose as its input");
-            assert_eq!(text.len(), SESSION_ID_LEN);
-            assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-            // Logs never show the id.
-            assert!(!format!("{id} {id:?}").contains(text));
-        }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(id) = text.parse::<SessionId>()
+    {
+        assert_eq!(id.expose(), text, "a parsed id does not expose as its input");
+        assert_eq!(text.len(), SESSION_ID_LEN);
+        assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        // Logs never show the id.
+        assert!(!format!("{id} {id:?}").contains(text));
     }
     if let Some(bytes) = data.get(..16) {
         let mut raw = [0u8; 16];

@@ -26,10 +26,10 @@ fuzz_target!(|data: &[u8]| {
     let now = input.timestamp();
     match mode % 3 {
         0 => {
-            if let Ok(value) = std::str::from_utf8(input.rest()) {
-                if let Some(opened) = format.open(COOKIE, value, now) {
-                    panic!("a raw input opened: {opened:?}");
-                }
+            if let Ok(value) = std::str::from_utf8(input.rest())
+                && let Some(opened) = format.open(COOKIE, value, now)
+            {
+                panic!("a raw input opened: {opened:?}");
             }
         }
         1 => {
