@@ -24,6 +24,11 @@ use crate::session::ServicesSession;
 const DEFAULT_SECONDS: u64 = 10;
 /// Keep-alive connections (= sessions) wrk keeps open.
 const DEFAULT_CONNECTIONS: usize = 32;
+/// Rows with more noise than this (% of a core) are measured again at the end.
+const NOISY: f64 = 10.0;
+/// Re-measuring stops when a row could not end before this much time since
+/// the start (build included), so a run stays under ten minutes.
+const RETRY_UNTIL: Duration = Duration::from_secs(9 * 60);
 /// Measured windows per row (the least disturbed one counts).
 const WINDOWS: u64 = 2;
 /// Unmeasured load before each measured window.
@@ -161,17 +166,15 @@ pub(crate) fn bench(args: &[&str]) -> Result<ExitCode> {
         data_dir: data_dir.clone(),
         quiet_budget: std::cell::Cell::new(QUIET_BUDGET),
     };
-    let mut rows = Vec::new();
-    for route in &selected {
-        rows.push(runner.row(route, route.name.clone(), 0)?);
-    }
+    // What to measure: (route, row name, prefilled sessions).
+    let mut plan: Vec<(&Route, String, u64)> =
+        selected.iter().map(|route| (route, route.name.clone(), 0)).collect();
     if options.memory {
         for route in
             selected.iter().filter(|r| r.prefill && SCALING_ROUTES.contains(&r.name.as_str()))
         {
             for (count, label) in SCALING {
-                let name = format!("{} ({label} live)", route.name);
-                rows.push(runner.row(route, name, count)?);
+                plan.push((route, format!("{} ({label} live)", route.name), count));
             }
         }
     }
@@ -180,7 +183,29 @@ pub(crate) fn bench(args: &[&str]) -> Result<ExitCode> {
     {
         // Measured again last: the difference between the two bare rows shows
         // how much the machine drifted during the run.
-        rows.push(runner.row(bare, "bare (repeat)".to_owned(), 0)?);
+        plan.push((bare, "bare (repeat)".to_owned(), 0));
+    }
+    let mut rows = Vec::with_capacity(plan.len());
+    for (route, name, prefill) in &plan {
+        rows.push(runner.row(route, name.clone(), *prefill, true)?);
+    }
+    // Rows other processes disturbed are measured again while the run has
+    // time left; the less disturbed measurement stays.
+    let mut noisy: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].noise > NOISY).collect();
+    noisy.sort_by(|&a, &b| rows[b].noise.total_cmp(&rows[a].noise));
+    let row_time = Duration::from_secs(options.seconds + 8);
+    for i in noisy {
+        if started.elapsed() + row_time > RETRY_UNTIL {
+            eprintln!("xtask: bench: no time left to measure the other disturbed rows again");
+            break;
+        }
+        let (route, name, prefill) = &plan[i];
+        eprintln!("xtask: bench: again, it was disturbed ({:.0}% noise):", rows[i].noise);
+        let again = runner.row(route, name.clone(), *prefill, false)?;
+        if again.noise < rows[i].noise {
+            let lost = rows[i].lost;
+            rows[i] = Row { lost, ..again };
+        }
     }
     // The SQLite and filesystem rows' sessions.
     let _ = std::fs::remove_dir_all(&data_dir);
@@ -410,7 +435,8 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    fn row(&self, route: &Route, name: String, prefill: u64) -> Result<Row> {
+    /// Measures one row; `check_lost`: also run the lost-update check.
+    fn row(&self, route: &Route, name: String, prefill: u64, check_lost: bool) -> Result<Row> {
         eprintln!("xtask: bench: {name}");
         self.wait_for_quiet();
         let server = self.start_server(route, prefill, true)?;
@@ -441,7 +467,7 @@ impl Runner<'_> {
         // The lost-update check wants interleaving: its own server, on every
         // core, one runtime worker per core. Scaling rows repeat a row that
         // was checked already.
-        let lost = if route.kind == "server" && prefill == 0 {
+        let lost = if check_lost && route.kind == "server" && prefill == 0 {
             let server = self.start_server(route, 0, false)?;
             Some(lost_updates(server.port, self.options.connections)?)
         } else {
