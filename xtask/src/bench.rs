@@ -412,6 +412,8 @@ struct Row {
     errors: u64,
     /// Other processes' CPU during the window, in % of one core.
     noise: f64,
+    /// For rows with a database: its processes' CPU per request.
+    service_us_per_request: Option<f64>,
     lost: Option<LostUpdates>,
     /// Redis calls per request by command, for rows that use Redis.
     redis_commands: Option<String>,
@@ -486,6 +488,8 @@ impl Runner<'_> {
             server_busy: window.server_seconds / window.seconds * 100.0,
             errors: wrk.errors,
             noise: window.noise,
+            service_us_per_request: (!route.needs.is_empty())
+                .then(|| window.service_seconds * 1e6 / requests as f64),
             lost,
             redis_commands: window.redis_commands,
         };
@@ -513,6 +517,7 @@ impl Runner<'_> {
     ) -> Result<Window> {
         let clk = clock_ticks_per_sec();
         let commands_before = redis.and_then(redis_commandstats);
+        let services_before = service_ticks();
         let server_before = process_ticks(server.pid)?;
         let children_before = children_ticks();
         let busy_before = busy_ticks();
@@ -520,11 +525,15 @@ impl Runner<'_> {
         let server_after = process_ticks(server.pid)?;
         let children_after = children_ticks();
         let busy_after = busy_ticks();
+        let services_after = service_ticks();
         let commands_after = redis.and_then(redis_commandstats);
 
         let server_ticks = server_after.saturating_sub(server_before);
         let wrk_ticks = children_after.saturating_sub(children_before);
-        let other = busy_after.saturating_sub(busy_before).saturating_sub(server_ticks + wrk_ticks);
+        let service = services_after.saturating_sub(services_before);
+        let other = busy_after
+            .saturating_sub(busy_before)
+            .saturating_sub(server_ticks + wrk_ticks + service);
         let window = (wrk.duration_us as f64 / 1e6).max(1e-9);
         let redis_commands = match (commands_before, commands_after) {
             (Some(before), Some(after)) => {
@@ -535,6 +544,7 @@ impl Runner<'_> {
         Ok(Window {
             seconds: window,
             server_seconds: server_ticks as f64 / clk,
+            service_seconds: service as f64 / clk,
             noise: other as f64 / clk / window * 100.0,
             redis_commands,
             wrk,
@@ -646,6 +656,8 @@ struct Window {
     seconds: f64,
     /// The server's CPU time in it.
     server_seconds: f64,
+    /// The CPU time of Redis and PostgreSQL in it.
+    service_seconds: f64,
     /// Other processes' CPU, in % of one core.
     noise: f64,
     redis_commands: Option<String>,
@@ -900,6 +912,25 @@ fn process_ticks(pid: u32) -> Result<u64> {
     Ok(fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0))
 }
 
+/// utime + stime of every Redis and PostgreSQL process, in clock ticks: the
+/// databases' own work, which is not noise (and is reported per request).
+fn service_ticks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .filter(|stat| {
+            let comm = stat.split_once('(').and_then(|(_, rest)| rest.rsplit_once(')'));
+            comm.is_some_and(|(name, _)| name.starts_with("redis-server") || name == "postgres")
+        })
+        .filter_map(|stat| {
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+            Some(f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0))
+        })
+        .sum()
+}
+
 /// cutime + cstime of this process: the CPU of the children it waited for.
 fn children_ticks() -> u64 {
     stat_fields("/proc/self/stat")
@@ -1112,6 +1143,22 @@ fn render(
             row.noise,
         );
     }
+    let databases: Vec<&Row> = rows.iter().filter(|r| r.service_us_per_request.is_some()).collect();
+    if !databases.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nThe database's own CPU per request (all redis-server / postgres processes; not \
+             in `CPU µs/req` nor in `noise`):"
+        );
+        for row in databases {
+            let _ = writeln!(
+                out,
+                "- `{}`: {:.1} µs",
+                row.name,
+                row.service_us_per_request.unwrap_or_default()
+            );
+        }
+    }
     let redis: Vec<&Row> = rows.iter().filter(|r| r.redis_commands.is_some()).collect();
     if !redis.is_empty() {
         let _ = writeln!(
@@ -1161,7 +1208,7 @@ fn render(
          sessions). `lost updates`: {LOST_UPDATE_REQUESTS} requests on each of the \
          connections, all on one session, against a second server that runs on every core \
          (one runtime worker per core, so requests interleave); kept = final counter - \
-         start. `noise`: CPU used by other processes during the window, in % of one core (a \
+         start. `noise`: CPU used by other processes (not Redis or PostgreSQL) during the window, in % of one core (a \
          quiet machine shows 0-5%); each row is measured in {WINDOWS} windows and the least \
          disturbed one is shown."
     );
@@ -1262,6 +1309,12 @@ mod tests {
         assert_eq!(response.body, "42");
         assert_eq!(response.cookies, ["id=abc"]);
         server.join().unwrap();
+    }
+
+    #[test]
+    fn service_processes_are_found_or_zero() {
+        // Whatever runs here, reading every process's stat must not fail.
+        let _ = service_ticks();
     }
 
     #[test]
