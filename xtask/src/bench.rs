@@ -1208,9 +1208,10 @@ fn render(
          sessions). `lost updates`: {LOST_UPDATE_REQUESTS} requests on each of the \
          connections, all on one session, against a second server that runs on every core \
          (one runtime worker per core, so requests interleave); kept = final counter - \
-         start. `noise`: CPU used by other processes (not Redis or PostgreSQL) during the window, in % of one core (a \
-         quiet machine shows 0-5%); each row is measured in {WINDOWS} windows and the least \
-         disturbed one is shown."
+         start. `noise`: CPU used by other processes (not Redis or PostgreSQL) during the \
+         window, in % of one core (a quiet machine shows 0-5%); each row is measured in \
+         {WINDOWS} windows and the least disturbed one is shown, and rows with more than \
+         {NOISY}% are measured again at the end while the run has time."
     );
     out
 }
