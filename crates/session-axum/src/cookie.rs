@@ -1,5 +1,6 @@
 //! Reading the session cookie from requests and writing it to responses.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use cookie::Cookie;
@@ -41,19 +42,54 @@ pub(crate) fn request_cookies<'a>(
         })
 }
 
-/// A `Set-Cookie` value carrying `value`, with `max_age` (`None`: a
-/// browser-session cookie).
-pub(crate) fn set_cookie(
-    config: &SessionConfig,
-    value: &str,
-    max_age: Option<Duration>,
-) -> Option<HeaderValue> {
-    let mut cookie = base_cookie(config, value.to_owned());
-    if let Some(max_age) = max_age {
-        let seconds = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
-        cookie.set_max_age(cookie::time::Duration::seconds(seconds));
+/// One layer's `Set-Cookie` values, rendered once when the layer is built:
+/// a response only appends the value and, for a persistent cookie, its
+/// `Max-Age`. Building each header through `cookie::Cookie`'s `Display`
+/// instead cost more than the rest of a memory-store save.
+#[derive(Debug)]
+pub(crate) struct CookieTemplate {
+    /// `name=`.
+    prefix: String,
+    /// Every attribute but `Max-Age`, each with its leading `; `.
+    attributes: String,
+    /// The whole header that makes the browser drop the cookie.
+    removal: Option<HeaderValue>,
+}
+
+impl CookieTemplate {
+    pub(crate) fn new(config: &SessionConfig) -> Self {
+        // The `cookie` crate renders the attributes, so their spelling and
+        // order stay its own; only the value is spliced in per response.
+        let prefix = format!("{}=", config.cookie_name);
+        let rendered = base_cookie(config).to_string();
+        let attributes = rendered.strip_prefix(&prefix).unwrap_or_default().to_owned();
+        let mut removal = base_cookie(config);
+        removal.make_removal();
+        Self { prefix, attributes, removal: header_value(removal.to_string()) }
     }
-    header_value(&cookie)
+
+    /// A `Set-Cookie` value carrying `value`, with `max_age` (`None`: a
+    /// browser-session cookie).
+    pub(crate) fn set(&self, value: &str, max_age: Option<Duration>) -> Option<HeaderValue> {
+        const MAX_AGE: &str = "; Max-Age=";
+        let mut header = String::with_capacity(
+            self.prefix.len() + value.len() + self.attributes.len() + MAX_AGE.len() + 20,
+        );
+        header.push_str(&self.prefix);
+        header.push_str(value);
+        header.push_str(&self.attributes);
+        if let Some(max_age) = max_age {
+            header.push_str(MAX_AGE);
+            // Writing to a String cannot fail.
+            let _ = write!(header, "{}", max_age.as_secs());
+        }
+        header_value(header)
+    }
+
+    /// A `Set-Cookie` value that makes the browser drop the cookie.
+    pub(crate) fn removal(&self) -> Option<HeaderValue> {
+        self.removal.clone()
+    }
 }
 
 /// Whether `value` may be sent as a cookie value unencoded (RFC 6265
@@ -62,15 +98,8 @@ pub(crate) fn is_cookie_value(value: &str) -> bool {
     value.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E))
 }
 
-/// A `Set-Cookie` value that makes the browser drop the cookie.
-pub(crate) fn removal_cookie(config: &SessionConfig) -> Option<HeaderValue> {
-    let mut cookie = base_cookie(config, String::new());
-    cookie.make_removal();
-    header_value(&cookie)
-}
-
-fn base_cookie(config: &SessionConfig, value: String) -> Cookie<'static> {
-    let mut cookie = Cookie::new(config.cookie_name.clone(), value);
+fn base_cookie(config: &SessionConfig) -> Cookie<'static> {
+    let mut cookie = Cookie::new(config.cookie_name.clone(), "");
     cookie.set_secure(config.secure);
     cookie.set_http_only(config.http_only);
     cookie.set_same_site(config.same_site);
@@ -81,12 +110,12 @@ fn base_cookie(config: &SessionConfig, value: String) -> Cookie<'static> {
     cookie
 }
 
-fn header_value(cookie: &Cookie<'_>) -> Option<HeaderValue> {
+fn header_value(header: String) -> Option<HeaderValue> {
     // Written verbatim, not percent-encoded: names, paths and domains are
     // validated by SessionConfig, ids are base64url and sealed values are
     // checked by `is_cookie_value`, and the request side reads values raw.
     // So this only fails on a bug; log rather than panic.
-    match HeaderValue::from_str(&cookie.to_string()) {
+    match HeaderValue::try_from(header) {
         Ok(value) => Some(value),
         Err(error) => {
             tracing::error!(%error, "session cookie is not a valid header value");
@@ -132,19 +161,47 @@ mod tests {
 
     #[test]
     fn padding_is_not_percent_encoded() {
-        let value = set_cookie(&SessionConfig::default(), "abc==", None).unwrap();
+        let value = CookieTemplate::new(&SessionConfig::default()).set("abc==", None).unwrap();
         assert!(value.to_str().unwrap().starts_with("id=abc==;"), "{value:?}");
     }
 
     #[test]
     fn writes_secure_attributes() {
-        let config = SessionConfig::default();
-        let value = set_cookie(&config, "abc", Some(Duration::from_secs(60))).unwrap();
+        let template = CookieTemplate::new(&SessionConfig::default());
+        let value = template.set("abc", Some(Duration::from_secs(60))).unwrap();
         let text = value.to_str().unwrap();
         for part in ["id=abc", "HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=60"] {
             assert!(text.contains(part), "{text} lacks {part}");
         }
-        let removal = removal_cookie(&config).unwrap();
+        let removal = template.removal().unwrap();
         assert!(removal.to_str().unwrap().contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn renders_what_the_cookie_crate_renders() {
+        let configs = [
+            SessionConfig::default(),
+            SessionConfig::default().with_host_prefix(),
+            SessionConfig::default()
+                .with_cookie_name("sid")
+                .with_secure(false)
+                .with_http_only(false)
+                .with_same_site(cookie::SameSite::Strict)
+                .with_path("/app")
+                .with_domain("example.com"),
+        ];
+        for config in configs {
+            let template = CookieTemplate::new(&config);
+            for max_age in [None, Some(Duration::from_secs(86_400))] {
+                let mut expected = base_cookie(&config);
+                expected.set_value("v4lue-_");
+                if let Some(max_age) = max_age {
+                    expected.set_max_age(cookie::time::Duration::seconds(86_400));
+                    assert_eq!(max_age.as_secs(), 86_400);
+                }
+                let rendered = template.set("v4lue-_", max_age).unwrap();
+                assert_eq!(rendered.to_str().unwrap(), expected.to_string(), "{config:?}");
+            }
+        }
     }
 }

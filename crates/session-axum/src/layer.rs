@@ -18,7 +18,6 @@ use crate::client::NoServerStore;
 use crate::config::SessionConfig;
 use crate::cookie::request_cookies;
 use crate::kind::{DefaultSession, SessionKind};
-use crate::save::CookieUpdate;
 use crate::session::{Incoming, LayerShared, Session};
 
 /// Adds a [`Session<K>`](Session) to every request and saves it after the
@@ -68,29 +67,26 @@ impl<K: SessionKind> SessionLayer<K> {
     #[must_use]
     pub fn with_store(store: Arc<dyn SessionLock>) -> Self {
         let config = SessionConfig::default().resolved_for(K::COOKIE_NAME);
-        let shared = LayerShared { store, format: None, config };
+        let shared = LayerShared::new(store, None, config);
         Self { shared: Arc::new(shared), _kind: PhantomData }
     }
 
     /// A client-side layer for `Session<K>` (see [`SessionLayer::client_side`]).
     #[must_use]
     pub fn with_format(format: Arc<dyn CookieFormat>) -> Self {
-        let shared = LayerShared {
-            store: Arc::new(NoServerStore),
-            format: Some(format),
-            config: SessionConfig::default().resolved_for(K::COOKIE_NAME),
-        };
+        let config = SessionConfig::default().resolved_for(K::COOKIE_NAME);
+        let shared = LayerShared::new(Arc::new(NoServerStore), Some(format), config);
         Self { shared: Arc::new(shared), _kind: PhantomData }
     }
 
     /// Replaces the configuration.
     #[must_use]
     pub fn with_config(self, config: SessionConfig) -> Self {
-        let shared = LayerShared {
-            store: Arc::clone(&self.shared.store),
-            format: self.shared.format.clone(),
-            config: config.resolved_for(K::COOKIE_NAME),
-        };
+        let shared = LayerShared::new(
+            Arc::clone(&self.shared.store),
+            self.shared.format.clone(),
+            config.resolved_for(K::COOKIE_NAME),
+        );
         Self { shared: Arc::new(shared), _kind: PhantomData }
     }
 
@@ -118,11 +114,11 @@ impl<K: SessionKind> SessionLayer<K> {
     /// ```
     #[must_use]
     pub fn for_kind<Other: SessionKind>(self) -> SessionLayer<Other> {
-        let shared = LayerShared {
-            store: Arc::clone(&self.shared.store),
-            format: self.shared.format.clone(),
-            config: SessionConfig::default().resolved_for(Other::COOKIE_NAME),
-        };
+        let shared = LayerShared::new(
+            Arc::clone(&self.shared.store),
+            self.shared.format.clone(),
+            SessionConfig::default().resolved_for(Other::COOKIE_NAME),
+        );
         SessionLayer { shared: Arc::new(shared), _kind: PhantomData }
     }
 
@@ -249,15 +245,18 @@ async fn finish<K: SessionKind>(
     mut response: Response<Body>,
 ) -> Response<Body> {
     match session.inner.finish(response.status()).await {
-        Ok(CookieUpdate::Keep) => response,
-        Ok(CookieUpdate::Set(cookie)) => {
+        Ok(outcome) => {
             let headers = response.headers_mut();
-            headers.append(SET_COOKIE, cookie);
-            headers.append(VARY, HeaderValue::from_static("Cookie"));
-            // A response that sets a session cookie must never be served
-            // from a shared cache to someone else.
-            if !headers.contains_key(CACHE_CONTROL) {
-                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            if outcome.accessed {
+                headers.append(VARY, HeaderValue::from_static("Cookie"));
+            }
+            if let Some(cookie) = outcome.set_cookie {
+                headers.append(SET_COOKIE, cookie);
+                // A response that sets a session cookie must never be served
+                // from a shared cache to someone else.
+                if !headers.contains_key(CACHE_CONTROL) {
+                    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                }
             }
             response
         }

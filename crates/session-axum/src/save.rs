@@ -7,42 +7,41 @@ use session_core::{CookieFormat, Error, LockGuard, Record};
 
 use crate::config::MAX_COOKIE_BYTES;
 
-use crate::cookie::{is_cookie_value, removal_cookie, set_cookie};
+use crate::cookie::is_cookie_value;
 use crate::session::{Current, SessionInner, State, release};
 
 /// How many fresh ids to try when `create` reports a collision. With 128-bit
 /// random ids a second collision means the generator is broken.
 const CREATE_ATTEMPTS: usize = 3;
 
-/// What the response's `Set-Cookie` should do.
-pub(crate) enum CookieUpdate {
-    /// Nothing: the session was not written (or not touched).
-    Keep,
-    /// Send this `Set-Cookie` value.
-    Set(HeaderValue),
+/// What the layer adds to the response once the session is persisted.
+pub(crate) struct Outcome {
+    /// The `Set-Cookie` value to send, if the client's cookie must change.
+    pub(crate) set_cookie: Option<HeaderValue>,
+    /// Whether the handler looked at the session, so the response depends
+    /// on the request's cookie (`Vary: Cookie`).
+    pub(crate) accessed: bool,
 }
 
 impl SessionInner {
     /// Applies the handler's changes to the store and says what to tell the
     /// client. Nothing is written for a 5xx response.
-    pub(crate) async fn finish(&self, status: StatusCode) -> Result<CookieUpdate, Error> {
+    pub(crate) async fn finish(&self, status: StatusCode) -> Result<Outcome, Error> {
         let mut state = self.state.lock().await;
         let lock = state.lock.take();
+        let accessed = state.loaded;
         if status.is_server_error() {
             if let Some(lock) = lock {
                 release(lock).await;
             }
-            return Ok(CookieUpdate::Keep);
+            return Ok(Outcome { set_cookie: None, accessed });
         }
-        let result = self.persist(&mut state, lock).await;
-        let config = &self.layer.config;
-        Ok(match result? {
-            Some(value) => CookieUpdate::Set(value),
-            None if state.clear_cookie => {
-                removal_cookie(config).map_or(CookieUpdate::Keep, CookieUpdate::Set)
-            }
-            None => CookieUpdate::Keep,
-        })
+        let set_cookie = match self.persist(&mut state, lock).await? {
+            Some(value) => Some(value),
+            None if state.clear_cookie => self.layer.cookies.removal(),
+            None => None,
+        };
+        Ok(Outcome { set_cookie, accessed })
     }
 
     /// Writes the session; returns the cookie to set, if any.
@@ -90,7 +89,13 @@ impl SessionInner {
 
         if current.record.data.is_changed() || state.meta_changed {
             check_payload(&current.record, config.max_payload_bytes)?;
-            config.expiry.refresh(&mut current.record, now);
+            // Writes move the idle deadline at most once per touch interval,
+            // like reads; the cookie's Max-Age follows the deadline, so the
+            // client's cookie only changes when the deadline did.
+            let refreshed = state.meta_changed || config.expiry.needs_touch(&current.record, now);
+            if refreshed {
+                config.expiry.refresh(&mut current.record, now);
+            }
             current.record.version += 1;
             let saved = match lock {
                 Some(lock) => store.save_and_release(&current.record, lock).await,
@@ -99,7 +104,7 @@ impl SessionInner {
             return match saved {
                 Ok(()) => {
                     current.record.data.mark_unchanged();
-                    Ok(self.cookie_for(current))
+                    Ok(if refreshed { self.cookie_for(current) } else { None })
                 }
                 Err(Error::NotFound) => {
                     // Deleted meanwhile (logout elsewhere): never resurrect it.
@@ -166,7 +171,7 @@ impl SessionInner {
     fn cookie_for(&self, current: &Current) -> Option<HeaderValue> {
         let config = &self.layer.config;
         let max_age = config.expiry.cookie_max_age(&current.record, config.clock.now());
-        set_cookie(config, &current.id?.expose(), max_age)
+        self.layer.cookies.set(&current.id?.expose(), max_age)
     }
 
     /// Client-side sessions: reseal the whole session into the cookie when it
@@ -206,7 +211,7 @@ impl SessionInner {
         current.record.data.mark_unchanged();
         current.is_new = false;
         let max_age = config.expiry.cookie_max_age(&current.record, now);
-        Ok(set_cookie(config, &value, max_age))
+        Ok(self.layer.cookies.set(&value, max_age))
     }
 }
 

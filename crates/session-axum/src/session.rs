@@ -12,6 +12,7 @@ use session_core::{
 use tokio::sync::Mutex;
 
 use crate::config::SessionConfig;
+use crate::cookie::CookieTemplate;
 use crate::kind::{DefaultSession, SessionKind};
 use crate::rejection::SessionError;
 
@@ -23,6 +24,19 @@ pub(crate) struct LayerShared {
     /// Set for client-side sessions: the whole session travels in the cookie.
     pub(crate) format: Option<Arc<dyn CookieFormat>>,
     pub(crate) config: SessionConfig,
+    /// `config`'s cookie attributes, rendered once.
+    pub(crate) cookies: CookieTemplate,
+}
+
+impl LayerShared {
+    pub(crate) fn new(
+        store: Arc<dyn SessionLock>,
+        format: Option<Arc<dyn CookieFormat>>,
+        config: SessionConfig,
+    ) -> Self {
+        let cookies = CookieTemplate::new(&config);
+        Self { store, format, config, cookies }
+    }
 }
 
 /// What the request's session cookie carried.
@@ -107,7 +121,7 @@ pub(crate) struct SessionInner {
 #[derive(Default)]
 pub(crate) struct State {
     /// Whether the incoming id was looked up (or there was none).
-    loaded: bool,
+    pub(crate) loaded: bool,
     /// The live session, if there is one.
     pub(crate) current: Option<Current>,
     /// Keys to delete after the handler: cycled-away and destroyed sessions.
@@ -426,20 +440,19 @@ impl SessionInner {
             return self.ensure_loaded(state).await;
         }
         let target = match (&state.current, &self.incoming) {
-            (Some(current), _) if !current.is_new => current.id,
+            (Some(current), _) if !current.is_new => current.id.map(|id| (id, current.record.key)),
             (Some(_), _) => None,
             (None, _) if state.loaded => None,
-            (None, Incoming::Id(id)) => Some(*id),
+            (None, Incoming::Id(id)) => Some((*id, id.storage_key())),
             (None, _) => None,
         };
-        let Some(id) = target else {
+        let Some((id, key)) = target else {
             state.loaded = true;
             return Ok(());
         };
         let config = &self.layer.config;
         let now = config.clock.now();
-        let (guard, record) =
-            self.layer.store.lock_and_load(&id.storage_key(), config.lock, now).await?;
+        let (guard, record) = self.layer.store.lock_and_load(&key, config.lock, now).await?;
         if state.current.as_ref().is_some_and(|current| current.record.data.is_changed()) {
             tracing::warn!(session = %id, "changes made before Session::lock() were discarded by its reload");
         }

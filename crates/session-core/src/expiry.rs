@@ -8,9 +8,11 @@ use crate::{Record, Timestamp};
 
 /// The expiry policy of a session layer.
 ///
-/// - The **idle timeout** slides: each use of the session pushes its deadline
-///   out. To keep reads from turning into writes, the deadline is only pushed
-///   (a store "touch") once per [`touch_interval`](Self::touch_interval).
+/// - The **idle timeout** slides: use of the session pushes its deadline out,
+///   at most once per [`touch_interval`](Self::touch_interval), so reads do
+///   not turn into writes (a store "touch") and writes do not send a new
+///   cookie each time. A session therefore ends between `idle_timeout -
+///   touch_interval` and `idle_timeout` after its last use.
 /// - The **absolute timeout** counts from creation and is never extended.
 /// - The cookie is either persistent (`Max-Age` up to the deadline) or a
 ///   browser-session cookie. Either way the server enforces the deadlines from
@@ -64,7 +66,8 @@ impl ExpiryPolicy {
         self
     }
 
-    /// Sets how often at most a read-only request extends the idle deadline.
+    /// Sets how often at most a request extends the idle deadline (and
+    /// sends the cookie again with the new `Max-Age`). Default 60 seconds.
     #[must_use]
     pub fn with_touch_interval(mut self, touch_interval: Duration) -> Self {
         self.touch_interval = touch_interval;

@@ -26,7 +26,8 @@ pub struct Record {
     pub data: SessionData,
     /// When the session was created. Never changes.
     pub created_at: Timestamp,
-    /// The last time the session was used (saved or touched).
+    /// The last time the idle deadline was extended: the session's last use,
+    /// to within the expiry policy's touch interval.
     pub last_seen: Timestamp,
     /// Sliding deadline: the session expires if unused until then.
     pub idle_deadline: Timestamp,

@@ -179,6 +179,7 @@ pub fn app(layer: SessionLayer) -> Router {
         .layer(layer)
 }
 
+#[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -434,6 +435,54 @@ macro_rules! route_tests {
 
                 // Idle for the whole timeout: gone.
                 clock.advance(Duration::from_secs(600));
+                assert_eq!(send(&app, "/get", &[&cookie]).await.body, "none");
+            }
+
+            #[tokio::test]
+            async fn writes_extend_the_deadline_and_cookie_once_per_touch_interval() {
+                let store = probe().await;
+                let clock = ManualClock::starting_now();
+                let policy = ExpiryPolicy::default()
+                    .with_idle_timeout(Duration::from_secs(600))
+                    .with_absolute_timeout(None)
+                    .with_touch_interval(Duration::from_secs(60));
+                let app =
+                    app(layer(&store, config().with_clock(clock.clone()).with_expiry(policy)));
+                let cookie = send(&app, "/set?v=a", &[]).await.cookie();
+
+                // A write within the touch interval saves the data but leaves
+                // the deadline, so the client's cookie stays as it is.
+                clock.advance(Duration::from_secs(30));
+                let writes = store.writes();
+                let reply = send(&app, "/set?v=b", &[&cookie]).await;
+                assert_eq!((reply.body.as_str(), reply.set_cookie()), ("set", None));
+                assert_eq!(store.writes(), writes + 1, "the data was saved");
+                assert_eq!(reply.headers.get(http::header::VARY).unwrap(), "Cookie");
+
+                // Once the interval has passed, a write slides the deadline
+                // and the cookie's Max-Age with it.
+                clock.advance(Duration::from_secs(30));
+                let reply = send(&app, "/set?v=c", &[&cookie]).await;
+                assert!(reply.set_cookie().unwrap().contains("Max-Age=600"), "{reply:?}");
+                assert_eq!(reply.cookie(), cookie, "same id");
+                clock.advance(Duration::from_secs(599));
+                assert_eq!(send(&app, "/get", &[&cookie]).await.body, "c");
+            }
+
+            #[tokio::test]
+            async fn a_write_inside_the_touch_interval_does_not_extend_the_deadline() {
+                let store = probe().await;
+                let clock = ManualClock::starting_now();
+                let policy = ExpiryPolicy::default()
+                    .with_idle_timeout(Duration::from_secs(600))
+                    .with_absolute_timeout(None)
+                    .with_touch_interval(Duration::from_secs(60));
+                let app =
+                    app(layer(&store, config().with_clock(clock.clone()).with_expiry(policy)));
+                let cookie = send(&app, "/set?v=a", &[]).await.cookie();
+                clock.advance(Duration::from_secs(30));
+                assert_eq!(send(&app, "/set?v=b", &[&cookie]).await.set_cookie(), None);
+                clock.advance(Duration::from_secs(570));
                 assert_eq!(send(&app, "/get", &[&cookie]).await.body, "none");
             }
 
