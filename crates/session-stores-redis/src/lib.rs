@@ -8,8 +8,10 @@
 //!
 //! On the hot path a request costs at most two round trips with the lock
 //! (`lock_and_load`, then `save_and_release`, each one script call) and one
-//! per operation without it (`load` is a single `HGETALL`; `save` a single
-//! script call).
+//! per operation without it (`load` is a single `GET`; `save` a single
+//! script call). Each session is one Redis string, so a load answers with
+//! one bulk string, and the two hot-path scripts run six commands inside
+//! Redis between them (`SET NX PX` + `GET`; `GET`, `GET`, `SET EXAT`, `DEL`).
 //!
 //! Connections come from a [`deadpool_redis::Pool`] (re-exported here with
 //! its `redis` crate). A Redis that is down, slow to accept connections or an
@@ -38,10 +40,10 @@
 
 mod conn;
 mod error;
-mod fields;
 mod lock;
 mod scripts;
 mod store;
+mod value;
 
 pub use deadpool_redis;
 pub use store::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, RedisStore};

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use deadpool_redis::redis::{self, Value};
+use deadpool_redis::redis::{Cmd, Value};
 use session_core::{
     Error, HeldLock, LockGuard, LockOptions, Record, SessionLock, SessionStore, StorageKey,
     Timestamp, async_trait,
@@ -13,9 +13,9 @@ use tokio::task::AbortHandle;
 
 use crate::RedisStore;
 use crate::error::RedisStoreError;
-use crate::fields::Corrupt;
 use crate::scripts;
-use crate::store::log_corrupt;
+use crate::store::{evalsha, log_corrupt};
+use crate::value::Corrupt;
 
 /// The first wait between attempts to take a busy lock.
 const FIRST_BACKOFF: Duration = Duration::from_millis(2);
@@ -25,7 +25,7 @@ const MAX_BACKOFF: Duration = Duration::from_millis(64);
 /// What the guard, its renewal task and `save_and_release` share.
 struct LockState {
     store: RedisStore,
-    lock_key: String,
+    lock_key: Vec<u8>,
     token: String,
     lease: Duration,
     /// When the request that took the lock was sent: the lease runs from
@@ -70,9 +70,9 @@ impl LockState {
 
     /// Compare-and-delete; `true` if the lock was still ours.
     async fn release_remote(&self) -> Result<bool, RedisStoreError> {
-        let mut invocation = scripts::RELEASE.prepare_invoke();
-        invocation.key(&self.lock_key).arg(&self.token);
-        Ok(self.store.invoke::<i64>(&invocation).await? == 1)
+        let mut command = evalsha(&scripts::RELEASE, 1);
+        command.arg(self.lock_key.as_slice()).arg(self.token.as_str());
+        Ok(self.store.run_for_int(&command, &scripts::RELEASE, "release").await? == 1)
     }
 }
 
@@ -143,9 +143,9 @@ async fn renew(state: Weak<LockState>, interval: Duration) {
             return;
         }
         let sent = Instant::now();
-        let mut invocation = scripts::RENEW.prepare_invoke();
-        invocation.key(&state.lock_key).arg(&state.token).arg(state.lease_millis());
-        match state.store.invoke::<i64>(&invocation).await {
+        let mut command = evalsha(&scripts::RENEW, 1);
+        command.arg(state.lock_key.as_slice()).arg(state.token.as_str()).arg(state.lease_millis());
+        match state.store.run_for_int(&command, &scripts::RENEW, "renew").await {
             Ok(1) => state.renewed(sent),
             Ok(_) => {
                 state.lost.store(true, Ordering::Release);
@@ -195,10 +195,11 @@ impl Backoff {
 fn token_and_seed() -> Result<(String, u64), Error> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).map_err(RedisStoreError::Random)?;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut token = String::with_capacity(32);
     for byte in &bytes[..16] {
-        use std::fmt::Write as _;
-        let _ = write!(token, "{byte:02x}");
+        token.push(char::from(HEX[usize::from(byte >> 4)]));
+        token.push(char::from(HEX[usize::from(byte & 0xf)]));
     }
     let mut seed = [0u8; 8];
     seed.copy_from_slice(&bytes[16..]);
@@ -221,33 +222,40 @@ impl RedisStore {
         load_at: Option<Timestamp>,
     ) -> Result<(LockGuard, Option<Record>), Error> {
         let lock_key = self.lock_key(key);
-        let record_key = load_at.map(|_| self.record_key(key));
         let (token, seed) = token_and_seed()?;
         let lease_ms = lease_millis(options.lease);
+        // One command, sent again on every attempt.
+        let (command, script) = match load_at {
+            Some(_) => {
+                let mut command = evalsha(&scripts::LOCK_AND_LOAD, 2);
+                command.arg(lock_key.as_slice());
+                self.record_key_arg(&mut command, key);
+                command.arg(token.as_str()).arg(lease_ms);
+                (command, Some(&*scripts::LOCK_AND_LOAD))
+            }
+            None => {
+                let mut command = Cmd::with_capacity(6, 160);
+                command
+                    .arg("SET")
+                    .arg(lock_key.as_slice())
+                    .arg(token.as_str())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(lease_ms);
+                (command, None)
+            }
+        };
         let mut backoff = Backoff::new(seed);
         let started = Instant::now();
         loop {
             let sent = Instant::now();
-            let attempt = match (&record_key, load_at) {
-                (Some(record_key), Some(now)) => {
-                    let mut invocation = scripts::LOCK_AND_LOAD.prepare_invoke();
-                    invocation.key(&lock_key).key(record_key).arg(&token).arg(lease_ms);
-                    let reply: Value = self.invoke(&invocation).await?;
-                    self.lock_and_load_reply(key, reply, now)?
-                }
-                _ => {
-                    let command = redis::cmd("SET")
-                        .arg(&lock_key)
-                        .arg(&token)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(lease_ms)
-                        .to_owned();
-                    match self.query::<Value>(&command).await? {
-                        Value::Nil => Attempt::Busy,
-                        _ => Attempt::Taken(None),
-                    }
-                }
+            let reply = self.run(&command, script).await?;
+            let attempt = match load_at {
+                Some(now) => self.lock_and_load_reply(key, reply, now)?,
+                None => match reply {
+                    Value::Nil => Attempt::Busy,
+                    _ => Attempt::Taken(None),
+                },
             };
             if let Attempt::Taken(record) = attempt {
                 let guard = self.guard(lock_key, token, options.lease, sent);
@@ -272,18 +280,16 @@ impl RedisStore {
             Value::Int(0) => Attempt::Busy,
             Value::Int(1) => Attempt::Taken(None),
             Value::Int(2) => {
-                log_corrupt(key, Corrupt("the key does not hold a hash"));
+                log_corrupt(key, Corrupt("the key does not hold a string"));
                 Attempt::Taken(None)
             }
-            reply @ (Value::Array(_) | Value::Map(_)) => {
-                Attempt::Taken(self.record_from_reply(key, reply, now))
-            }
+            Value::BulkString(stored) => Attempt::Taken(self.record_from_value(key, &stored, now)),
             _ => return Err(RedisStoreError::UnexpectedReply("lock_and_load").into()),
         })
     }
 
     /// Wraps a freshly taken lock in a guard and starts renewing its lease.
-    fn guard(&self, lock_key: String, token: String, lease: Duration, sent: Instant) -> LockGuard {
+    fn guard(&self, lock_key: Vec<u8>, token: String, lease: Duration, sent: Instant) -> LockGuard {
         let state = Arc::new(LockState {
             store: self.clone(),
             lock_key,

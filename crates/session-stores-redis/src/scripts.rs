@@ -4,16 +4,29 @@
 //!
 //! Key layout, for a store prefix `P` (default `session:`):
 //!
-//! - `P<64 hex>`: one session record, a hash (see `crate::fields`), with a
-//!   TTL at the record's deadline (`EXPIREAT`);
+//! - `P<64 hex>`: one session record, a string (see `crate::value`), that
+//!   expires at the record's deadline (`EXAT`);
 //! - `P lock:<64 hex>` (no space): the session's lock, holding a random
 //!   token, with the lease as TTL;
 //! - `P user:<hex of the user id>` (no space): the user's index, a set of
-//!   the record keys' hex parts, with a TTL at the latest deadline among them.
+//!   the record keys' hex parts, that expires at the latest deadline among
+//!   them.
 //!
 //! Only the hex of a [`StorageKey`](session_core::StorageKey) and the hex of
 //! the user id ever end up in a key name. Record keys are exactly the prefix
 //! and 64 hex digits, so they never collide with `lock:` or `user:` keys.
+//!
+//! The hot path is `LOCK_AND_LOAD` (`SET NX PX`, `GET`) and `SAVE` with the
+//! lock (`GET` of the lock, `GET` of the record, `SET EXAT`, `DEL` of the
+//! lock). The user index is only written when a record's user or deadline
+//! changes: the save script compares the head of the stored value
+//! (`s1 <at> <user> `) with the new one. That keeps the invariant every
+//! index reader relies on: a live record with a user is in that user's
+//! index, and the index lives at least as long as the record.
+//!
+//! Keys are read with `redis.pcall`, so a key holding another type (an
+//! older layout, something planted) is "not a record" instead of an error
+//! halfway through a script.
 
 use std::sync::LazyLock;
 
@@ -30,12 +43,24 @@ local function index_key(prefix, user)
     return string.format('%02x', string.byte(c))
   end))
 end
-local function server_now()
-  return tonumber(redis.call('TIME')[1])
+-- The head of a record value: its expire-at, its user (false if none),
+-- where the user field starts and where the field after it starts; nil if
+-- the value is not a record of this format.
+local function head(v)
+  if type(v) ~= 'string' then return nil end
+  local at, u = string.match(v, '^s1 (%d+) ()')
+  if not at then return nil end
+  if string.sub(v, u, u + 1) == '- ' then return tonumber(at), false, u, u + 2 end
+  local n, q = string.match(v, '^(%d+):()', u)
+  if not n then return nil end
+  n = tonumber(n)
+  if string.sub(v, q + n, q + n) ~= ' ' then return nil end
+  return tonumber(at), string.sub(v, q, q + n - 1), u, q + n + 1
 end
 -- Adds a session to its user's index and keeps the index alive at least
 -- until the session's deadline. A session that is already over is not added.
-local function index_add(idx, member, at, now)
+local function index_add(idx, member, at)
+  local now = tonumber(redis.call('TIME')[1])
   if at <= now then return end
   redis.call('SADD', idx, member)
   local ttl = redis.call('TTL', idx)
@@ -49,47 +74,48 @@ end
 
 /// `create`: writes the record only if the key is free.
 ///
-/// KEYS: record. ARGV: prefix, member, expire-at, has-user (`0`/`1`), user,
-/// then field/value pairs. Returns 1 if written, 0 if the key was taken.
+/// KEYS: record. ARGV: value, expire-at, prefix. Returns 1 if written, 0 if
+/// the key was taken.
 pub(crate) static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local at = tonumber(ARGV[3])
-local now = server_now()
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-redis.call('EXPIREAT', KEYS[1], at)
-if ARGV[4] == '1' then index_add(index_key(ARGV[1], ARGV[5]), ARGV[2], at, now) end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EXAT', ARGV[2]) then return 0 end
+local at, user = head(ARGV[1])
+if user then
+  index_add(index_key(ARGV[3], user), string.sub(KEYS[1], #ARGV[3] + 1), tonumber(ARGV[2]))
+end
 return 1
 "#
     ))
 });
 
 /// `save`, and `save_and_release` when a lock key is given: overwrites the
-/// record only if it exists, moves it between user indexes, and releases the
-/// lock if the caller still holds it.
+/// record only if one exists, keeps the user index in step, and releases
+/// the lock if the caller still holds it.
 ///
-/// KEYS: record, optionally the lock. ARGV: prefix, member, expire-at,
-/// has-user, user, lock token (empty without a lock), then field/value pairs.
-/// Returns 1 if saved, 0 if the record is gone (nothing written), -1 if the
-/// lock is no longer the caller's (nothing written, lock untouched).
+/// KEYS: record, optionally the lock. ARGV: value, expire-at, length of the
+/// value's head, prefix, lock token (with a lock). Returns 1 if saved, 0 if
+/// there is no record (nothing written), -1 if the lock is no longer the
+/// caller's (nothing written, lock untouched).
 pub(crate) static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
 local lock = KEYS[2]
-if lock and redis.call('GET', lock) ~= ARGV[6] then return -1 end
+if lock and redis.call('GET', lock) ~= ARGV[5] then return -1 end
+local old = redis.pcall('GET', KEYS[1])
 local saved = 0
-if redis.call('TYPE', KEYS[1]).ok == 'hash' then
-  local at = tonumber(ARGV[3])
-  local now = server_now()
-  local old = redis.call('HGET', KEYS[1], 'user')
-  local new = false
-  if ARGV[4] == '1' then new = ARGV[5] end
-  if old and old ~= new then redis.call('SREM', index_key(ARGV[1], old), ARGV[2]) end
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], unpack(ARGV, 7))
-  redis.call('EXPIREAT', KEYS[1], at)
-  if new then index_add(index_key(ARGV[1], new), ARGV[2], at, now) end
+if type(old) == 'string' and string.sub(old, 1, 3) == 's1 ' then
+  redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
+  local n = tonumber(ARGV[3])
+  if string.sub(old, 1, n) ~= string.sub(ARGV[1], 1, n) then
+    local member = string.sub(KEYS[1], #ARGV[4] + 1)
+    local _, old_user = head(old)
+    local _, new_user = head(ARGV[1])
+    if old_user and old_user ~= new_user then
+      redis.call('SREM', index_key(ARGV[4], old_user), member)
+    end
+    if new_user then index_add(index_key(ARGV[4], new_user), member, tonumber(ARGV[2])) end
+  end
   saved = 1
 end
 if lock then redis.call('DEL', lock) end
@@ -98,19 +124,24 @@ return saved
     ))
 });
 
-/// `touch`: moves `last_seen`, the idle deadline and the TTL; data untouched.
+/// `touch`: moves the expire-at, `seen` and `idle` (and the key's expiry);
+/// the rest of the value, data included, is copied unchanged.
 ///
-/// KEYS: record. ARGV: prefix, member, expire-at, last-seen, idle deadline.
-/// Returns 1 if touched, 0 if the record is gone.
+/// KEYS: record. ARGV: expire-at, last-seen, idle deadline, prefix.
+/// Returns 1 if touched, 0 if there is no record.
 pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
-if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return 0 end
-local at = tonumber(ARGV[3])
-local user = redis.call('HGET', KEYS[1], 'user')
-redis.call('HSET', KEYS[1], 'seen', ARGV[4], 'idle', ARGV[5])
-redis.call('EXPIREAT', KEYS[1], at)
-if user then index_add(index_key(ARGV[1], user), ARGV[2], at, server_now()) end
+local v = redis.pcall('GET', KEYS[1])
+local at, user, u, p = head(v)
+if not at then return 0 end
+local created, rest = string.match(v, '^(%-?%d+) %-?%d+ %-?%d+ ()', p)
+if not created then return 0 end
+redis.call('SET', KEYS[1], 's1 ' .. ARGV[1] .. ' ' .. string.sub(v, u, p - 1) .. created
+  .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. string.sub(v, rest), 'EXAT', ARGV[1])
+if user and tonumber(ARGV[1]) ~= at then
+  index_add(index_key(ARGV[4], user), string.sub(KEYS[1], #ARGV[4] + 1), tonumber(ARGV[1]))
+end
 return 1
 "#
     ))
@@ -118,15 +149,16 @@ return 1
 
 /// `delete`: removes the record and its user-index entry.
 ///
-/// KEYS: record. ARGV: prefix, member. Returns 1.
+/// KEYS: record. ARGV: prefix. Returns 1.
 pub(crate) static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
-if redis.call('TYPE', KEYS[1]).ok == 'hash' then
-  local user = redis.call('HGET', KEYS[1], 'user')
-  if user then redis.call('SREM', index_key(ARGV[1], user), ARGV[2]) end
+local v = redis.pcall('GETDEL', KEYS[1])
+if type(v) == 'table' then redis.call('DEL', KEYS[1]) end
+local _, user = head(v)
+if user then
+  redis.call('SREM', index_key(ARGV[1], user), string.sub(KEYS[1], #ARGV[1] + 1))
 end
-redis.call('DEL', KEYS[1])
 return 1
 "#
     ))
@@ -136,19 +168,18 @@ return 1
 /// is gone (expired natively or deleted).
 ///
 /// KEYS: index. ARGV: prefix. Returns a flat array of member, then the
-/// record's `HGETALL` (or nil if the key holds something else).
+/// record's value (or nil if the key holds something other than a string).
 pub(crate) static LIST_FOR_USER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
 local out = {}
 for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local k = ARGV[1] .. m
-  local t = redis.call('TYPE', k).ok
-  if t == 'none' then
+  local v = redis.pcall('GET', ARGV[1] .. m)
+  if not v then
     redis.call('SREM', KEYS[1], m)
   else
     out[#out + 1] = m
-    if t == 'hash' then out[#out + 1] = redis.call('HGETALL', k) else out[#out + 1] = false end
+    if type(v) == 'string' then out[#out + 1] = v else out[#out + 1] = false end
   end
 end
 return out
@@ -156,7 +187,7 @@ return out
     ))
 });
 
-/// `delete_for_user`: deletes the user's records (only those whose `user`
+/// `delete_for_user`: deletes the user's records (only those whose user
 /// field still names this user) and the index.
 ///
 /// KEYS: index. ARGV: prefix, user. Returns how many records were deleted.
@@ -166,9 +197,8 @@ pub(crate) static DELETE_FOR_USER: LazyLock<Script> = LazyLock::new(|| {
 local n = 0
 for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local k = ARGV[1] .. m
-  if redis.call('TYPE', k).ok == 'hash' and redis.call('HGET', k, 'user') == ARGV[2] then
-    n = n + redis.call('DEL', k)
-  end
+  local _, user = head(redis.pcall('GET', k))
+  if user == ARGV[2] then n = n + redis.call('DEL', k) end
 end
 redis.call('DEL', KEYS[1])
 return n
@@ -201,16 +231,16 @@ return removed
 /// the record.
 ///
 /// KEYS: lock, record. ARGV: token, lease in milliseconds. Returns 0 if the
-/// lock is taken by someone else; otherwise the record's `HGETALL`, or 1 if
-/// there is no record, or 2 if the key holds something other than a hash.
+/// lock is taken by someone else; otherwise the record's value, or 1 if
+/// there is no record, or 2 if the key holds something other than a string.
 pub(crate) static LOCK_AND_LOAD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
-local t = redis.call('TYPE', KEYS[2]).ok
-if t == 'hash' then return redis.call('HGETALL', KEYS[2]) end
-if t == 'none' then return 1 end
-return 2
+local v = redis.pcall('GET', KEYS[2])
+if not v then return 1 end
+if type(v) == 'table' then return 2 end
+return v
 "#,
     )
 });

@@ -4,7 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, FromRedisValue, ScriptInvocation, Value};
+use std::io::Write as _;
+
+use deadpool_redis::redis::{
+    self, Cmd, ErrorKind, RedisWrite as _, Script, ServerErrorKind, Value,
+};
 use deadpool_redis::{Config, Pool, Runtime};
 use session_core::{
     Codec, Error, JsonCodec, Record, SessionStore, StorageKey, Timestamp, async_trait,
@@ -12,8 +16,8 @@ use session_core::{
 
 use crate::conn::Connections;
 use crate::error::RedisStoreError;
-use crate::fields::{self, Corrupt};
 use crate::scripts;
+use crate::value::{self, Corrupt};
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "session:";
@@ -26,13 +30,15 @@ const SCAN_COUNT: usize = 200;
 
 /// A session store on Redis, through a [`deadpool_redis::Pool`].
 ///
-/// - Each session is a Redis hash under `<prefix><64 hex digits>` (the hex of
-///   its [`StorageKey`], never anything from the request), with its TTL at
+/// - Each session is one Redis string under `<prefix><64 hex digits>` (the
+///   hex of its [`StorageKey`], never anything from the request): a short
+///   text head (deadlines, user, version) and the encoded data, expiring at
 ///   the session's deadline, so Redis expires sessions by itself.
 /// - Each user with sessions has a set under `<prefix>user:<hex of the user
 ///   id>` listing them, kept in step by `create`, `save` and `delete`.
-/// - `load` is one `HGETALL`; `create`, `save`, `touch`, `delete` and the
-///   lock operations are one Lua script call each (one round trip).
+/// - `load` is one `GET`; `create`, `save`, `touch`, `delete` and the lock
+///   operations are one Lua script call each (one round trip).
+/// - Needs Redis 6.2 or later (`SET ... EXAT`, `GETDEL`).
 /// - The per-session lock ([`SessionLock`](session_core::SessionLock)) works
 ///   across processes: `SET NX PX` with a random token, a lease renewed while
 ///   the guard lives, released by compare-and-delete.
@@ -163,39 +169,58 @@ impl RedisStore {
         &self.prefix
     }
 
-    /// `<prefix><hex>`: where the record lives.
-    pub(crate) fn record_key(&self, key: &StorageKey) -> String {
-        let mut name = String::with_capacity(self.prefix.len() + 64);
-        name.push_str(&self.prefix);
-        name.push_str(&key.to_hex());
-        name
+    /// `<prefix><hex>`: where the record lives, as one command argument.
+    pub(crate) fn record_key_arg(&self, command: &mut Cmd, key: &StorageKey) {
+        let mut arg = command.writer_for_next_arg();
+        // Writing to a command's buffer cannot fail.
+        let _ = arg.write_all(self.prefix.as_bytes());
+        let _ = arg.write_all(&hex(key));
     }
 
     /// `<prefix>lock:<hex>`: the session's lock.
-    pub(crate) fn lock_key(&self, key: &StorageKey) -> String {
-        format!("{}lock:{}", self.prefix, key.to_hex())
+    pub(crate) fn lock_key(&self, key: &StorageKey) -> Vec<u8> {
+        let mut name = Vec::with_capacity(self.prefix.len() + 5 + 64);
+        name.extend_from_slice(self.prefix.as_bytes());
+        name.extend_from_slice(b"lock:");
+        name.extend_from_slice(&hex(key));
+        name
     }
 
     /// `<prefix>user:<hex of the user id>`: the user's index. The scripts
     /// build the same name in Lua (`index_key`).
-    fn index_key(&self, user: &str) -> String {
-        use std::fmt::Write as _;
-        let mut name = String::with_capacity(self.prefix.len() + 5 + 2 * user.len());
-        name.push_str(&self.prefix);
-        name.push_str("user:");
+    fn index_key(&self, user: &str) -> Vec<u8> {
+        let mut name = Vec::with_capacity(self.prefix.len() + 5 + 2 * user.len());
+        name.extend_from_slice(self.prefix.as_bytes());
+        name.extend_from_slice(b"user:");
         for byte in user.bytes() {
-            let _ = write!(name, "{byte:02x}");
+            name.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
         }
         name
     }
 
-    /// Runs one script call on the shared connection.
-    pub(crate) async fn invoke<T: FromRedisValue>(
+    /// Runs one command on the shared connection. For an `EVALSHA` built by
+    /// [`evalsha`], pass its script: a `NOSCRIPT` reply (a Redis that
+    /// restarted or flushed its scripts) loads it and sends the command again.
+    pub(crate) async fn run(
         &self,
-        invocation: &ScriptInvocation<'_>,
-    ) -> Result<T, RedisStoreError> {
+        command: &Cmd,
+        script: Option<&Script>,
+    ) -> Result<Value, RedisStoreError> {
         let mut lent = self.connections.get(self.connect_timeout).await?;
-        match invocation.invoke_async(&mut lent.connection).await {
+        let connection = &mut lent.connection;
+        let mut result =
+            connection.send_packed_command(command).await.and_then(Value::extract_error);
+        if let (Err(error), Some(script)) = (&result, script)
+            && error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+        {
+            result = match script.load_async(connection).await {
+                Ok(_) => {
+                    connection.send_packed_command(command).await.and_then(Value::extract_error)
+                }
+                Err(error) => Err(error),
+            };
+        }
+        match result {
             Ok(value) => Ok(value),
             Err(error) => {
                 self.connections.failed(&lent, &error);
@@ -204,29 +229,17 @@ impl RedisStore {
         }
     }
 
-    /// Runs one command on the shared connection.
-    pub(crate) async fn query<T: FromRedisValue>(
+    /// Runs a script that answers with an integer.
+    pub(crate) async fn run_for_int(
         &self,
-        command: &redis::Cmd,
-    ) -> Result<T, RedisStoreError> {
-        let mut lent = self.connections.get(self.connect_timeout).await?;
-        match command.query_async(&mut lent.connection).await {
-            Ok(value) => Ok(value),
-            Err(error) => {
-                self.connections.failed(&lent, &error);
-                Err(error.into())
-            }
+        command: &Cmd,
+        script: &Script,
+        operation: &'static str,
+    ) -> Result<i64, RedisStoreError> {
+        match self.run(command, Some(script)).await? {
+            Value::Int(n) => Ok(n),
+            _ => Err(RedisStoreError::UnexpectedReply(operation)),
         }
-    }
-
-    /// Adds the arguments every record writer takes after the prefix and
-    /// member: expire-at, has-user, user.
-    fn record_args(invocation: &mut ScriptInvocation<'_>, record: &Record) {
-        invocation.arg(fields::expire_at(record));
-        match &record.user {
-            Some(user) => invocation.arg("1").arg(user.as_str()),
-            None => invocation.arg("0").arg(""),
-        };
     }
 
     /// `save`, optionally with the lock release (see `scripts::SAVE`).
@@ -234,35 +247,31 @@ impl RedisStore {
     pub(crate) async fn save_script(
         &self,
         record: &Record,
-        lock: Option<(&str, &str)>,
+        lock: Option<(&[u8], &str)>,
     ) -> Result<i64, Error> {
-        let fields = fields::encode(record, self.codec.as_ref())?;
-        let mut invocation = scripts::SAVE.prepare_invoke();
-        invocation.key(self.record_key(&record.key));
+        let mut command = evalsha(&scripts::SAVE, if lock.is_some() { 2 } else { 1 });
+        self.record_key_arg(&mut command, &record.key);
         if let Some((lock_key, _)) = lock {
-            invocation.key(lock_key);
+            command.arg(lock_key);
         }
-        invocation.arg(&*self.prefix).arg(record.key.to_hex());
-        Self::record_args(&mut invocation, record);
-        invocation.arg(lock.map_or("", |(_, token)| token));
-        for (name, value) in &fields {
-            invocation.arg(*name).arg(value.as_slice());
+        let head_len =
+            value::encode(record, self.codec.as_ref(), &mut command.writer_for_next_arg())?;
+        command.arg(value::expire_at(record)).arg(head_len).arg(self.prefix.as_bytes());
+        if let Some((_, token)) = lock {
+            command.arg(token);
         }
-        Ok(self.invoke(&invocation).await?)
+        Ok(self.run_for_int(&command, &scripts::SAVE, "save").await?)
     }
 
-    /// Reads a record from an `HGETALL` reply: `None` if there is none, if it
-    /// is corrupt (logged) or if it is expired at `now`.
-    pub(crate) fn record_from_reply(
+    /// Reads a record from a stored value: `None` if it is corrupt (logged)
+    /// or expired at `now`.
+    pub(crate) fn record_from_value(
         &self,
         key: &StorageKey,
-        reply: Value,
+        stored: &[u8],
         now: Timestamp,
     ) -> Option<Record> {
-        if fields::is_empty(&reply) {
-            return None;
-        }
-        match fields::decode(*key, reply, self.codec.as_ref()) {
+        match value::decode(*key, stored, self.codec.as_ref()) {
             Ok(record) => (!record.is_expired(now)).then_some(record),
             Err(corrupt) => {
                 log_corrupt(key, corrupt);
@@ -284,6 +293,26 @@ impl RedisStore {
     }
 }
 
+/// `EVALSHA <sha1 of script> <keys>`: the start of a script call; keys and
+/// arguments follow.
+pub(crate) fn evalsha(script: &Script, keys: usize) -> Cmd {
+    let mut command = Cmd::with_capacity(8, 256);
+    command.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+    command
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The 64 lowercase hex digits of a storage key, without allocating.
+pub(crate) fn hex(key: &StorageKey) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(key.as_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
+    }
+    out
+}
+
 /// Logs a record that cannot be read; the session is treated as absent.
 pub(crate) fn log_corrupt(key: &StorageKey, corrupt: Corrupt) {
     tracing::warn!(
@@ -296,14 +325,11 @@ pub(crate) fn log_corrupt(key: &StorageKey, corrupt: Corrupt) {
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
-        let fields = fields::encode(record, self.codec.as_ref())?;
-        let mut invocation = scripts::CREATE.prepare_invoke();
-        invocation.key(self.record_key(&record.key)).arg(&*self.prefix).arg(record.key.to_hex());
-        Self::record_args(&mut invocation, record);
-        for (name, value) in &fields {
-            invocation.arg(*name).arg(value.as_slice());
-        }
-        match self.invoke::<i64>(&invocation).await? {
+        let mut command = evalsha(&scripts::CREATE, 1);
+        self.record_key_arg(&mut command, &record.key);
+        value::encode(record, self.codec.as_ref(), &mut command.writer_for_next_arg())?;
+        command.arg(value::expire_at(record)).arg(self.prefix.as_bytes());
+        match self.run_for_int(&command, &scripts::CREATE, "create").await? {
             1 => Ok(()),
             0 => Err(Error::IdCollision),
             _ => Err(RedisStoreError::UnexpectedReply("create").into()),
@@ -311,11 +337,15 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, Error> {
-        let command = redis::cmd("HGETALL").arg(self.record_key(key)).to_owned();
-        match self.query::<Value>(&command).await {
-            Ok(reply) => Ok(self.record_from_reply(key, reply, now)),
+        let mut command = Cmd::with_capacity(2, 128);
+        command.arg("GET");
+        self.record_key_arg(&mut command, key);
+        match self.run(&command, None).await {
+            Ok(Value::BulkString(stored)) => Ok(self.record_from_value(key, &stored, now)),
+            Ok(Value::Nil) => Ok(None),
+            Ok(_) => Err(RedisStoreError::UnexpectedReply("load").into()),
             Err(RedisStoreError::Redis(error)) if error.code() == Some("WRONGTYPE") => {
-                log_corrupt(key, Corrupt("the key does not hold a hash"));
+                log_corrupt(key, Corrupt("the key does not hold a string"));
                 Ok(None)
             }
             Err(error) => Err(error.into()),
@@ -331,22 +361,22 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<(), Error> {
-        let mut invocation = scripts::DELETE.prepare_invoke();
-        invocation.key(self.record_key(key)).arg(&*self.prefix).arg(key.to_hex());
-        self.invoke::<i64>(&invocation).await?;
+        let mut command = evalsha(&scripts::DELETE, 1);
+        self.record_key_arg(&mut command, key);
+        command.arg(self.prefix.as_bytes());
+        self.run_for_int(&command, &scripts::DELETE, "delete").await?;
         Ok(())
     }
 
     async fn touch(&self, record: &Record) -> Result<(), Error> {
-        let mut invocation = scripts::TOUCH.prepare_invoke();
-        invocation
-            .key(self.record_key(&record.key))
-            .arg(&*self.prefix)
-            .arg(record.key.to_hex())
-            .arg(fields::expire_at(record))
+        let mut command = evalsha(&scripts::TOUCH, 1);
+        self.record_key_arg(&mut command, &record.key);
+        command
+            .arg(value::expire_at(record))
             .arg(record.last_seen.unix_seconds())
-            .arg(record.idle_deadline.unix_seconds());
-        match self.invoke::<i64>(&invocation).await? {
+            .arg(record.idle_deadline.unix_seconds())
+            .arg(self.prefix.as_bytes());
+        match self.run_for_int(&command, &scripts::TOUCH, "touch").await? {
             1 => Ok(()),
             0 => Err(Error::NotFound),
             _ => Err(RedisStoreError::UnexpectedReply("touch").into()),
@@ -367,14 +397,18 @@ impl SessionStore for RedisStore {
                 .arg("COUNT")
                 .arg(SCAN_COUNT)
                 .to_owned();
-            let (next, indexes): (u64, Vec<Vec<u8>>) = self.query(&command).await?;
+            let reply = self.run(&command, None).await?;
+            let (next, indexes): (u64, Vec<Vec<u8>>) = redis::from_redis_value(reply)
+                .map_err(|_| RedisStoreError::UnexpectedReply("scan"))?;
             if !indexes.is_empty() {
-                let mut invocation = scripts::PRUNE_INDEXES.prepare_invoke();
+                let mut command = evalsha(&scripts::PRUNE_INDEXES, indexes.len());
                 for index in &indexes {
-                    invocation.key(index.as_slice());
+                    command.arg(index.as_slice());
                 }
-                invocation.arg(&*self.prefix);
-                pruned += self.invoke::<u64>(&invocation).await?;
+                command.arg(self.prefix.as_bytes());
+                let removed =
+                    self.run_for_int(&command, &scripts::PRUNE_INDEXES, "delete_expired").await?;
+                pruned += removed.unsigned_abs();
             }
             if next == 0 {
                 break;
@@ -388,12 +422,14 @@ impl SessionStore for RedisStore {
     }
 
     async fn list_for_user(&self, user: &str, now: Timestamp) -> Result<Vec<Record>, Error> {
-        let mut invocation = scripts::LIST_FOR_USER.prepare_invoke();
-        invocation.key(self.index_key(user)).arg(&*self.prefix);
-        let reply: Vec<Value> = self.invoke(&invocation).await?;
+        let mut command = evalsha(&scripts::LIST_FOR_USER, 1);
+        command.arg(self.index_key(user)).arg(self.prefix.as_bytes());
+        let Value::Array(reply) = self.run(&command, Some(&scripts::LIST_FOR_USER)).await? else {
+            return Err(RedisStoreError::UnexpectedReply("list_for_user").into());
+        };
         let mut records = Vec::with_capacity(reply.len() / 2);
         let mut items = reply.into_iter();
-        while let (Some(member), Some(hash)) = (items.next(), items.next()) {
+        while let (Some(member), Some(stored)) = (items.next(), items.next()) {
             let key = match &member {
                 Value::BulkString(bytes) => {
                     std::str::from_utf8(bytes).ok().and_then(|hex| hex.parse::<StorageKey>().ok())
@@ -404,11 +440,11 @@ impl SessionStore for RedisStore {
                 tracing::warn!("user index entry is not a session key; skipping it");
                 continue;
             };
-            if matches!(hash, Value::Nil) {
-                log_corrupt(&key, Corrupt("the key does not hold a hash"));
+            let Value::BulkString(stored) = stored else {
+                log_corrupt(&key, Corrupt("the key does not hold a string"));
                 continue;
-            }
-            if let Some(record) = self.record_from_reply(&key, hash, now)
+            };
+            if let Some(record) = self.record_from_value(&key, &stored, now)
                 && record.user.as_deref() == Some(user)
             {
                 records.push(record);
@@ -418,8 +454,10 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete_for_user(&self, user: &str) -> Result<u64, Error> {
-        let mut invocation = scripts::DELETE_FOR_USER.prepare_invoke();
-        invocation.key(self.index_key(user)).arg(&*self.prefix).arg(user);
-        Ok(self.invoke::<u64>(&invocation).await?)
+        let mut command = evalsha(&scripts::DELETE_FOR_USER, 1);
+        command.arg(self.index_key(user)).arg(self.prefix.as_bytes()).arg(user);
+        let deleted =
+            self.run_for_int(&command, &scripts::DELETE_FOR_USER, "delete_for_user").await?;
+        Ok(deleted.unsigned_abs())
     }
 }

@@ -20,7 +20,7 @@ mod common;
 
 use std::sync::Arc;
 
-use deadpool_redis::redis::AsyncCommands;
+use deadpool_redis::redis::{self, AsyncCommands};
 use session_core::testing::{self, DynStore};
 use session_core::{
     Error, ExpiryPolicy, LockOptions, Record, SessionId, SessionLock, SessionStore, Timestamp,
@@ -79,18 +79,27 @@ async fn row19_corrupt_records_are_absent_and_still_removable() {
     let mut raw = common::raw_connection(&common::redis_url()).await;
     let now = Timestamp::now();
     let user = format!("user-{}", &SessionId::random().storage_key().to_hex()[..12]);
-    let (mut truncated, mut not_a_hash, mut good) = (record(now), record(now), record(now));
-    for r in [&mut truncated, &mut not_a_hash, &mut good] {
+    let (mut truncated, mut not_a_record, mut good) = (record(now), record(now), record(now));
+    for r in [&mut truncated, &mut not_a_record, &mut good] {
         r.user = Some(user.clone());
         store.create(r).await.unwrap();
     }
     let key_of = |r: &Record| format!("{}{}", store.prefix(), r.key.to_hex());
-    let () = raw.hset(key_of(&truncated), "data", br#"{"n":"#).await.unwrap();
-    let () = raw.del(key_of(&not_a_hash)).await.unwrap();
-    let () = raw.set(key_of(&not_a_hash), "not a hash").await.unwrap();
+    // Cut inside the data: the head (and with it the user) is still there.
+    let stored: Vec<u8> = raw.get(key_of(&truncated)).await.unwrap();
+    let cut = &stored[..stored.len() - 1];
+    let () = redis::cmd("SET")
+        .arg(key_of(&truncated))
+        .arg(cut)
+        .arg("KEEPTTL")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let () = raw.del(key_of(&not_a_record)).await.unwrap();
+    let () = raw.hset(key_of(&not_a_record), "data", "not a record").await.unwrap();
 
     for reader in [&store, &other] {
-        for corrupt in [&truncated, &not_a_hash] {
+        for corrupt in [&truncated, &not_a_record] {
             assert!(reader.load(&corrupt.key, now).await.unwrap().is_none());
             let (guard, loaded) =
                 reader.lock_and_load(&corrupt.key, LockOptions::default(), now).await.unwrap();
@@ -108,10 +117,11 @@ async fn row19_corrupt_records_are_absent_and_still_removable() {
         let exists: bool = raw.exists(key_of(r)).await.unwrap();
         assert!(!exists, "removed with the user's other sessions");
     }
-    // A key that is not a hash cannot show whose it is, so it is left alone
-    // (and stays absent); only someone with access to Redis can plant one.
-    assert!(store.load(&not_a_hash.key, now).await.unwrap().is_none());
-    let () = raw.del(key_of(&not_a_hash)).await.unwrap();
+    // A key that is not a record cannot show whose it is, so it is left
+    // alone (and stays absent); only someone with access to Redis can plant
+    // one.
+    assert!(store.load(&not_a_record.key, now).await.unwrap().is_none());
+    let () = raw.del(key_of(&not_a_record)).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

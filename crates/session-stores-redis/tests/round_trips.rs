@@ -47,11 +47,17 @@ impl Monitor {
 
     /// Top-level commands from other clients since the previous call.
     async fn commands_since_last(&mut self) -> usize {
+        self.counts_since_last().await.0
+    }
+
+    /// Top-level commands from other clients since the previous call, and
+    /// the commands their scripts ran inside Redis.
+    async fn counts_since_last(&mut self) -> (usize, usize) {
         self.markers += 1;
         let marker = format!("round-trip-marker-{}", self.markers);
         let _: String =
             redis::cmd("ECHO").arg(&marker).query_async(&mut self.marker_connection).await.unwrap();
-        let mut commands = 0;
+        let (mut commands, mut in_scripts) = (0, 0);
         loop {
             let line = tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
                 .await
@@ -59,9 +65,11 @@ impl Monitor {
                 .unwrap()
                 .unwrap_or_else(|| panic!("MONITOR connection closed"));
             if line.contains(&marker) {
-                return commands;
+                return (commands, in_scripts);
             }
-            if !line.contains(" lua] ") {
+            if line.contains(" lua] ") {
+                in_scripts += 1;
+            } else {
                 commands += 1;
             }
         }
@@ -106,11 +114,13 @@ async fn hot_path_operations_take_one_round_trip_each() {
     store.touch(&record).await.unwrap();
     counts.push(("touch", monitor.commands_since_last().await));
     let (guard, loaded) = store.lock_and_load(&record.key, options, now).await.unwrap();
-    counts.push(("lock_and_load", monitor.commands_since_last().await));
+    let (round_trips, lock_and_load_inside) = monitor.counts_since_last().await;
+    counts.push(("lock_and_load", round_trips));
     let mut loaded = loaded.unwrap();
     loaded.data.insert_value("n", 2.into());
     store.save_and_release(&loaded, guard).await.unwrap();
-    counts.push(("save_and_release", monitor.commands_since_last().await));
+    let (round_trips, save_and_release_inside) = monitor.counts_since_last().await;
+    counts.push(("save_and_release", round_trips));
     let guard = store.lock(&record.key, options).await.unwrap();
     counts.push(("lock", monitor.commands_since_last().await));
     guard.release().await.unwrap();
@@ -121,6 +131,11 @@ async fn hot_path_operations_take_one_round_trip_each() {
     for (operation, count) in &counts {
         assert_eq!(*count, 1, "{operation} took {count} round trips: {counts:?}");
     }
+    // The work inside Redis on the hot path (the user and the deadline stay
+    // the same, so the user index is not touched): SET NX PX + GET, then
+    // GET (lock) + GET + SET EXAT + DEL (lock).
+    assert_eq!(lock_and_load_inside, 2, "commands inside lock_and_load");
+    assert_eq!(save_and_release_inside, 4, "commands inside save_and_release");
 
     // The counter sees what a naive implementation would cost: checking a
     // pooled connection out pings it (UNWATCH + PING) before the command.

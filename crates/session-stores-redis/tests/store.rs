@@ -60,28 +60,48 @@ async fn corrupt_records_load_as_absent() {
     neighbour.data.insert_value("ok", true.into());
     store.create(&neighbour).await.unwrap();
 
-    type Fields<'a> = Vec<(&'a str, &'a [u8])>;
-    let corruptions: Vec<(&str, Fields<'_>)> = vec![
-        ("truncated JSON data", vec![("data", br#"{"n":"#)]),
-        ("data not an object", vec![("data", b"[1,2,3]")]),
-        ("data not UTF-8", vec![("data", b"\xff\xfe\x00")]),
-        ("timestamp not a number", vec![("idle", b"tomorrow")]),
-        ("version negative", vec![("version", b"-3")]),
-        ("bad expiry", vec![("expiry", b"{\"kind\":")]),
+    let user = "corrupt-owner";
+    let head = |record: &Record| {
+        let at = record.expires_at().unix_seconds();
+        format!("s1 {at} {}:{user} ", user.len())
+    };
+    let fields = |record: &Record| {
+        format!(
+            "{} {} {} {}",
+            record.created_at.unix_seconds(),
+            record.last_seen.unix_seconds(),
+            record.idle_deadline.unix_seconds(),
+            record.absolute_deadline.unwrap().unix_seconds(),
+        )
+    };
+    type Corruption = fn(String, String) -> Vec<u8>;
+    let corruptions: Vec<(&str, Corruption)> = vec![
+        ("truncated JSON data", |h, f| format!("{h}{f} 1 - {{\"n\":").into_bytes()),
+        ("data not an object", |h, f| format!("{h}{f} 1 - [1,2,3]").into_bytes()),
+        ("data not UTF-8", |h, f| [format!("{h}{f} 1 - ").as_bytes(), b"\xff\xfe\x00"].concat()),
+        ("timestamp not a number", |h, _| format!("{h}1 1 tomorrow - 1 - {{}}").into_bytes()),
+        ("version negative", |h, f| format!("{h}{f} -3 - {{}}").into_bytes()),
+        ("bad expiry", |h, f| format!("{h}{f} 1 9:{{\"kind\": {{}}").into_bytes()),
+        ("cut in the head", |h, _| h.into_bytes()),
+        ("another format", |_, _| br#"{"data":{"n":1},"created":1}"#.to_vec()),
     ];
     let users_index = |store: &RedisStore, user: &str| {
         let hex: String = user.bytes().map(|b| format!("{b:02x}")).collect();
         format!("{}user:{hex}", store.prefix())
     };
-    let user = "corrupt-owner";
-    for (what, fields) in corruptions {
+    for (what, corrupt) in corruptions {
         let mut record = fresh_record(now);
         record.user = Some(user.to_owned());
         store.create(&record).await.unwrap();
         let key = record_key(&store, &record);
-        for (field, value) in fields {
-            let () = raw.hset(&key, field, value).await.unwrap();
-        }
+        let value = corrupt(head(&record), fields(&record));
+        let () = redis::cmd("SET")
+            .arg(&key)
+            .arg(value)
+            .arg("KEEPTTL")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
         assert!(store.load(&record.key, now).await.unwrap().is_none(), "{what}: loads as absent");
         let (guard, loaded) =
             store.lock_and_load(&record.key, LockOptions::default(), now).await.unwrap();
@@ -89,13 +109,14 @@ async fn corrupt_records_load_as_absent() {
         guard.release().await.unwrap();
     }
 
-    // Keys holding something other than a hash (a truncated string, a list).
-    let as_string = fresh_record(now);
-    let () = raw.set(record_key(&store, &as_string), br#"{"data":{"n":1},"crea"#).await.unwrap();
+    // Keys holding something other than a string (the hash of an earlier
+    // layout, a list).
+    let as_hash = fresh_record(now);
+    let () = raw.hset(record_key(&store, &as_hash), "data", r#"{"n":1}"#).await.unwrap();
     let as_list = fresh_record(now);
     let () = raw.rpush(record_key(&store, &as_list), "x").await.unwrap();
-    let () = raw.sadd(users_index(&store, user), as_string.key.to_hex()).await.unwrap();
-    for record in [&as_string, &as_list] {
+    let () = raw.sadd(users_index(&store, user), as_hash.key.to_hex()).await.unwrap();
+    for record in [&as_hash, &as_list] {
         assert!(store.load(&record.key, now).await.unwrap().is_none());
         let (guard, loaded) =
             store.lock_and_load(&record.key, LockOptions::default(), now).await.unwrap();
@@ -105,14 +126,24 @@ async fn corrupt_records_load_as_absent() {
         assert!(matches!(store.save(record).await, Err(Error::NotFound)));
         assert!(matches!(store.touch(record).await, Err(Error::NotFound)));
     }
+    // So is a string of another format.
+    let foreign = fresh_record(now);
+    let () = raw.set(record_key(&store, &foreign), br#"{"data":{"n":1},"crea"#).await.unwrap();
+    assert!(matches!(store.save(&foreign).await, Err(Error::NotFound)));
+    assert!(matches!(store.touch(&foreign).await, Err(Error::NotFound)));
+    let untouched: Vec<u8> = raw.get(record_key(&store, &foreign)).await.unwrap();
+    assert_eq!(untouched, br#"{"data":{"n":1},"crea"#);
 
     // The user's listing skips the corrupt ones instead of failing.
     assert!(store.list_for_user(user, now).await.unwrap().is_empty());
 
     let loaded = store.load(&neighbour.key, now).await.unwrap().unwrap();
     assert_eq!(loaded.data.get::<bool>("ok").unwrap(), Some(true));
-    store.delete(&as_string.key).await.unwrap();
-    store.delete(&as_list.key).await.unwrap();
+    for record in [&as_hash, &as_list, &foreign] {
+        store.delete(&record.key).await.unwrap();
+        let exists: bool = raw.exists(record_key(&store, record)).await.unwrap();
+        assert!(!exists, "delete removes whatever is under the key");
+    }
 }
 
 async fn expire_time(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
@@ -120,7 +151,8 @@ async fn expire_time(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> 
 }
 
 /// The Redis TTL is the session's deadline, through create, touch and save;
-/// touch rewrites only `seen` and `idle`, never the data field.
+/// touch moves `seen`, `idle` and the TTL and copies the stored data as it
+/// is (never the caller's copy).
 #[tokio::test]
 async fn ttl_follows_the_deadline_and_touch_leaves_data_alone() {
     let store = common::shared_store("ttl");
@@ -128,20 +160,44 @@ async fn ttl_follows_the_deadline_and_touch_leaves_data_alone() {
     let now = Timestamp::now();
     let mut record = fresh_record(now);
     record.data.insert_value("big", "x".repeat(1000).into());
+    record.user = Some("ttl toucher".to_owned());
+    record.version = 4;
     store.create(&record).await.unwrap();
     let key = record_key(&store, &record);
     assert_eq!(expire_time(&mut raw, &key).await, record.expires_at().unix_seconds());
     assert_eq!(record.expires_at(), record.idle_deadline);
 
-    let data_before: Vec<u8> = raw.hget(&key, "data").await.unwrap();
+    let before: Vec<u8> = raw.get(&key).await.unwrap();
     let later = now + Duration::from_secs(100);
     let mut touched = record.clone();
     touched.data.insert_value("big", "changed".into());
+    touched.version = 99;
     policy().refresh(&mut touched, later);
     store.touch(&touched).await.unwrap();
     assert_eq!(expire_time(&mut raw, &key).await, touched.expires_at().unix_seconds());
-    let data_after: Vec<u8> = raw.hget(&key, "data").await.unwrap();
-    assert_eq!(data_before, data_after, "touch must not rewrite the data");
+    let after: Vec<u8> = raw.get(&key).await.unwrap();
+    let tail = |value: &[u8]| {
+        // Everything after `s1 <at> <user> <created> <seen> <idle> `.
+        let user_end = value.windows(12).position(|w| w == b"ttl toucher ").unwrap() + 12;
+        let mut spaces = 0;
+        let at = value[user_end..]
+            .iter()
+            .position(|&b| {
+                spaces += usize::from(b == b' ');
+                spaces == 3
+            })
+            .unwrap();
+        value[user_end + at + 1..].to_vec()
+    };
+    assert_eq!(tail(&before), tail(&after), "touch must not rewrite the data or version");
+    let loaded = store.load(&record.key, later).await.unwrap().unwrap();
+    assert_eq!(loaded.data.get_value("big"), record.data.get_value("big"));
+    assert_eq!(loaded.version, 4);
+    assert_eq!(loaded.last_seen, later);
+    assert_eq!(loaded.idle_deadline, touched.idle_deadline);
+    assert_eq!(loaded.user, record.user);
+    let index = format!("{}user:{}", store.prefix(), hex("ttl toucher"));
+    assert!(expire_time(&mut raw, &index).await >= touched.expires_at().unix_seconds());
 
     // The absolute deadline caps the TTL.
     touched.idle_deadline = now + Duration::from_secs(7200);
