@@ -20,11 +20,11 @@
 //!
 //! Times are Unix seconds (JSON integers).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use session_core::{Error, Record, SessionData, SessionExpiry, StorageKey, Timestamp};
-use sha2::{Digest, Sha256};
 
 /// Values longer than this are refused before any decoding: browsers do not
 /// store larger cookies, so a longer value is not one of ours.
@@ -69,17 +69,27 @@ impl<'a> SealedClaims<'a> {
     }
 
     /// The payload as JSON bytes.
-    #[cfg_attr(not(any(feature = "fernet", feature = "signed")), allow(dead_code))]
     pub(crate) fn to_json(&self) -> Result<Vec<u8>, Error> {
         Ok(serde_json::to_vec(self)?)
     }
 }
 
+/// The key of every opened record: all zeros. Client-side sessions have no
+/// id and no store key ([`CookieFormat`](session_core::CookieFormat): "the
+/// opened record's `key` is not meaningful"), and the layer gives new
+/// client-side sessions this same key. (Nothing reads it; deriving one per
+/// value, as a hash of the value, cost more than the rest of `open`.)
+fn no_store_key() -> StorageKey {
+    StorageKey::from_bytes([0; 32])
+}
+
 /// The payload as opened. Every field but the optional ones is required, with
 /// its exact type: a value of another shape does not open.
 #[derive(Deserialize)]
-pub(crate) struct Claims {
-    aud: String,
+pub(crate) struct Claims<'a> {
+    /// Borrowed from the JSON unless it holds escapes: it is only compared.
+    #[serde(borrow)]
+    aud: Cow<'a, str>,
     iat: Timestamp,
     lst: Timestamp,
     exp: Timestamp,
@@ -91,10 +101,9 @@ pub(crate) struct Claims {
     nbf: Option<Timestamp>,
 }
 
-impl Claims {
+impl<'a> Claims<'a> {
     /// Parses an authenticated payload; `None` (logged) if it has the wrong shape.
-    #[cfg_attr(not(any(feature = "fernet", feature = "signed")), allow(dead_code))]
-    pub(crate) fn from_json(format: &'static str, json: &[u8]) -> Option<Self> {
+    pub(crate) fn from_json(format: &'static str, json: &'a [u8]) -> Option<Self> {
         match serde_json::from_slice(json) {
             Ok(claims) => Some(claims),
             Err(_) => reject(format, "authenticated payload is not session claims"),
@@ -102,13 +111,11 @@ impl Claims {
     }
 
     /// The session, if these claims were sealed for `cookie_name` and are
-    /// valid at `now`. `value` is the cookie value they came from: the
-    /// record's key is its SHA-256, a stable identity of that exact value.
+    /// valid at `now`. Its key is all zeros and its version 0.
     pub(crate) fn into_record(
         self,
         format: &'static str,
         cookie_name: &str,
-        value: &str,
         now: Timestamp,
     ) -> Option<Record> {
         if self.aud != cookie_name {
@@ -125,7 +132,7 @@ impl Claims {
             return reject(format, "expired (exp)");
         }
         let record = Record {
-            key: StorageKey::from_bytes(Sha256::digest(value.as_bytes()).into()),
+            key: no_store_key(),
             data: self.dat,
             created_at: self.iat,
             last_seen: self.lst,
@@ -177,8 +184,9 @@ mod tests {
         record
     }
 
-    fn claims(json: &serde_json::Value) -> Option<Claims> {
-        Claims::from_json("test", json.to_string().as_bytes())
+    /// Whether `json` parses as claims.
+    fn parses(json: &serde_json::Value) -> bool {
+        Claims::from_json("test", json.to_string().as_bytes()).is_some()
     }
 
     #[test]
@@ -195,26 +203,32 @@ mod tests {
     }
 
     #[test]
-    fn opens_into_an_unchanged_record_keyed_by_the_value_hash() {
+    fn opens_into_an_unchanged_record_without_a_store_key() {
         let json = SealedClaims::new("id", &record()).to_json().unwrap();
-        let opened = Claims::from_json("test", &json)
-            .unwrap()
-            .into_record("test", "id", "value", t(1_500))
-            .unwrap();
-        let expected =
-            Record { key: StorageKey::from_bytes(Sha256::digest(b"value").into()), ..record() };
+        let opened =
+            Claims::from_json("test", &json).unwrap().into_record("test", "id", t(1_500)).unwrap();
         assert!(!opened.data.is_changed());
-        assert_eq!(opened.data.as_map(), expected.data.as_map());
+        assert_eq!(opened.data.as_map(), record().data.as_map());
         assert_eq!((opened.created_at, opened.idle_deadline), (t(1_000), t(2_000)));
-        assert_eq!(opened.key, expected.key);
+        assert_eq!(opened.key, StorageKey::from_bytes([0; 32]));
         assert_eq!(opened.version, 0);
+    }
+
+    #[test]
+    fn an_escaped_audience_still_matches() {
+        let json = br#"{"aud":"i\u0064","iat":1,"lst":1,"exp":9,"idl":9,"dat":{}}"#;
+        let claims = Claims::from_json("test", json).unwrap();
+        assert!(matches!(claims.aud, Cow::Owned(_)));
+        assert!(claims.into_record("test", "id", t(2)).is_some());
+        let plain = br#"{"aud":"id","iat":1,"lst":1,"exp":9,"idl":9,"dat":{}}"#;
+        assert!(matches!(Claims::from_json("test", plain).unwrap().aud, Cow::Borrowed("id")));
     }
 
     #[test]
     fn wrong_shapes_do_not_open() {
         let good =
             serde_json::json!({"aud": "id", "iat": 1, "lst": 1, "exp": 9, "idl": 9, "dat": {}});
-        assert!(claims(&good).is_some());
+        assert!(parses(&good));
         for (field, bad) in [
             ("exp", serde_json::json!("9")),
             ("exp", serde_json::json!(1e30)),
@@ -227,11 +241,11 @@ mod tests {
         ] {
             let mut json = good.clone();
             json[field] = bad.clone();
-            assert!(claims(&json).is_none(), "{field} = {bad}");
+            assert!(!parses(&json), "{field} = {bad}");
         }
         let mut missing = good.clone();
         missing.as_object_mut().unwrap().remove("exp");
-        assert!(claims(&missing).is_none());
+        assert!(!parses(&missing));
         assert!(Claims::from_json("test", br#"{"aud":"id","aud":"id"}"#).is_none());
         assert!(Claims::from_json("test", b"not json").is_none());
     }
@@ -239,7 +253,11 @@ mod tests {
     #[test]
     fn time_checks_saturate_and_reject() {
         let at = |json: serde_json::Value, now: i64| {
-            claims(&json).unwrap().into_record("test", "id", "v", t(now)).is_some()
+            let json = json.to_string();
+            Claims::from_json("test", json.as_bytes())
+                .unwrap()
+                .into_record("test", "id", t(now))
+                .is_some()
         };
         let base = serde_json::json!({"aud": "id", "iat": 100, "lst": 100, "exp": 200, "idl": 200, "dat": {}});
         assert!(at(base.clone(), 199));

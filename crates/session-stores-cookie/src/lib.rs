@@ -42,10 +42,10 @@
 //! One JSON object, the same for every format: `aud` (the cookie name), `iat`
 //! (created), `lst` (last seen), `exp` (the earlier deadline), `idl` (idle
 //! deadline), `abs` (absolute deadline), `usr` (user), `xpy` (expiry
-//! override) and `dat` (the data). Times are Unix seconds. The record's
-//! version is not sealed, and an opened record has version 0 and a
-//! [`StorageKey`](session_core::StorageKey) that is the SHA-256 of the cookie
-//! value: a stable identity of that exact value, not a store key.
+//! override) and `dat` (the data). Times are Unix seconds. The record's key
+//! and version are not sealed: an opened record has version 0 and an
+//! all-zero [`StorageKey`](session_core::StorageKey), the key the layer
+//! gives new client-side sessions (there is no store to key).
 //!
 //! # Bad cookies
 //!
@@ -68,6 +68,8 @@ mod error;
 mod fernet;
 #[cfg(feature = "jwt")]
 mod jwt;
+#[cfg(any(feature = "jwt", feature = "signed"))]
+mod mac;
 #[cfg(feature = "signed")]
 mod signed;
 

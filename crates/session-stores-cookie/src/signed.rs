@@ -4,19 +4,12 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::digest::KeyInit;
-use hmac::{Hmac, Mac};
-use session_core::{CookieFormat, Error, Key, Keyring, Opened, Record, Timestamp};
-use sha2::Sha256;
+use session_core::{CookieFormat, Error, Keyring, Opened, Record, Timestamp};
 
 use crate::claims::{self, Claims, SealedClaims};
+use crate::mac::{self, KeyedMac, TAG_CHARS};
 
 const FORMAT: &str = "signed";
-
-/// Length of the base64url tag: 32 bytes, unpadded.
-const TAG_CHARS: usize = 43;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Signed cookies: readable by the client, not forgeable.
 ///
@@ -53,7 +46,7 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Clone)]
 pub struct SignedFormat {
     /// One keyed MAC per keyring key, primary first.
-    macs: Vec<HmacSha256>,
+    macs: Vec<KeyedMac>,
 }
 
 impl SignedFormat {
@@ -61,27 +54,12 @@ impl SignedFormat {
     /// of its keys.
     #[must_use]
     pub fn new(keyring: Keyring) -> Self {
-        Self {
-            macs: keyring
-                .keys()
-                .map(|key| {
-                    // HMAC zero-pads keys shorter than the 64-byte SHA-256
-                    // block, so this is HMAC keyed with the 32-byte key, built
-                    // without the fallible variable-length constructor.
-                    let mut block = [0u8; 64];
-                    block[..Key::LEN].copy_from_slice(key.as_bytes());
-                    <HmacSha256 as KeyInit>::new(&block.into())
-                })
-                .collect(),
-        }
+        Self { macs: keyring.keys().map(KeyedMac::new).collect() }
     }
 
-    fn mac(keyed: &HmacSha256, cookie_name: &str, payload: &[u8]) -> HmacSha256 {
-        let mut mac = keyed.clone();
-        mac.update(cookie_name.as_bytes());
-        mac.update(&[0]);
-        mac.update(payload);
-        mac
+    /// What the tag covers: the cookie name, a NUL, the payload.
+    fn signed<'a>(cookie_name: &'a str, payload: &'a [u8]) -> [&'a [u8]; 3] {
+        [cookie_name.as_bytes(), &[0], payload]
     }
 }
 
@@ -94,8 +72,9 @@ impl fmt::Debug for SignedFormat {
 impl CookieFormat for SignedFormat {
     fn seal(&self, cookie_name: &str, record: &Record) -> Result<String, Error> {
         let payload = SealedClaims::new(cookie_name, record).to_json()?;
-        let tag = Self::mac(&self.macs[0], cookie_name, &payload).finalize().into_bytes();
-        let mut value = URL_SAFE_NO_PAD.encode(&payload);
+        let tag = self.macs[0].tag(&Self::signed(cookie_name, &payload));
+        let mut value = String::with_capacity(payload.len().div_ceil(3) * 4 + 1 + TAG_CHARS);
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut value);
         value.push('.');
         URL_SAFE_NO_PAD.encode_string(tag, &mut value);
         Ok(value)
@@ -106,23 +85,18 @@ impl CookieFormat for SignedFormat {
         let Some((payload, tag)) = value.split_once('.') else {
             return claims::reject(FORMAT, "no tag");
         };
-        if tag.len() != TAG_CHARS {
-            return claims::reject(FORMAT, "tag of the wrong length");
-        }
         // Canonical base64url only, so every payload has exactly one value.
-        let (Ok(payload), Ok(tag)) = (URL_SAFE_NO_PAD.decode(payload), URL_SAFE_NO_PAD.decode(tag))
-        else {
+        let Some(tag) = mac::decode_tag(tag) else {
+            return claims::reject(FORMAT, "tag is not 32 bytes of base64url");
+        };
+        let Ok(payload) = URL_SAFE_NO_PAD.decode(payload) else {
             return claims::reject(FORMAT, "not base64url");
         };
-        let Some(index) = self
-            .macs
-            .iter()
-            .position(|keyed| Self::mac(keyed, cookie_name, &payload).verify_slice(&tag).is_ok())
-        else {
+        let signed = Self::signed(cookie_name, &payload);
+        let Some(index) = self.macs.iter().position(|mac| mac.verify(&signed, &tag)) else {
             return claims::reject(FORMAT, "no key verifies the tag");
         };
-        let record =
-            Claims::from_json(FORMAT, &payload)?.into_record(FORMAT, cookie_name, value, now)?;
+        let record = Claims::from_json(FORMAT, &payload)?.into_record(FORMAT, cookie_name, now)?;
         Some(Opened { record, needs_reseal: index != 0 })
     }
 }
@@ -131,7 +105,9 @@ impl CookieFormat for SignedFormat {
 mod tests {
     use std::time::Duration;
 
-    use session_core::StorageKey;
+    use hmac::{Hmac, Mac};
+    use session_core::{Key, StorageKey};
+    use sha2::Sha256;
 
     use super::*;
 
@@ -146,7 +122,7 @@ mod tests {
         let (payload, tag) = value.split_once('.').unwrap();
         let payload = URL_SAFE_NO_PAD.decode(payload).unwrap();
 
-        let mut expected = <HmacSha256 as KeyInit>::new_from_slice(key.as_bytes()).unwrap();
+        let mut expected = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
         expected.update(b"sid\0");
         expected.update(&payload);
         assert_eq!(

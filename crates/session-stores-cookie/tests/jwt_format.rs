@@ -439,3 +439,93 @@ fn eddsa_signature_tampering_is_rejected() {
     }
     assert!(!opens(&format, &format!("{input}.{}", b64([bytes.as_slice(), &[0]].concat()))));
 }
+
+/// An HS256 token whose header is exactly `header` (raw JSON text), signed
+/// with key 1.
+fn hs256_raw_header(header: &str, claims: &Value) -> String {
+    let input = format!("{}.{}", b64(header), b64(claims.to_string()));
+    let tag = Hmac::<Sha256>::new_from_slice(key(1).as_bytes())
+        .unwrap()
+        .chain_update(&input)
+        .finalize()
+        .into_bytes();
+    format!("{input}.{}", b64(tag))
+}
+
+#[test]
+fn headers_made_elsewhere_are_read_not_matched() {
+    // Our own header is recognised as is; any other spelling is parsed.
+    for (header, valid) in [
+        (r#"{"typ":"JWT","alg":"HS256"}"#, true),
+        (r#"{"alg":"HS256"}"#, true),
+        (r#" { "alg" : "HS256" , "typ" : "JWT" } "#, true),
+        (r#"{"alg":"HS\u0032\u00356"}"#, true),
+        (r#"{"alg":"HS256","crit":null}"#, true),
+        (r#"{"alg":"HS256","cty":"JWT","x5c":["AAAA"],"zip":"DEF","extra":{"a":[1]}}"#, true),
+        (r#"{"alg":"HS256","crit":[]}"#, false),
+        (r#"{"alg":"HS256","crit":"exp"}"#, false),
+        (r#"{"alg":"HS256","alg":"HS256"}"#, false),
+        (r#"{"alg":"none","alg":"HS256"}"#, false),
+        (r#"{"alg":"HS256","alg":"none"}"#, false),
+        (r#"["HS256"]"#, false),
+        (r#"["HS256", null]"#, false),
+        (r#""HS256""#, false),
+        (r#"{"alg":"HS256""#, false),
+        (r#"{"alg":"HS256"} x"#, false),
+        ("", false),
+        ("null", false),
+    ] {
+        let token = hs256_raw_header(header, &claims());
+        assert_eq!(opens(&hs256(), &token), valid, "{header}");
+    }
+}
+
+#[test]
+fn sealed_values_are_standard_jwts() {
+    // What we seal, `jsonwebtoken::decode` verifies and reads.
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.validate_exp = false; // NOW is in the past
+    validation.set_audience(&[COOKIE]);
+    let value = hs256().seal(COOKIE, &record()).unwrap();
+    let secret = jsonwebtoken::DecodingKey::from_secret(key(1).as_bytes());
+    let data = jsonwebtoken::decode::<Value>(&value, &secret, &validation).unwrap();
+    assert_eq!(data.header, jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256));
+    assert_eq!(data.claims["dat"]["user_id"], 42);
+    assert_eq!(data.claims["exp"], NOW + IDLE as i64);
+
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.validate_exp = false;
+    validation.set_audience(&[COOKIE]);
+    let value = eddsa_rfc8410().seal(COOKIE, &record()).unwrap();
+    let public = jsonwebtoken::DecodingKey::from_ed_der(&ed25519_public(
+        &rfc8410_private_der()[16..].try_into().unwrap(),
+    ));
+    let data = jsonwebtoken::decode::<Value>(&value, &public, &validation).unwrap();
+    assert_eq!(data.header, jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA));
+    assert_eq!(data.claims["usr"], "alice@example.com");
+}
+
+#[test]
+fn values_sealed_by_jsonwebtoken_open() {
+    // And what `jsonwebtoken::encode` seals with the same claims opens here.
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims(),
+        &jsonwebtoken::EncodingKey::from_secret(key(1).as_bytes()),
+    )
+    .unwrap();
+    let opened = hs256().open(COOKIE, &hs, t(NOW)).unwrap();
+    assert_eq!(opened.record.data.get::<String>("k").unwrap().as_deref(), Some("v"));
+
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some("ignored".to_owned());
+    let ed = jsonwebtoken::encode(
+        &header,
+        &claims(),
+        &jsonwebtoken::EncodingKey::from_ed_der(&rfc8410_private_der()),
+    )
+    .unwrap();
+    assert!(opens(&eddsa_rfc8410(), &ed));
+    assert!(!opens(&hs256(), &ed));
+    assert!(!opens(&eddsa_rfc8410(), &hs));
+}
