@@ -7,7 +7,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use session_core::{
-    CookieFormat, Error, LockGuard, Record, SessionExpiry, SessionId, SessionLock, StorageKey,
+    CookieFormat, Error, LockGuard, Record, Reloaded, SessionExpiry, SessionId, SessionLock,
+    StorageKey,
 };
 use tokio::sync::Mutex;
 
@@ -452,10 +453,26 @@ impl SessionInner {
         };
         let config = &self.layer.config;
         let now = config.clock.now();
-        let (guard, record) = self.layer.store.lock_and_load(&key, config.lock, now).await?;
-        if state.current.as_ref().is_some_and(|current| current.record.data.is_changed()) {
-            tracing::warn!(session = %id, "changes made before Session::lock() were discarded by its reload");
-        }
+        let store = &self.layer.store;
+        let (guard, record) = match &state.current {
+            // Loaded earlier in this request (say by `CurrentUser`) and not
+            // modified since: the store only has to say whether it changed.
+            Some(current) if !current.record.data.is_changed() && !state.meta_changed => {
+                let version = current.record.version;
+                match store.lock_and_reload(&key, config.lock, now, version).await? {
+                    (guard, Reloaded::Unchanged) => {
+                        state.lock = Some(guard);
+                        return Ok(());
+                    }
+                    (guard, Reloaded::Changed(record)) => (guard, record),
+                }
+            }
+            Some(_) => {
+                tracing::warn!(session = %id, "changes made before Session::lock() were discarded by its reload");
+                store.lock_and_load(&key, config.lock, now).await?
+            }
+            None => store.lock_and_load(&key, config.lock, now).await?,
+        };
         state.loaded = true;
         match record {
             Some(record) if !record.is_expired(now) => {

@@ -56,7 +56,7 @@ pub use id::{
 };
 pub use keyring::{InvalidKey, Key, KeyMatch, Keyring};
 pub use local_lock::LocalLocks;
-pub use lock::{HeldLock, LockGuard, LockOptions, SessionLock};
+pub use lock::{HeldLock, LockGuard, LockOptions, Reloaded, SessionLock};
 pub use mirrored::{Mirrored, ReplicaFailure};
 pub use record::Record;
 pub use store::SessionStore;

@@ -72,6 +72,42 @@ pub trait SessionLock: SessionStore {
         }
     }
 
+    /// Takes the lock, then reloads a record the caller loaded earlier (at
+    /// `version`) without the lock. A record whose stored version is still
+    /// `version` is [`Reloaded::Unchanged`]: the caller's copy is current,
+    /// so stores that can check the version before transferring or decoding
+    /// the record override this to skip that work.
+    ///
+    /// ```
+    /// # use session_core::{LockOptions, Record, Reloaded, SessionLock, Timestamp};
+    /// # async fn demo(store: &dyn SessionLock, mut record: Record) -> Result<(), session_core::Error> {
+    /// let (guard, reloaded) =
+    ///     store.lock_and_reload(&record.key, LockOptions::default(), Timestamp::now(), record.version).await?;
+    /// if let Reloaded::Changed(newer) = reloaded {
+    ///     match newer {
+    ///         Some(newer) => record = newer,
+    ///         None => return Ok(guard.release().await?), // deleted meanwhile
+    ///     }
+    /// }
+    /// # let _ = record;
+    /// guard.release().await
+    /// # }
+    /// ```
+    async fn lock_and_reload(
+        &self,
+        key: &StorageKey,
+        options: LockOptions,
+        now: Timestamp,
+        version: u64,
+    ) -> Result<(LockGuard, Reloaded), Error> {
+        let (guard, record) = self.lock_and_load(key, options, now).await?;
+        let reloaded = match record {
+            Some(record) if record.version == version => Reloaded::Unchanged,
+            record => Reloaded::Changed(record),
+        };
+        Ok((guard, reloaded))
+    }
+
     /// Saves the record, then releases the lock. Stores that can do both in
     /// one round trip override this. The lock is released even if the save
     /// fails.
@@ -83,6 +119,18 @@ pub trait SessionLock: SessionStore {
         release_quietly(guard).await;
         saved
     }
+}
+
+/// What [`SessionLock::lock_and_reload`] found once the lock was held.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reloaded {
+    /// The stored record still has the caller's version: data, user and
+    /// expiry are as the caller holds them (a touch may have moved the
+    /// deadlines, which a touch does without a new version).
+    Unchanged,
+    /// The record changed since the caller loaded it: the stored record, or
+    /// `None` when it was deleted or has expired.
+    Changed(Option<Record>),
 }
 
 async fn release_quietly(guard: LockGuard) {
@@ -196,6 +244,15 @@ macro_rules! forward_lock {
                 now: Timestamp,
             ) -> Result<(LockGuard, Option<Record>), Error> {
                 (**self).lock_and_load(key, options, now).await
+            }
+            async fn lock_and_reload(
+                &self,
+                key: &StorageKey,
+                options: LockOptions,
+                now: Timestamp,
+                version: u64,
+            ) -> Result<(LockGuard, Reloaded), Error> {
+                (**self).lock_and_reload(key, options, now, version).await
             }
             async fn save_and_release(&self, record: &Record, guard: LockGuard) -> Result<(), Error> {
                 (**self).save_and_release(record, guard).await

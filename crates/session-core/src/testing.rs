@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::{
-    Error, ExpiryPolicy, IdGenerator, LockOptions, Record, SessionId, SessionLock, Timestamp,
+    Error, ExpiryPolicy, IdGenerator, LockOptions, Record, Reloaded, SessionId, SessionLock,
+    Timestamp,
 };
 
 /// What the store under test can be held to beyond the core contract.
@@ -463,6 +464,48 @@ pub async fn lock_is_exclusive_per_key(store: DynStore) {
     after_drop.release().await.unwrap_or_else(|e| panic!("release: {e}"));
 }
 
+/// `lock_and_reload` answers [`Reloaded::Unchanged`] while the stored
+/// version is the caller's, and the newer record (or `None` once deleted)
+/// after a save.
+pub async fn lock_and_reload_reports_changes(store: DynStore) {
+    let now = Timestamp::now();
+    let options = LockOptions::default();
+    let mut record = fresh_record(now);
+    record.data.insert_value("n", 1.into());
+    create(&store, &record).await;
+    let held = record.version;
+
+    let (guard, reloaded) = store
+        .lock_and_reload(&record.key, options, now, held)
+        .await
+        .unwrap_or_else(|e| panic!("lock_and_reload: {e}"));
+    assert_eq!(reloaded, Reloaded::Unchanged, "nothing was saved since the load");
+    record.data.insert_value("n", 2.into());
+    record.version += 1;
+    store.save_and_release(&record, guard).await.unwrap_or_else(|e| panic!("save: {e}"));
+
+    let (guard, reloaded) = store
+        .lock_and_reload(&record.key, options, now, held)
+        .await
+        .unwrap_or_else(|e| panic!("lock_and_reload after a save: {e}"));
+    match reloaded {
+        Reloaded::Changed(Some(newer)) => {
+            assert_eq!(newer.version, record.version);
+            assert_eq!(newer.data.get_value("n"), Some(&2.into()));
+        }
+        other => panic!("a saved record must come back as Changed, got {other:?}"),
+    }
+    guard.release().await.unwrap_or_else(|e| panic!("release: {e}"));
+
+    store.delete(&record.key).await.unwrap_or_else(|e| panic!("delete: {e}"));
+    let (guard, reloaded) = store
+        .lock_and_reload(&record.key, options, now, record.version)
+        .await
+        .unwrap_or_else(|e| panic!("lock_and_reload after delete: {e}"));
+    assert_eq!(reloaded, Reloaded::Changed(None), "a deleted record is gone");
+    guard.release().await.unwrap_or_else(|e| panic!("release: {e}"));
+}
+
 /// Runs every check in order.
 pub async fn run_all(store: DynStore, capabilities: Capabilities) {
     unknown_key_loads_nothing(Arc::clone(&store)).await;
@@ -475,6 +518,7 @@ pub async fn run_all(store: DynStore, capabilities: Capabilities) {
     delete_expired_removes_only_expired(Arc::clone(&store), capabilities).await;
     user_index(Arc::clone(&store)).await;
     lock_is_exclusive_per_key(Arc::clone(&store)).await;
+    lock_and_reload_reports_changes(Arc::clone(&store)).await;
     lock_serializes_increments(store).await;
 }
 
@@ -506,6 +550,7 @@ macro_rules! conformance_tests {
                 touch_extends_without_rewriting,
                 user_index,
                 lock_is_exclusive_per_key,
+                lock_and_reload_reports_changes,
                 lock_serializes_increments,
             );
 

@@ -137,6 +137,19 @@ pub fn app(layer: SessionLayer) -> Router {
             }),
         )
         .route(
+            "/read-then-incr",
+            get(|session: Session| async move {
+                // Read without the lock first (as `CurrentUser` does), then lock.
+                let before = session.get::<u64>("n").await?;
+                tokio::task::yield_now().await;
+                let locked = session.lock().await?;
+                let n = locked.get::<u64>("n").await?.unwrap_or(0) + 1;
+                assert!(before.unwrap_or(0) < n, "the lock never goes back in time");
+                locked.insert("n", n).await?;
+                Ok::<_, SessionError>(n.to_string())
+            }),
+        )
+        .route(
             "/fail",
             get(|session: Session| async move {
                 session.insert("v", "from a failed request").await?;
@@ -542,6 +555,25 @@ macro_rules! route_tests {
                     assert_eq!(request.await.unwrap(), 200);
                 }
                 assert_eq!(send(&app, "/incr", &[&cookie]).await.body, "51");
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn reading_before_the_lock_loses_nothing() {
+                let store = probe().await;
+                let app = app(layer(&store, config()));
+                let cookie = send(&app, "/set?v=counter", &[]).await.cookie();
+                let mut requests = Vec::new();
+                for _ in 0..50 {
+                    let app = app.clone();
+                    let cookie = cookie.clone();
+                    requests.push(tokio::spawn(async move {
+                        send(&app, "/read-then-incr", &[&cookie]).await.status
+                    }));
+                }
+                for request in requests {
+                    assert_eq!(request.await.unwrap(), 200);
+                }
+                assert_eq!(send(&app, "/read-then-incr", &[&cookie]).await.body, "51");
             }
 
             #[tokio::test]
