@@ -70,7 +70,11 @@ impl<'a> SealedClaims<'a> {
 
     /// The payload as JSON bytes.
     pub(crate) fn to_json(&self) -> Result<Vec<u8>, Error> {
-        Ok(serde_json::to_vec(self)?)
+        // The deadlines alone take about 100 bytes; start past serde_json's
+        // default of 128 so a typical session is written without regrowing.
+        let mut json = Vec::with_capacity(256);
+        serde_json::to_writer(&mut json, self)?;
+        Ok(json)
     }
 }
 
