@@ -4,13 +4,15 @@
 //! exits. It is the default store of `session-axum`, right for development,
 //! tests and single-process apps that can afford to log everyone out on
 //! restart. Its lock ([`SessionLock`](session_core::SessionLock)) is a
-//! per-session async mutex, so `lock()` serializes requests within this
-//! process only.
+//! per-session first-come-first-served lock, so `lock()` serializes requests
+//! within this process only.
 //!
 //! Not for direct use; see the `session-axum` crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod error;
 mod lock;
+mod packed;
 mod store;
 mod sweeper;
 

@@ -1,10 +1,15 @@
 //! [`MemoryStore`]: records in a sharded in-process map.
 
-use std::collections::{HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use session_core::{Error, LocalLocks, Record, SessionStore, StorageKey, Timestamp, async_trait};
+use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, async_trait};
+
+use crate::lock::Waiter;
+use crate::packed::{self, Packed};
 
 /// Number of shards; a power of two so the shard is a mask of the key.
 const SHARDS: usize = 64;
@@ -14,6 +19,9 @@ const SHARDS: usize = 64;
 /// Records are spread over 64 independently locked shards by their storage
 /// key, so concurrent requests for different sessions rarely contend. Clones
 /// share the same sessions.
+///
+/// Each session is kept as one compact allocation: its deadlines, version
+/// and user, and its data encoded as JSON, decoded again on load.
 ///
 /// Expired records are invisible at once and removed by
 /// [`delete_expired`](SessionStore::delete_expired), which
@@ -38,42 +46,167 @@ pub struct MemoryStore {
 }
 
 pub(crate) struct Inner {
-    shards: [RwLock<HashMap<StorageKey, Record>>; SHARDS],
+    shards: [RwLock<Shard>; SHARDS],
     /// User id -> keys of that user's sessions. Only logins and logouts write
-    /// here, so one lock is enough.
-    users: RwLock<HashMap<String, HashSet<StorageKey>>>,
-    pub(crate) locks: Arc<LocalLocks>,
+    /// here, so one lock is enough. Lock order: a shard, then this; never the
+    /// other way round.
+    users: RwLock<HashMap<String, KeySet>>,
 }
 
 impl Default for Inner {
     fn default() -> Self {
-        Self {
-            shards: std::array::from_fn(|_| RwLock::default()),
-            users: RwLock::default(),
-            locks: Arc::default(),
-        }
+        Self { shards: std::array::from_fn(|_| RwLock::default()), users: RwLock::default() }
     }
 }
 
-/// What the store keeps: the record as the caller will see it on load.
-fn stored_copy(record: &Record) -> Record {
-    let mut copy = record.clone();
-    copy.data.mark_unchanged();
-    copy
+/// Hashes a [`StorageKey`] by taking eight of its bytes as they are.
+///
+/// A storage key is a SHA-256 output, so its bytes are already uniformly
+/// distributed, and the keys the store holds come from ids the server
+/// generated at random (clients cannot choose them), so there is nothing for
+/// SipHash's keyed mixing to defend against. Bytes 8..16 rather than 0..8:
+/// byte 0 picks the shard, so inside a shard its low bits are the same for
+/// every key and would pile all keys into the same buckets.
+///
+/// Only meant for `StorageKey`, whose derived `Hash` writes the length (a
+/// constant 32) and then the 32 bytes; other input gets a simple byte-wise
+/// fold so the hasher is still total.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        match bytes.get(8..16).and_then(|word| <[u8; 8]>::try_from(word).ok()) {
+            Some(word) => self.0 ^= u64::from_le_bytes(word),
+            None => {
+                for &byte in bytes {
+                    self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+                }
+            }
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = self.0.rotate_left(8) ^ n as u64;
+    }
 }
 
-fn shard_of(key: &StorageKey) -> usize {
-    usize::from(key.as_bytes()[0]) & (SHARDS - 1)
+pub(crate) type KeyHash = BuildHasherDefault<KeyHasher>;
+type KeySet = HashSet<StorageKey, KeyHash>;
+
+/// One shard: its records, and the session locks of its keys.
+#[derive(Default)]
+pub(crate) struct Shard {
+    records: HashMap<StorageKey, Packed, KeyHash>,
+    /// Keys locked right now, each with the callers waiting for it in
+    /// arrival order. An entry exists exactly while its lock is held.
+    pub(crate) locks: HashMap<StorageKey, VecDeque<Arc<Waiter>>, KeyHash>,
+}
+
+impl Shard {
+    /// The live record under `key`, decoded. A record that does not decode
+    /// is logged and reported absent.
+    pub(crate) fn load(&self, key: &StorageKey, now: Timestamp) -> Option<Record> {
+        let stored = self.records.get(key).filter(|stored| !stored.is_expired(now))?;
+        match stored.decode(*key) {
+            Ok(record) => Some(record),
+            Err(error) => {
+                tracing::warn!(%error, session = ?key, "unreadable session record treated as absent");
+                None
+            }
+        }
+    }
+
+    /// Overwrites the record under `record.key` with `bytes` (its compact
+    /// form) and moves it in the user index if its user changed.
+    pub(crate) fn save(
+        &mut self,
+        inner: &Inner,
+        record: &Record,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        let stored = self.records.get_mut(&record.key).ok_or(Error::NotFound)?;
+        let new_user = record.user.as_deref();
+        if stored.user() != new_user.map(str::as_bytes) {
+            if let Some(old_user) = stored.user_str() {
+                inner.unindex(old_user, &record.key);
+            }
+            if let Some(new_user) = new_user {
+                inner.index(new_user, record.key);
+            }
+        }
+        stored.overwrite(bytes);
+        Ok(())
+    }
 }
 
 // A poisoned lock means a panic happened while a map was being modified; the
 // maps hold plain data that stays consistent between statements, so carry on.
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Larger encodings than this are not kept in the per-thread buffer.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    /// Where records are encoded before they are copied into the store, so a
+    /// save allocates nothing when the record keeps its size.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Encodes `record` in the compact form and hands the bytes to `then`.
+pub(crate) fn with_encoded<R>(record: &Record, then: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
+    // The buffer is taken out for the duration, so re-entry (or use during
+    // thread teardown) just starts from an empty one.
+    let mut buffer = SCRATCH
+        .try_with(|scratch| scratch.try_borrow_mut().map(|mut kept| std::mem::take(&mut *kept)))
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let result = packed::encode(record, &mut buffer).map(|()| then(&buffer));
+    if buffer.capacity() <= SCRATCH_KEEP {
+        let _ = SCRATCH.try_with(|scratch| {
+            if let Ok(mut kept) = scratch.try_borrow_mut() {
+                *kept = buffer;
+            }
+        });
+    }
+    result
+}
+
+impl Inner {
+    pub(crate) fn shard(&self, key: &StorageKey) -> &RwLock<Shard> {
+        &self.shards[usize::from(key.as_bytes()[0]) & (SHARDS - 1)]
+    }
+
+    fn index(&self, user: &str, key: StorageKey) {
+        write(&self.users).entry(user.to_owned()).or_default().insert(key);
+    }
+
+    fn unindex(&self, user: &str, key: &StorageKey) {
+        let mut users = write(&self.users);
+        if let Some(keys) = users.get_mut(user) {
+            keys.remove(key);
+            if keys.is_empty() {
+                users.remove(user);
+            }
+        }
+    }
+
+    /// Number of keys locked right now. For tests.
+    #[cfg(test)]
+    pub(crate) fn lock_entries(&self) -> usize {
+        self.shards.iter().map(|shard| read(shard).locks.len()).sum()
+    }
 }
 
 impl MemoryStore {
@@ -86,7 +219,7 @@ impl MemoryStore {
     /// Number of records held, including expired ones not yet swept.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|shard| read(shard).len()).sum()
+        self.inner.shards.iter().map(|shard| read(shard).records.len()).sum()
     }
 
     /// Whether the store holds no records.
@@ -95,25 +228,8 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn shard(&self, key: &StorageKey) -> &RwLock<HashMap<StorageKey, Record>> {
-        &self.inner.shards[shard_of(key)]
-    }
-
-    fn index(&self, user: Option<&str>, key: StorageKey) {
-        if let Some(user) = user {
-            write(&self.inner.users).entry(user.to_owned()).or_default().insert(key);
-        }
-    }
-
-    fn unindex(&self, user: Option<&str>, key: &StorageKey) {
-        let Some(user) = user else { return };
-        let mut users = write(&self.inner.users);
-        if let Some(keys) = users.get_mut(user) {
-            keys.remove(key);
-            if keys.is_empty() {
-                users.remove(user);
-            }
-        }
+    pub(crate) fn shard(&self, key: &StorageKey) -> &RwLock<Shard> {
+        self.inner.shard(key)
     }
 }
 
@@ -126,53 +242,41 @@ impl fmt::Debug for MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
-        {
+        with_encoded(record, |bytes| {
             let mut shard = write(self.shard(&record.key));
-            if shard.contains_key(&record.key) {
+            if shard.records.contains_key(&record.key) {
                 return Err(Error::IdCollision);
             }
-            shard.insert(record.key, stored_copy(record));
-        }
-        self.index(record.user.as_deref(), record.key);
-        Ok(())
+            shard.records.insert(record.key, Packed::new(bytes));
+            if let Some(user) = &record.user {
+                self.inner.index(user, record.key);
+            }
+            Ok(())
+        })?
     }
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, Error> {
-        let shard = read(self.shard(key));
-        Ok(shard.get(key).filter(|record| !record.is_expired(now)).cloned())
+        Ok(read(self.shard(key)).load(key, now))
     }
 
     async fn save(&self, record: &Record) -> Result<(), Error> {
-        let previous_user = {
-            let mut shard = write(self.shard(&record.key));
-            let Some(stored) = shard.get_mut(&record.key) else {
-                return Err(Error::NotFound);
-            };
-            let previous_user = stored.user.take();
-            stored.clone_from(record);
-            stored.data.mark_unchanged();
-            previous_user
-        };
-        if previous_user != record.user {
-            self.unindex(previous_user.as_deref(), &record.key);
-            self.index(record.user.as_deref(), record.key);
-        }
-        Ok(())
+        with_encoded(record, |bytes| {
+            write(self.shard(&record.key)).save(&self.inner, record, bytes)
+        })?
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<(), Error> {
-        let removed = write(self.shard(key)).remove(key);
-        if let Some(record) = removed {
-            self.unindex(record.user.as_deref(), key);
+        let mut shard = write(self.shard(key));
+        if let Some(user) = shard.records.remove(key).as_ref().and_then(Packed::user_str) {
+            self.inner.unindex(user, key);
         }
         Ok(())
     }
 
     async fn touch(&self, record: &Record) -> Result<(), Error> {
         let mut shard = write(self.shard(&record.key));
-        let stored = shard.get_mut(&record.key).ok_or(Error::NotFound)?;
-        stored.last_seen = record.last_seen;
-        stored.idle_deadline = record.idle_deadline;
+        let stored = shard.records.get_mut(&record.key).ok_or(Error::NotFound)?;
+        stored.touch(record.last_seen, record.idle_deadline);
         Ok(())
     }
 
@@ -182,29 +286,27 @@ impl SessionStore for MemoryStore {
             // Collect under the read lock; take the write lock only if needed,
             // so a sweep does not stall requests on a shard with nothing to do.
             let expired: Vec<StorageKey> = read(shard)
+                .records
                 .iter()
-                .filter(|(_, record)| record.is_expired(now))
+                .filter(|(_, stored)| stored.is_expired(now))
                 .map(|(key, _)| *key)
                 .collect();
             if expired.is_empty() {
                 continue;
             }
-            let mut gone = Vec::with_capacity(expired.len());
-            {
-                let mut shard = write(shard);
-                for key in expired {
-                    // Re-check: the record may have been touched in between.
-                    if shard.get(&key).is_some_and(|record| record.is_expired(now))
-                        && let Some(record) = shard.remove(&key)
-                    {
-                        gone.push(record);
+            let mut shard = write(shard);
+            for key in expired {
+                // Re-check: the record may have been touched in between.
+                if !shard.records.get(&key).is_some_and(|stored| stored.is_expired(now)) {
+                    continue;
+                }
+                if let Some(stored) = shard.records.remove(&key) {
+                    if let Some(user) = stored.user_str() {
+                        self.inner.unindex(user, &key);
                     }
+                    removed += 1;
                 }
             }
-            for record in &gone {
-                self.unindex(record.user.as_deref(), &record.key);
-            }
-            removed += gone.len() as u64;
         }
         Ok(removed)
     }
@@ -214,23 +316,67 @@ impl SessionStore for MemoryStore {
             .get(user)
             .map(|keys| keys.iter().copied().collect())
             .unwrap_or_default();
-        let mut records = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Some(record) = self.load(&key, now).await? {
-                records.push(record);
-            }
-        }
-        Ok(records)
+        Ok(keys
+            .iter()
+            .filter_map(|key| read(self.shard(key)).load(key, now))
+            .filter(|record| record.user.as_deref() == Some(user))
+            .collect())
     }
 
     async fn delete_for_user(&self, user: &str) -> Result<u64, Error> {
         let keys = write(&self.inner.users).remove(user).unwrap_or_default();
         let mut removed = 0;
         for key in keys {
-            if write(self.shard(&key)).remove(&key).is_some() {
+            let mut shard = write(self.shard(&key));
+            // Only if it is still this user's: the index entry is gone already.
+            if shard.records.get(&key).is_some_and(|stored| stored.user() == Some(user.as_bytes()))
+            {
+                shard.records.remove(&key);
                 removed += 1;
             }
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::BuildHasher;
+
+    use session_core::SessionId;
+
+    use super::*;
+
+    #[test]
+    fn key_hash_takes_bytes_past_the_shard_byte() {
+        let mut bytes = [0u8; 32];
+        bytes[8..16].copy_from_slice(&0x0123_4567_89ab_cdef_u64.to_le_bytes());
+        let hash = KeyHash::default().hash_one(StorageKey::from_bytes(bytes));
+        assert_eq!(hash, 0x0123_4567_89ab_cdef ^ 32, "the word, and the length prefix");
+
+        // Keys of one shard still spread over the buckets.
+        let mut low_bits = HashSet::new();
+        let mut seen = 0;
+        while seen < 1000 {
+            let key = SessionId::random().storage_key();
+            if usize::from(key.as_bytes()[0]) & (SHARDS - 1) == 0 {
+                low_bits.insert(KeyHash::default().hash_one(key) & 0xff);
+                seen += 1;
+            }
+        }
+        assert!(low_bits.len() > 200, "{} of 256 low bytes", low_bits.len());
+
+        let mut other = KeyHasher::default();
+        other.write(b"short");
+        assert_ne!(other.finish(), 0);
+    }
+
+    #[test]
+    fn encodes_through_the_scratch_buffer_and_without_it() {
+        let record = session_core::ExpiryPolicy::default()
+            .new_record(SessionId::random().storage_key(), Timestamp::now());
+        let len = with_encoded(&record, <[u8]>::len).unwrap();
+        let nested = with_encoded(&record, |_| with_encoded(&record, <[u8]>::len)).unwrap();
+        assert_eq!(nested.unwrap(), len, "re-entry falls back to a fresh buffer");
     }
 }
