@@ -41,6 +41,7 @@
 mod conn;
 mod error;
 mod lock;
+mod renewer;
 mod scripts;
 mod store;
 mod value;

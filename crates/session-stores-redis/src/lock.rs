@@ -1,7 +1,7 @@
 //! The distributed per-session lock: [`SessionLock`] for [`RedisStore`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool_redis::redis::{Cmd, Value};
@@ -9,7 +9,6 @@ use session_core::{
     Error, HeldLock, LockGuard, LockOptions, Record, SessionLock, SessionStore, StorageKey,
     Timestamp, async_trait,
 };
-use tokio::task::AbortHandle;
 
 use crate::RedisStore;
 use crate::error::RedisStoreError;
@@ -22,8 +21,11 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(2);
 /// The longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_millis(64);
 
-/// What the guard, its renewal task and `save_and_release` share.
-struct LockState {
+/// No renewal slot (no Tokio runtime when the lock was taken).
+const NO_SLOT: usize = usize::MAX;
+
+/// What the guard, the store's renewal task and `save_and_release` share.
+pub(crate) struct LockState {
     store: RedisStore,
     lock_key: Vec<u8>,
     token: String,
@@ -37,7 +39,8 @@ struct LockState {
     lost: AtomicBool,
     /// Released (or handed to the save-and-release script).
     released: AtomicBool,
-    renewer: Mutex<Option<AbortHandle>>,
+    /// Where the store's renewal task keeps this lock ([`NO_SLOT`]: none).
+    slot: AtomicUsize,
 }
 
 impl LockState {
@@ -45,6 +48,11 @@ impl LockState {
         !self.lost.load(Ordering::Acquire)
             && !self.released.load(Ordering::Acquire)
             && self.within_lease()
+    }
+
+    /// Whether the renewal task should still renew the lease.
+    pub(crate) fn is_renewable(&self) -> bool {
+        !self.lost.load(Ordering::Acquire) && !self.released.load(Ordering::Acquire)
     }
 
     fn within_lease(&self) -> bool {
@@ -62,10 +70,14 @@ impl LockState {
 
     /// Stops renewal and marks the lock released; `false` if it already was.
     fn finish(&self) -> bool {
-        if let Some(renewer) = self.renewer.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            renewer.abort();
+        let first = !self.released.swap(true, Ordering::AcqRel);
+        if first {
+            let slot = self.slot.load(Ordering::Acquire);
+            if slot != NO_SLOT {
+                self.store.locks.unregister(slot, self);
+            }
         }
-        !self.released.swap(true, Ordering::AcqRel)
+        first
     }
 
     /// Compare-and-delete; `true` if the lock was still ours.
@@ -134,34 +146,32 @@ impl Drop for RedisLock {
     }
 }
 
-/// Renews the lease every `interval` while the lock is held.
-async fn renew(state: Weak<LockState>, interval: Duration) {
-    loop {
-        tokio::time::sleep(interval).await;
-        let Some(state) = state.upgrade() else { return };
-        if state.released.load(Ordering::Acquire) {
-            return;
+/// Renews the lease once (the store's renewal task calls this every
+/// third of the lease): on success the lease runs on from when the renewal
+/// was sent; a lock found gone or taken by someone else is lost, and so is
+/// one that could not be renewed before its lease ran out.
+pub(crate) async fn renew_once(state: Arc<LockState>) {
+    if !state.is_renewable() {
+        return;
+    }
+    let sent = Instant::now();
+    let mut command = evalsha(&scripts::RENEW, 1);
+    command.arg(state.lock_key.as_slice()).arg(state.token.as_str()).arg(state.lease_millis());
+    match state.store.run_for_int(&command, &scripts::RENEW, "renew").await {
+        Ok(1) => state.renewed(sent),
+        Ok(_) if state.released.load(Ordering::Acquire) => {}
+        Ok(_) => {
+            state.lost.store(true, Ordering::Release);
+            tracing::warn!(
+                "session lock lost: its lease ran out and it is gone or held by another"
+            );
         }
-        let sent = Instant::now();
-        let mut command = evalsha(&scripts::RENEW, 1);
-        command.arg(state.lock_key.as_slice()).arg(state.token.as_str()).arg(state.lease_millis());
-        match state.store.run_for_int(&command, &scripts::RENEW, "renew").await {
-            Ok(1) => state.renewed(sent),
-            Ok(_) => {
-                state.lost.store(true, Ordering::Release);
-                tracing::warn!(
-                    "session lock lost: its lease ran out and it is gone or held by another"
-                );
-                return;
-            }
-            Err(error) if !state.within_lease() => {
-                state.lost.store(true, Ordering::Release);
-                tracing::warn!(%error, "session lock lost: could not renew it before its lease ran out");
-                return;
-            }
-            Err(error) => {
-                tracing::debug!(%error, "renewing the session lock failed; retrying");
-            }
+        Err(error) if !state.within_lease() => {
+            state.lost.store(true, Ordering::Release);
+            tracing::warn!(%error, "session lock lost: could not renew it before its lease ran out");
+        }
+        Err(error) => {
+            tracing::debug!(%error, "renewing the session lock failed; retrying");
         }
     }
 }
@@ -191,21 +201,6 @@ impl Backoff {
     }
 }
 
-/// A random lock token (32 hex digits) and a backoff seed.
-fn token_and_seed() -> Result<(String, u64), Error> {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).map_err(RedisStoreError::Random)?;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut token = String::with_capacity(32);
-    for byte in &bytes[..16] {
-        token.push(char::from(HEX[usize::from(byte >> 4)]));
-        token.push(char::from(HEX[usize::from(byte & 0xf)]));
-    }
-    let mut seed = [0u8; 8];
-    seed.copy_from_slice(&bytes[16..]);
-    Ok((token, u64::from_le_bytes(seed)))
-}
-
 /// What one attempt to take the lock found.
 enum Attempt {
     Busy,
@@ -222,7 +217,7 @@ impl RedisStore {
         load_at: Option<Timestamp>,
     ) -> Result<(LockGuard, Option<Record>), Error> {
         let lock_key = self.lock_key(key);
-        let (token, seed) = token_and_seed()?;
+        let (token, seed) = self.locks.token()?;
         let lease_ms = lease_millis(options.lease);
         // One command, sent again on every attempt.
         let (command, script) = match load_at {
@@ -288,7 +283,8 @@ impl RedisStore {
         })
     }
 
-    /// Wraps a freshly taken lock in a guard and starts renewing its lease.
+    /// Wraps a freshly taken lock in a guard and has the store's renewal
+    /// task renew its lease.
     fn guard(&self, lock_key: Vec<u8>, token: String, lease: Duration, sent: Instant) -> LockGuard {
         let state = Arc::new(LockState {
             store: self.clone(),
@@ -299,13 +295,11 @@ impl RedisStore {
             lease_ends_ms: AtomicU64::new(millis(lease)),
             lost: AtomicBool::new(false),
             released: AtomicBool::new(false),
-            renewer: Mutex::new(None),
+            slot: AtomicUsize::new(NO_SLOT),
         });
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let interval = (lease / 3).max(Duration::from_millis(1));
-            let task = runtime.spawn(renew(Arc::downgrade(&state), interval));
-            *state.renewer.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some(task.abort_handle());
+        let interval = (lease / 3).max(Duration::from_millis(1));
+        if let Some(slot) = self.locks.register(&state, interval, sent) {
+            state.slot.store(slot, Ordering::Release);
         }
         LockGuard::new(RedisLock { state })
     }
@@ -324,8 +318,9 @@ async fn release_quietly(guard: LockGuard) {
 ///   [`LockOptions::wait_timeout`], then [`Error::LockTimeout`].
 ///   [`SessionLock::lock_and_load`] does the `SET` and the record read in one
 ///   script call.
-/// - Holding it: a background task renews the lease (compare-and-`PEXPIRE`)
-///   every third of the lease. If renewal finds the lock taken by someone
+/// - Holding it: the store's renewal task (one per store, shared by all its
+///   held locks) renews the lease (compare-and-`PEXPIRE`) every third of
+///   the lease. If renewal finds the lock taken by someone
 ///   else, or cannot reach Redis before the lease runs out, the guard reports
 ///   [`LockGuard::is_held`] `false` and [`SessionLock::save_and_release`]
 ///   refuses to save.
@@ -410,15 +405,6 @@ mod tests {
             previous_cap = cap;
         }
         assert_eq!(backoff.next, MAX_BACKOFF);
-    }
-
-    #[test]
-    fn tokens_are_random_hex() {
-        let (a, _) = token_and_seed().unwrap();
-        let (b, _) = token_and_seed().unwrap();
-        assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, b);
     }
 
     #[test]

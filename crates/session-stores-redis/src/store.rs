@@ -16,6 +16,7 @@ use session_core::{
 
 use crate::conn::Connections;
 use crate::error::RedisStoreError;
+use crate::renewer::Locks;
 use crate::scripts;
 use crate::value::{self, Corrupt};
 
@@ -61,6 +62,7 @@ const SCAN_COUNT: usize = 200;
 #[derive(Clone)]
 pub struct RedisStore {
     pub(crate) connections: Arc<Connections>,
+    pub(crate) locks: Arc<Locks>,
     prefix: Arc<str>,
     codec: Arc<dyn Codec>,
     connect_timeout: Duration,
@@ -99,6 +101,7 @@ impl RedisStore {
     pub fn new(pool: Pool) -> Self {
         Self {
             connections: Arc::new(Connections::new(pool)),
+            locks: Arc::new(Locks::new()),
             prefix: Arc::from(DEFAULT_PREFIX),
             codec: Arc::new(JsonCodec),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,

@@ -58,7 +58,7 @@ pub(crate) fn encode(
 ) -> Result<usize, Error> {
     let data = codec.encode(&record.data)?;
     let expiry = record.expiry.as_ref().map(serde_json::to_vec).transpose()?;
-    let mut out = Counting { out, written: 0 };
+    let mut out = Staged { out, buf: [0; 128], len: 0, written: 0 };
     let mut digits = Digits::default();
     out.put(TAG)?;
     out.put(digits.unsigned(expire_at(record).unsigned_abs()))?;
@@ -78,21 +78,37 @@ pub(crate) fn encode(
     out.put(b" ")?;
     out.optional_bytes(expiry.as_deref())?;
     out.put(&data)?;
+    out.flush()?;
     Ok(head_len)
 }
 
-/// A writer that counts what went through it.
-struct Counting<'a, W> {
+/// Collects the many small pieces of a value on the stack and passes them
+/// on in a few writes (a `BufWriter` without the heap); counts the bytes.
+struct Staged<'a, W> {
     out: &'a mut W,
+    buf: [u8; 128],
+    len: usize,
     written: usize,
 }
 
-impl<W: Write> Counting<'_, W> {
-    /// Writing to a command buffer or a `Vec` cannot fail; an error from
-    /// another writer is reported as a backend error.
+impl<W: Write> Staged<'_, W> {
     fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.written += bytes.len();
-        self.out.write_all(bytes).map_err(|error| Error::backend("redis", error))
+        if self.len + bytes.len() > self.buf.len() {
+            self.flush()?;
+            if bytes.len() > self.buf.len() {
+                return write_all(self.out, bytes);
+            }
+        }
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        let staged = self.len;
+        self.len = 0;
+        write_all(self.out, &self.buf[..staged])
     }
 
     /// `- `, or `<length>:<bytes> `.
@@ -109,10 +125,16 @@ impl<W: Write> Counting<'_, W> {
     }
 }
 
+/// Writing to a command's buffer or a `Vec` cannot fail; an error from
+/// another writer is reported as a backend error.
+fn write_all(out: &mut impl Write, bytes: &[u8]) -> Result<(), Error> {
+    out.write_all(bytes).map_err(|error| Error::backend("redis", error))
+}
+
 /// Reads a record from its stored value.
 pub(crate) fn decode(key: StorageKey, value: &[u8], codec: &dyn Codec) -> Result<Record, Corrupt> {
     let mut input = Input(value.strip_prefix(TAG).ok_or(Corrupt("not a record of this format"))?);
-    input.number::<i64>("expire-at is not a number")?;
+    input.unsigned("expire-at is not a number")?;
     let user = input
         .optional_bytes("malformed user field")?
         .map(|user| {
@@ -126,7 +148,7 @@ pub(crate) fn decode(key: StorageKey, value: &[u8], codec: &dyn Codec) -> Result
         true => None,
         false => Some(input.timestamp("abs is not a number")?),
     };
-    let version = input.number::<u64>("version is not a number")?;
+    let version = input.unsigned("version is not a number")?;
     let expiry = input
         .optional_bytes("malformed expiry field")?
         .map(|json| {
@@ -160,13 +182,21 @@ impl<'a> Input<'a> {
         Ok(field)
     }
 
-    fn number<T: std::str::FromStr>(&mut self, what: &'static str) -> Result<T, Corrupt> {
+    fn unsigned(&mut self, what: &'static str) -> Result<u64, Corrupt> {
+        parse_unsigned(self.field(what)?).ok_or(Corrupt(what))
+    }
+
+    fn signed(&mut self, what: &'static str) -> Result<i64, Corrupt> {
         let field = self.field(what)?;
-        std::str::from_utf8(field).ok().and_then(|text| text.parse().ok()).ok_or(Corrupt(what))
+        let parsed = match field.strip_prefix(b"-") {
+            Some(digits) => parse_unsigned(digits).and_then(|n| 0i64.checked_sub_unsigned(n)),
+            None => parse_unsigned(field).and_then(|n| i64::try_from(n).ok()),
+        };
+        parsed.ok_or(Corrupt(what))
     }
 
     fn timestamp(&mut self, what: &'static str) -> Result<Timestamp, Corrupt> {
-        self.number::<i64>(what).map(Timestamp::from_unix_seconds)
+        self.signed(what).map(Timestamp::from_unix_seconds)
     }
 
     /// Consumes a `- ` (an absent optional field) if it comes next.
@@ -186,10 +216,8 @@ impl<'a> Input<'a> {
             return Ok(None);
         }
         let colon = self.0.iter().position(|&b| b == b':').ok_or(Corrupt(what))?;
-        let len: usize = std::str::from_utf8(&self.0[..colon])
-            .ok()
-            .filter(|digits| digits.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|digits| digits.parse().ok())
+        let len = parse_unsigned(&self.0[..colon])
+            .and_then(|len| usize::try_from(len).ok())
             .ok_or(Corrupt(what))?;
         let rest = &self.0[colon + 1..];
         if rest.len() <= len || rest[len] != b' ' {
@@ -198,6 +226,18 @@ impl<'a> Input<'a> {
         self.0 = &rest[len + 1..];
         Ok(Some(&rest[..len]))
     }
+}
+
+/// A non-empty run of decimal digits that fits a `u64` (no sign, no
+/// spaces).
+fn parse_unsigned(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &digit| {
+        let digit = digit.checked_sub(b'0').filter(|digit| *digit <= 9)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// Decimal digits of integers without going through `fmt`.
@@ -361,6 +401,23 @@ mod tests {
         assert_eq!(expire_at(&record), MAX_EXPIRE_AT);
         record.idle_deadline = Timestamp::from_unix_seconds(-5);
         assert_eq!(expire_at(&record), 1);
+    }
+
+    #[test]
+    fn numbers_are_parsed_strictly() {
+        assert_eq!(parse_unsigned(b"0"), Some(0));
+        assert_eq!(parse_unsigned(b"007"), Some(7));
+        assert_eq!(parse_unsigned(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [&b""[..], b"-", b"+1", b"-1", b" 1", b"1 ", b"1a", b"18446744073709551616"] {
+            assert_eq!(parse_unsigned(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        let signed = |text: &str| Input(format!("{text} ").as_bytes()).signed("n").ok();
+        assert_eq!(signed("-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(signed("9223372036854775807"), Some(i64::MAX));
+        assert_eq!(signed("-0"), Some(0));
+        for bad in ["9223372036854775808", "-9223372036854775809", "--1", "-", ""] {
+            assert_eq!(signed(bad), None, "{bad}");
+        }
     }
 
     #[test]

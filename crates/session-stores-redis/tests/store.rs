@@ -340,6 +340,68 @@ async fn held_lock_is_renewed_past_its_lease() {
         .unwrap();
 }
 
+/// Locks with different leases on one store: each is renewed in time for
+/// its own lease (the shared renewal task follows the shortest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_and_long_leases_are_both_renewed() {
+    let store = common::shared_store("two-leases");
+    let other =
+        RedisStore::from_url(&common::redis_url()).unwrap().with_prefix(store.prefix().to_owned());
+    let (long_key, short_key) =
+        (SessionId::random().storage_key(), SessionId::random().storage_key());
+    let long =
+        store.lock(&long_key, options(Duration::from_secs(30), Duration::ZERO)).await.unwrap();
+    let lease = Duration::from_millis(600);
+    let short = store.lock(&short_key, options(lease, Duration::ZERO)).await.unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(lease / 2).await;
+        match other.lock(&short_key, options(lease, Duration::from_millis(20))).await {
+            Err(Error::LockTimeout { .. }) => {}
+            other => panic!("short-lease lock taken while held: {other:?}"),
+        }
+        assert!(short.is_held() && long.is_held());
+    }
+    short.release().await.unwrap();
+    long.release().await.unwrap();
+}
+
+/// The renewal task runs on the runtime that first needed it; once that
+/// runtime is gone, the next lock starts a new task on its own runtime.
+#[test]
+fn renewal_outlives_the_runtime_that_started_it() {
+    let store = common::shared_store("runtimes");
+    let key = SessionId::random().storage_key();
+    let lease = Duration::from_millis(600);
+    let first = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    first.block_on(async {
+        store.lock(&key, options(lease, Duration::ZERO)).await.unwrap().release().await.unwrap();
+    });
+    drop(first);
+
+    let second =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    second.block_on(async {
+        // The shared connection went with the first runtime: the first
+        // command fails, and the next one reconnects.
+        let guard = match store.lock(&key, options(lease, Duration::ZERO)).await {
+            Ok(guard) => guard,
+            Err(_) => store.lock(&key, options(lease, Duration::ZERO)).await.unwrap(),
+        };
+        let other = RedisStore::from_url(&common::redis_url())
+            .unwrap()
+            .with_prefix(store.prefix().to_owned());
+        for _ in 0..4 {
+            tokio::time::sleep(lease / 2).await;
+            match other.lock(&key, options(lease, Duration::from_millis(20))).await {
+                Err(Error::LockTimeout { .. }) => {}
+                other => panic!("lock taken while held: {other:?}"),
+            }
+            assert!(guard.is_held());
+        }
+        guard.release().await.unwrap();
+    });
+}
+
 /// If the lock is lost (here: deleted behind the holder's back, as if the
 /// lease ran out during a pause), renewal notices, `is_held` turns false and
 /// `save_and_release` writes nothing.
