@@ -58,10 +58,11 @@ impl Connections {
     /// The shared connection, or a new one from the pool within `timeout`.
     pub(crate) async fn get(&self, timeout: Duration) -> Result<Lent, RedisStoreError> {
         let stale = {
+            let now = Instant::now();
             let mut current = self.current();
             match current.as_mut() {
-                Some(shared) if shared.last_used.elapsed() < IDLE_RECHECK => {
-                    shared.last_used = Instant::now();
+                Some(shared) if now.saturating_duration_since(shared.last_used) < IDLE_RECHECK => {
+                    shared.last_used = now;
                     return Ok(Lent {
                         connection: (*shared.connection).clone(),
                         generation: shared.generation,

@@ -11,7 +11,10 @@
 //! per operation without it (`load` is a single `GET`; `save` a single
 //! script call). Each session is one Redis string, so a load answers with
 //! one bulk string, and the two hot-path scripts run six commands inside
-//! Redis between them (`SET NX PX` + `GET`; `GET`, `GET`, `SET EXAT`, `DEL`).
+//! Redis between them (`SET NX PX` + `GET`; `GET`, `GET`, `SET EXAT`, `DEL`);
+//! the user index is only written when a session's user or deadline
+//! changes. Held locks' leases are renewed by one task per store. Needs
+//! Redis 6.2 or later.
 //!
 //! Connections come from a [`deadpool_redis::Pool`] (re-exported here with
 //! its `redis` crate). A Redis that is down, slow to accept connections or an

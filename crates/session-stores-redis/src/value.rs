@@ -92,6 +92,7 @@ struct Staged<'a, W> {
 }
 
 impl<W: Write> Staged<'_, W> {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.written += bytes.len();
         if self.len + bytes.len() > self.buf.len() {
