@@ -9,8 +9,8 @@
 //! [`SessionLock::save_and_release`] each take the shard's lock once.
 
 use std::collections::hash_map::Entry;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLockWriteGuard};
 use std::time::Duration;
 
 use session_core::{
@@ -204,8 +204,8 @@ impl SessionLock for MemoryStore {
             let mut shard = write(self.shard(key));
             match shard.try_lock(key) {
                 Ok(()) => {
-                    let record = shard.load(key, now);
-                    drop(shard);
+                    // Decoding needs no exclusive access: let readers in.
+                    let record = RwLockWriteGuard::downgrade(shard).load(key, now);
                     return Ok((self.guard(*key), record));
                 }
                 Err(waiter) => waiter,

@@ -64,7 +64,9 @@ impl Default for Inner {
 /// A storage key is a SHA-256 output, so its bytes are already uniformly
 /// distributed, and the keys the store holds come from ids the server
 /// generated at random (clients cannot choose them), so there is nothing for
-/// SipHash's keyed mixing to defend against. Bytes 8..16 rather than 0..8:
+/// SipHash's keyed mixing to defend against. (Keys of incoming cookies only
+/// enter the lock table, for as long as the lock is held: a handful at a
+/// time, too few to flood.) Bytes 8..16 rather than 0..8:
 /// byte 0 picks the shard, so inside a shard its low bits are the same for
 /// every key and would pile all keys into the same buckets.
 ///
@@ -378,5 +380,37 @@ mod tests {
         let len = with_encoded(&record, <[u8]>::len).unwrap();
         let nested = with_encoded(&record, |_| with_encoded(&record, <[u8]>::len)).unwrap();
         assert_eq!(nested.unwrap(), len, "re-entry falls back to a fresh buffer");
+    }
+
+    #[tokio::test]
+    async fn unreadable_records_are_absent_and_swept() {
+        use session_core::{LockOptions, SessionLock};
+
+        let store = MemoryStore::new();
+        let now = Timestamp::now();
+        let mut record = session_core::ExpiryPolicy::default()
+            .new_record(SessionId::random().storage_key(), now);
+        store.create(&record).await.unwrap();
+        let mut bytes = Vec::new();
+        packed::encode(&record, &mut bytes).unwrap();
+        // Cut into the JSON: the header still says live.
+        bytes.truncate(bytes.len() - 1);
+        write(store.shard(&record.key)).records.insert(record.key, Packed::new(&bytes));
+
+        assert!(store.load(&record.key, now).await.unwrap().is_none());
+        let (guard, loaded) =
+            store.lock_and_load(&record.key, LockOptions::default(), now).await.unwrap();
+        assert!(loaded.is_none());
+        drop(guard);
+        // A save overwrites it with a good record again.
+        record.version += 1;
+        store.save(&record).await.unwrap();
+        assert_eq!(store.load(&record.key, now).await.unwrap().unwrap().version, 1);
+
+        // Not even a header: counts as expired, so the sweeper removes it.
+        write(store.shard(&record.key)).records.insert(record.key, Packed::new(b"\0"));
+        assert!(store.load(&record.key, now).await.unwrap().is_none());
+        assert_eq!(store.delete_expired(now).await.unwrap(), 1);
+        assert!(store.is_empty());
     }
 }
