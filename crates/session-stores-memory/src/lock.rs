@@ -391,4 +391,51 @@ mod tests {
         drop(guard);
         assert_eq!(store.inner.lock_entries(), 0);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn exclusive_under_timeouts_and_cancellations() {
+        use std::sync::atomic::AtomicUsize;
+
+        let store = MemoryStore::new();
+        let key = SessionId::random().storage_key();
+        let inside = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for task in 0..8_u64 {
+            let (store, inside) = (store.clone(), Arc::clone(&inside));
+            tasks.push(tokio::spawn(async move {
+                for round in 0..100_u64 {
+                    let wait = Duration::from_micros((task * 7 + round * 13) % 500);
+                    let locking = store.lock(&key, options(wait));
+                    // Every third attempt is also cancelled from outside.
+                    let guard = if round % 3 == 0 {
+                        match tokio::time::timeout(wait / 2, locking).await {
+                            Ok(locked) => locked,
+                            Err(_cancelled) => continue,
+                        }
+                    } else {
+                        locking.await
+                    };
+                    let Ok(guard) = guard else { continue };
+                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
+                    if round % 4 == 0 {
+                        // Long enough for the others' waits to run out.
+                        tokio::time::sleep(Duration::from_micros(500)).await;
+                    } else {
+                        tokio::task::yield_now().await;
+                    }
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    if round % 2 == 0 {
+                        guard.release().await.unwrap();
+                    } else {
+                        drop(guard);
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(store.inner.lock_entries(), 0, "nothing left locked or queued");
+        store.lock(&key, options(Duration::ZERO)).await.unwrap().release().await.unwrap();
+    }
 }
