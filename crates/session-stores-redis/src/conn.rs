@@ -73,7 +73,14 @@ impl Connections {
         };
         // Back to the pool, which pings it before handing it out again.
         drop(stale);
+        // Boxed: the pool's future (connect, handshake) is kilobytes, and
+        // every future awaiting `get` would otherwise carry that size on
+        // the hot path, where it is moved and copied.
+        Box::pin(self.connect(timeout)).await
+    }
 
+    /// The slow path of [`get`](Self::get): a connection from the pool.
+    async fn connect(&self, timeout: Duration) -> Result<Lent, RedisStoreError> {
         let connection = match tokio::time::timeout(timeout, self.pool.get()).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(error)) => return Err(error.into()),

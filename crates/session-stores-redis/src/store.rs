@@ -216,7 +216,8 @@ impl RedisStore {
         if let (Err(error), Some(script)) = (&result, script)
             && error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
         {
-            result = match script.load_async(connection).await {
+            // Boxed: rare, and kept out of the size of every `run` future.
+            result = match Box::pin(script.load_async(connection)).await {
                 Ok(_) => {
                     connection.send_packed_command(command).await.and_then(Value::extract_error)
                 }

@@ -58,78 +58,91 @@ pub(crate) fn encode(
 ) -> Result<usize, Error> {
     let data = codec.encode(&record.data)?;
     let expiry = record.expiry.as_ref().map(serde_json::to_vec).transpose()?;
-    let mut out = Staged { out, buf: [0; 128], len: 0, written: 0 };
+    let mut out = Staged { out, buf: [0; 128], len: 0, written: 0, failed: None };
     let mut digits = Digits::default();
-    out.put(TAG)?;
-    out.put(digits.unsigned(expire_at(record).unsigned_abs()))?;
-    out.put(b" ")?;
-    out.optional_bytes(record.user.as_deref().map(str::as_bytes))?;
+    out.put(TAG);
+    out.put(digits.unsigned(expire_at(record).unsigned_abs()));
+    out.put(b" ");
+    out.optional_bytes(record.user.as_deref().map(str::as_bytes));
     let head_len = out.written;
     for timestamp in [record.created_at, record.last_seen, record.idle_deadline] {
-        out.put(digits.signed(timestamp.unix_seconds()))?;
-        out.put(b" ")?;
+        out.put(digits.signed(timestamp.unix_seconds()));
+        out.put(b" ");
     }
     match record.absolute_deadline {
-        Some(absolute) => out.put(digits.signed(absolute.unix_seconds()))?,
-        None => out.put(b"-")?,
+        Some(absolute) => out.put(digits.signed(absolute.unix_seconds())),
+        None => out.put(b"-"),
     }
-    out.put(b" ")?;
-    out.put(digits.unsigned(record.version))?;
-    out.put(b" ")?;
-    out.optional_bytes(expiry.as_deref())?;
-    out.put(&data)?;
-    out.flush()?;
-    Ok(head_len)
+    out.put(b" ");
+    out.put(digits.unsigned(record.version));
+    out.put(b" ");
+    out.optional_bytes(expiry.as_deref());
+    out.put(&data);
+    out.flush();
+    match out.failed {
+        // Writing to a command's buffer or a `Vec` cannot fail; an error
+        // from another writer is reported as a backend error.
+        Some(error) => Err(Error::backend("redis", error)),
+        None => Ok(head_len),
+    }
 }
 
 /// Collects the many small pieces of a value on the stack and passes them
-/// on in a few writes (a `BufWriter` without the heap); counts the bytes.
+/// on in a few writes (a `BufWriter` without the heap); counts the bytes
+/// and keeps the first write error for the end.
 struct Staged<'a, W> {
     out: &'a mut W,
     buf: [u8; 128],
     len: usize,
     written: usize,
+    failed: Option<std::io::Error>,
 }
 
 impl<W: Write> Staged<'_, W> {
     #[inline]
-    fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
+    fn put(&mut self, bytes: &[u8]) {
         self.written += bytes.len();
-        if self.len + bytes.len() > self.buf.len() {
-            self.flush()?;
-            if bytes.len() > self.buf.len() {
-                return write_all(self.out, bytes);
-            }
+        let end = self.len + bytes.len();
+        if let Some(staged) = self.buf.get_mut(self.len..end) {
+            staged.copy_from_slice(bytes);
+            self.len = end;
+            return;
         }
-        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
-        Ok(())
+        self.flush();
+        match self.buf.get_mut(..bytes.len()) {
+            Some(staged) => {
+                staged.copy_from_slice(bytes);
+                self.len = bytes.len();
+            }
+            None => self.write(bytes),
+        }
     }
 
-    fn flush(&mut self) -> Result<(), Error> {
-        let staged = self.len;
-        self.len = 0;
-        write_all(self.out, &self.buf[..staged])
+    fn flush(&mut self) {
+        let staged = std::mem::take(&mut self.len);
+        if let Err(error) = self.out.write_all(&self.buf[..staged]) {
+            self.failed.get_or_insert(error);
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if let Err(error) = self.out.write_all(bytes) {
+            self.failed.get_or_insert(error);
+        }
     }
 
     /// `- `, or `<length>:<bytes> `.
-    fn optional_bytes(&mut self, bytes: Option<&[u8]>) -> Result<(), Error> {
+    fn optional_bytes(&mut self, bytes: Option<&[u8]>) {
         match bytes {
             Some(bytes) => {
-                self.put(Digits::default().unsigned(bytes.len() as u64))?;
-                self.put(b":")?;
-                self.put(bytes)?;
+                self.put(Digits::default().unsigned(bytes.len() as u64));
+                self.put(b":");
+                self.put(bytes);
             }
-            None => self.put(b"-")?,
+            None => self.put(b"-"),
         }
-        self.put(b" ")
+        self.put(b" ");
     }
-}
-
-/// Writing to a command's buffer or a `Vec` cannot fail; an error from
-/// another writer is reported as a backend error.
-fn write_all(out: &mut impl Write, bytes: &[u8]) -> Result<(), Error> {
-    out.write_all(bytes).map_err(|error| Error::backend("redis", error))
 }
 
 /// Reads a record from its stored value.
@@ -330,6 +343,39 @@ mod tests {
             assert_eq!(decoded, record, "{}", String::from_utf8_lossy(&value));
             assert!(!decoded.data.is_changed());
         }
+    }
+
+    #[test]
+    fn long_fields_pass_the_stage_buffer() {
+        let mut record = record();
+        record.user = Some("u".repeat(127));
+        record.data.insert_value("big", "x".repeat(5000).into());
+        record.data.mark_unchanged();
+        for user_len in [0, 1, 80, 127, 128, 129, 300] {
+            record.user = Some("ü".repeat(user_len / 2) + &"u".repeat(user_len % 2));
+            let (value, head_len) = encoded(&record);
+            let user = record.user.clone().unwrap();
+            let head = format!("s1 {} {}:{user} ", expire_at(&record), user.len());
+            assert_eq!(&value[..head_len], head.as_bytes());
+            assert_eq!(decode(record.key, &value, &JsonCodec).unwrap(), record);
+        }
+    }
+
+    #[test]
+    fn writer_errors_are_reported() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("broken"))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        assert!(matches!(
+            encode(&record(), &JsonCodec, &mut Broken),
+            Err(Error::Backend { store: "redis", .. })
+        ));
     }
 
     #[test]
