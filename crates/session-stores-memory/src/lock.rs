@@ -14,8 +14,8 @@ use std::sync::{Arc, RwLockWriteGuard};
 use std::time::Duration;
 
 use session_core::{
-    Error, HeldLock, LockGuard, LockOptions, Record, SessionLock, SessionStore as _, StorageKey,
-    Timestamp, async_trait,
+    Error, HeldLock, LockGuard, LockOptions, Record, Reloaded, SessionLock, SessionStore as _,
+    StorageKey, Timestamp, async_trait,
 };
 use tokio::sync::Notify;
 
@@ -181,9 +181,10 @@ async fn release_quietly(guard: LockGuard) {
 /// the store and its clones.
 ///
 /// The lease in [`LockOptions`] does not apply: the lock cannot outlive the
-/// process, and a dropped guard releases it at once. `lock_and_load` and
-/// `save_and_release` lock the record's shard once each when the session
-/// lock is free.
+/// process, and a dropped guard releases it at once. `lock_and_load`,
+/// `lock_and_reload` and `save_and_release` lock the record's shard once
+/// each when the session lock is free; `lock_and_reload` reads the stored
+/// version without decoding the record when it is unchanged.
 #[async_trait]
 impl SessionLock for MemoryStore {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
@@ -214,6 +215,28 @@ impl SessionLock for MemoryStore {
         let guard = self.wait(key, waiter, options.wait_timeout).await?;
         let record = read(self.shard(key)).load(key, now);
         Ok((guard, record))
+    }
+
+    async fn lock_and_reload(
+        &self,
+        key: &StorageKey,
+        options: LockOptions,
+        now: Timestamp,
+        version: u64,
+    ) -> Result<(LockGuard, Reloaded), Error> {
+        let waiter = {
+            let mut shard = write(self.shard(key));
+            match shard.try_lock(key) {
+                Ok(()) => {
+                    let reloaded = RwLockWriteGuard::downgrade(shard).reload(key, now, version);
+                    return Ok((self.guard(*key), reloaded));
+                }
+                Err(waiter) => waiter,
+            }
+        };
+        let guard = self.wait(key, waiter, options.wait_timeout).await?;
+        let reloaded = read(self.shard(key)).reload(key, now, version);
+        Ok((guard, reloaded))
     }
 
     async fn save_and_release(&self, record: &Record, guard: LockGuard) -> Result<(), Error> {
@@ -437,5 +460,38 @@ mod tests {
         }
         assert_eq!(store.inner.lock_entries(), 0, "nothing left locked or queued");
         store.lock(&key, options(Duration::ZERO)).await.unwrap().release().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn lock_and_reload_checks_the_version_and_the_deadline() {
+        let store = MemoryStore::new();
+        let now = Timestamp::now();
+        let mut record = ExpiryPolicy::default().new_record(SessionId::random().storage_key(), now);
+        record.version = 4;
+        store.create(&record).await.unwrap();
+        let options = LockOptions::default();
+
+        let (guard, reloaded) = store.lock_and_reload(&record.key, options, now, 4).await.unwrap();
+        assert_eq!(reloaded, Reloaded::Unchanged);
+        // Queued behind the holder, it answers once the lock is handed over.
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move { store.lock_and_reload(&record.key, options, now, 4).await }
+        });
+        while read(store.shard(&record.key)).locks[&record.key].is_empty() {
+            tokio::task::yield_now().await;
+        }
+        record.version = 5;
+        store.save_and_release(&record, guard).await.unwrap();
+        let (guard, reloaded) = waiting.await.unwrap().unwrap();
+        assert_eq!(reloaded, Reloaded::Changed(Some(record.clone())));
+        drop(guard);
+
+        let expired = record.expires_at();
+        let (guard, reloaded) =
+            store.lock_and_reload(&record.key, options, expired, 5).await.unwrap();
+        assert_eq!(reloaded, Reloaded::Changed(None), "same version, but over");
+        drop(guard);
+        assert_eq!(store.inner.lock_entries(), 0);
     }
 }

@@ -136,6 +136,11 @@ impl Packed {
         Some(absolute.min(idle))
     }
 
+    /// The stored [`Record::version`].
+    pub(crate) fn version(&self) -> Option<u64> {
+        array_at(&self.0, VERSION).map(u64::from_le_bytes)
+    }
+
     fn flags(&self) -> Option<u8> {
         self.0.get(FLAGS).copied()
     }
@@ -337,6 +342,7 @@ mod tests {
         record.user = Some("ada".to_owned());
         record.absolute_deadline = Some(record.idle_deadline - Duration::from_secs(1));
         let mut stored = packed(&record);
+        assert_eq!(stored.version(), Some(9));
         assert_eq!(stored.user(), Some(&b"ada"[..]));
         assert_eq!(stored.user_str(), Some("ada"));
         let deadline = record.expires_at();

@@ -6,7 +6,7 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, async_trait};
+use session_core::{Error, Record, Reloaded, SessionStore, StorageKey, Timestamp, async_trait};
 
 use crate::lock::Waiter;
 use crate::packed::{self, Packed};
@@ -121,6 +121,17 @@ impl Shard {
                 None
             }
         }
+    }
+
+    /// What [`SessionLock::lock_and_reload`](session_core::SessionLock::lock_and_reload)
+    /// answers: `Unchanged` while the live record still has `version`, read
+    /// from its header without decoding it.
+    pub(crate) fn reload(&self, key: &StorageKey, now: Timestamp, version: u64) -> Reloaded {
+        let unchanged = self
+            .records
+            .get(key)
+            .is_some_and(|stored| !stored.is_expired(now) && stored.version() == Some(version));
+        if unchanged { Reloaded::Unchanged } else { Reloaded::Changed(self.load(key, now)) }
     }
 
     /// Overwrites the record under `record.key` with `bytes` (its compact
