@@ -44,6 +44,7 @@
 mod cleanup;
 mod error;
 mod lock;
+mod row;
 mod store;
 mod table;
 

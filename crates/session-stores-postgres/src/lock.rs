@@ -12,18 +12,21 @@
 //! path (a failed or cancelled unlock, a cancelled attempt, a drop without a
 //! runtime) closes the connection instead, and the server drops its locks.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use session_core::{
-    Error, HeldLock, LockGuard, LockOptions, Record, SessionLock, StorageKey, Timestamp,
-    async_trait,
+    Error, HeldLock, LockGuard, LockOptions, Record, SessionLock, SessionStore, StorageKey,
+    Timestamp, async_trait,
 };
+use session_stores_sql::Encoded;
 use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{PgConnection, Postgres, Row};
 use tokio::time::Instant;
 
 use crate::PostgresStore;
-use crate::error::{PgStoreError, backend};
+use crate::error::{PgStoreError, STORE, backend};
+use crate::row;
 
 /// First pause between attempts to take a busy lock.
 const FIRST_BACKOFF: Duration = Duration::from_millis(2);
@@ -85,21 +88,58 @@ impl Drop for LockConnection {
     }
 }
 
-/// One attempt: a connection from the pool and `pg_try_advisory_lock`.
-async fn try_lock(pool: &PgPool, lock_id: i64) -> Result<Option<LockConnection>, Error> {
-    let mut conn = LockConnection::new(pool.acquire().await.map_err(backend)?);
+/// What an attempt to take the lock does besides taking it.
+#[derive(Clone, Copy)]
+enum Attempt {
+    /// `pg_try_advisory_lock` alone.
+    Lock,
+    /// The `lock_and_load` procedure: the lock, then the record as of `now`.
+    LockAndLoad(Timestamp),
+}
+
+/// One attempt: a connection from the pool, then the lock (and the record).
+/// `None` if the lock is taken by someone else; the connection then holds no
+/// lock and goes back to the pool.
+async fn try_lock(
+    store: &PostgresStore,
+    key: &StorageKey,
+    lock_id: i64,
+    attempt: Attempt,
+) -> Result<Option<(LockConnection, Option<Record>)>, Error> {
+    let mut conn = LockConnection::new(store.pool.acquire().await.map_err(backend)?);
     // If this future is dropped mid-query the lock may or may not have been
     // taken; `conn` is not clean, so it is closed, never pooled.
-    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(lock_id)
-        .fetch_one(conn.get()?)
-        .await
-        .map_err(backend)?;
-    if taken {
-        Ok(Some(conn))
-    } else {
+    let row = match attempt {
+        Attempt::Lock => sqlx::query("SELECT pg_try_advisory_lock($1)").bind(lock_id),
+        Attempt::LockAndLoad(now) => sqlx::query(store.table.lock_and_load.clone())
+            .bind(key.as_bytes().as_slice())
+            .bind(lock_id)
+            .bind(now.unix_seconds()),
+    }
+    .fetch_one(conn.get()?)
+    .await
+    .map_err(backend)?;
+    let taken: bool = row.try_get(0).map_err(backend)?;
+    if !taken {
         conn.clean = true;
-        Ok(None)
+        return Ok(None);
+    }
+    let record = match attempt {
+        Attempt::Lock => Ok(None),
+        Attempt::LockAndLoad(_) => match row.try_get::<Option<bool>, _>(1) {
+            Ok(Some(true)) => row::decode(&row, 2, Some(*key), &store.table.name),
+            Ok(_) => Ok(None),
+            Err(error) => Err(backend(error)),
+        },
+    };
+    match record {
+        Ok(record) => Ok(Some((conn, record))),
+        Err(error) => {
+            if let Err(unlock) = conn.unlock(lock_id).await {
+                tracing::warn!(store = STORE, error = %unlock, "unlocking after a failed load");
+            }
+            Err(error)
+        }
     }
 }
 
@@ -115,14 +155,22 @@ fn jittered(backoff: Duration, seed: &mut u64) -> Duration {
 
 /// A held advisory lock: the connection that holds it.
 struct PgLock {
-    conn: Option<LockConnection>,
+    /// Taken out by `save_and_release`, which saves and unlocks on it, or by
+    /// `release` / `drop`, which unlock.
+    conn: Mutex<Option<LockConnection>>,
     lock_id: i64,
+}
+
+impl PgLock {
+    fn take(&self) -> Option<LockConnection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
 }
 
 #[async_trait]
 impl HeldLock for PgLock {
-    async fn release(mut self: Box<Self>) -> Result<(), Error> {
-        match self.conn.take() {
+    async fn release(self: Box<Self>) -> Result<(), Error> {
+        match self.take() {
             Some(conn) => conn.unlock(self.lock_id).await,
             None => Ok(()),
         }
@@ -131,7 +179,7 @@ impl HeldLock for PgLock {
 
 impl Drop for PgLock {
     fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else {
+        let Some(conn) = self.take() else {
             return;
         };
         let lock_id = self.lock_id;
@@ -140,7 +188,7 @@ impl Drop for PgLock {
                 runtime.spawn(async move {
                     if let Err(error) = conn.unlock(lock_id).await {
                         tracing::warn!(
-                            store = crate::error::STORE,
+                            store = STORE,
                             %error,
                             "unlocking a dropped session lock failed; its connection was closed",
                         );
@@ -153,21 +201,27 @@ impl Drop for PgLock {
 }
 
 impl PostgresStore {
-    /// Polls `pg_try_advisory_lock` with backoff until it succeeds or
+    /// Polls the lock with backoff until it is taken or
     /// `options.wait_timeout` passes. Between attempts no connection is held,
-    /// so waiters never starve the holder of the connections it needs.
-    async fn take_lock(&self, key: &StorageKey, options: LockOptions) -> Result<PgLock, Error> {
+    /// so waiters never starve the holder's neighbours of connections (the
+    /// holder itself needs no other: its save runs on the lock's connection).
+    async fn take_lock(
+        &self,
+        key: &StorageKey,
+        options: LockOptions,
+        attempt: Attempt,
+    ) -> Result<(PgLock, Option<Record>), Error> {
         let lock_id = key.prefix_u64().cast_signed();
         let timed_out = || Error::LockTimeout { waited: options.wait_timeout };
         let deadline = Instant::now() + options.wait_timeout;
         let mut backoff = FIRST_BACKOFF;
         let mut seed = key.prefix_u64() | 1;
         loop {
-            match tokio::time::timeout_at(deadline, try_lock(&self.pool, lock_id)).await {
+            match tokio::time::timeout_at(deadline, try_lock(self, key, lock_id, attempt)).await {
                 Err(_elapsed) => return Err(timed_out()),
                 Ok(Err(error)) => return Err(error),
-                Ok(Ok(Some(conn))) => {
-                    return Ok(PgLock { conn: Some(conn), lock_id });
+                Ok(Ok(Some((conn, record)))) => {
+                    return Ok((PgLock { conn: Mutex::new(Some(conn)), lock_id }, record));
                 }
                 Ok(Ok(None)) => {}
             }
@@ -179,6 +233,60 @@ impl PostgresStore {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+
+    /// Saves with the `save_and_unlock` procedure on the lock's own
+    /// connection: the `UPDATE` commits, then the lock is released, in one
+    /// round trip and without a second connection from the pool.
+    async fn save_on(
+        &self,
+        record: &Record,
+        mut conn: LockConnection,
+        lock_id: i64,
+    ) -> Result<(), Error> {
+        let row = match Encoded::new(record) {
+            Ok(row) => row,
+            Err(error) => {
+                if let Err(unlock) = conn.unlock(lock_id).await {
+                    tracing::warn!(store = STORE, error = %unlock, "unlocking after a failed encode");
+                }
+                return Err(error);
+            }
+        };
+        let done = sqlx::query(self.table.save_and_unlock.clone())
+            .bind(row.key)
+            .bind(row.data)
+            .bind(row.last_seen)
+            .bind(row.idle_deadline)
+            .bind(row.absolute_deadline)
+            .bind(row.expiry)
+            .bind(row.user.map(str::as_bytes))
+            .bind(row.version)
+            .bind(lock_id)
+            .fetch_one(conn.get()?)
+            .await
+            .and_then(|row| Ok((row.try_get::<bool, _>(0)?, row.try_get::<bool, _>(1)?)));
+        match done {
+            Ok((saved, unlocked)) => {
+                if unlocked {
+                    conn.clean = true;
+                } else {
+                    tracing::warn!(
+                        store = STORE,
+                        error = %PgStoreError::LockLost,
+                        "the session was saved, but its lock was gone; closing the connection",
+                    );
+                }
+                if saved { Ok(()) } else { Err(Error::NotFound) }
+            }
+            Err(error) => {
+                // Not saved, or unknown: the lock may still be held.
+                if let Err(unlock) = conn.unlock(lock_id).await {
+                    tracing::warn!(store = STORE, error = %unlock, "unlocking after a failed save");
+                }
+                Err(backend(error))
+            }
+        }
+    }
 }
 
 /// Session-level advisory locks, exclusive across every process and machine
@@ -186,11 +294,16 @@ impl PostgresStore {
 ///
 /// `options.lease` does not apply: the lock lives exactly as long as the
 /// database session holding it, so a crashed process releases it at once.
-/// Waiting polls `pg_try_advisory_lock` with backoff and gives up with
-/// [`Error::LockTimeout`] after `options.wait_timeout`. A guard dropped
-/// without [`release`](LockGuard::release) is unlocked by a spawned task; if
-/// that fails, the connection is closed instead of being returned to the
-/// pool.
+/// Waiting polls with backoff and gives up with [`Error::LockTimeout`] after
+/// `options.wait_timeout`. A guard dropped without
+/// [`release`](LockGuard::release) is unlocked by a spawned task; if that
+/// fails, the connection is closed instead of being returned to the pool.
+///
+/// A locked read-modify-write takes one connection from the pool and two
+/// round trips ([`lock_and_load`](SessionLock::lock_and_load) and
+/// [`save_and_release`](SessionLock::save_and_release), each one call of a
+/// procedure that [`migrate`](PostgresStore::migrate) creates), so a pool of
+/// `N` connections serves `N` locked sessions at once without deadlock.
 ///
 /// Locks are keyed by the first 64 bits of the session's storage key (in the
 /// database-wide advisory lock space shared with other applications); two
@@ -198,29 +311,38 @@ impl PostgresStore {
 #[async_trait]
 impl SessionLock for PostgresStore {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
-        Ok(LockGuard::new(self.take_lock(key, options).await?))
+        let (lock, _) = self.take_lock(key, options, Attempt::Lock).await?;
+        Ok(LockGuard::new(lock))
     }
 
-    /// Loads on the lock's own connection: one pool checkout for both.
+    /// Takes the lock and loads the record in one round trip, the load in a
+    /// transaction that starts after the lock was taken.
     async fn lock_and_load(
         &self,
         key: &StorageKey,
         options: LockOptions,
         now: Timestamp,
     ) -> Result<(LockGuard, Option<Record>), Error> {
-        let mut lock = self.take_lock(key, options).await?;
-        let loaded = match lock.conn.as_mut() {
-            Some(conn) => self.load_with(conn.get()?, key, now).await,
-            None => Err(PgStoreError::LockLost.into()),
-        };
-        match loaded {
-            Ok(record) => Ok((LockGuard::new(lock), record)),
-            Err(error) => {
-                if let Err(unlock) = (Box::new(lock) as Box<dyn HeldLock>).release().await {
-                    tracing::warn!(store = crate::error::STORE, error = %unlock, "unlocking after a failed load");
-                }
-                Err(error)
+        let (lock, record) = self.take_lock(key, options, Attempt::LockAndLoad(now)).await?;
+        Ok((LockGuard::new(lock), record))
+    }
+
+    /// Saves and unlocks in one round trip on the lock's own connection; the
+    /// save commits before the unlock. Guards of other stores are saved
+    /// through the pool, then released.
+    async fn save_and_release(&self, record: &Record, guard: LockGuard) -> Result<(), Error> {
+        let Some(lock) = guard.downcast_ref::<PgLock>() else {
+            let saved = self.save(record).await;
+            if let Err(error) = guard.release().await {
+                tracing::warn!(store = STORE, %error, "releasing a foreign session lock failed");
             }
+            return saved;
+        };
+        let (conn, lock_id) = (lock.take(), lock.lock_id);
+        drop(guard); // holds no connection any more: nothing to unlock
+        match conn {
+            Some(conn) => self.save_on(record, conn, lock_id).await,
+            None => Err(PgStoreError::LockLost.into()),
         }
     }
 }

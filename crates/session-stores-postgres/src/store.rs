@@ -4,10 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, async_trait};
-use session_stores_sql::{COLUMNS, Encoded, InvalidTableName, decode_row};
-use sqlx::{AssertSqlSafe, Executor, PgPool, Postgres, SqlSafeStr, SqlStr};
+use session_stores_sql::{Encoded, InvalidTableName};
+use sqlx::{AssertSqlSafe, PgPool, SqlSafeStr, SqlStr};
 
-use crate::error::{STORE, backend};
+use crate::error::backend;
+use crate::row::{self, RECORD_COLUMNS};
 use crate::table::TableName;
 
 /// The table used unless [`PostgresStore::with_table_name`] says otherwise.
@@ -69,14 +70,21 @@ pub(crate) struct Table {
     pub(crate) name: TableName,
     batch_size: u32,
     migrate: SqlStr,
+    user_id_type: SqlStr,
+    user_id_to_bytea: SqlStr,
+    routines: SqlStr,
     create: SqlStr,
-    pub(crate) load: SqlStr,
+    load: SqlStr,
     save: SqlStr,
     delete: SqlStr,
     touch: SqlStr,
     delete_expired: SqlStr,
     list_for_user: SqlStr,
     delete_for_user: SqlStr,
+    /// `CALL` of the procedure that takes the lock and loads (see `lock.rs`).
+    pub(crate) lock_and_load: SqlStr,
+    /// `CALL` of the procedure that saves, commits and unlocks.
+    pub(crate) save_and_unlock: SqlStr,
 }
 
 /// Only ever called with SQL built from a validated [`TableName`] (quoted
@@ -88,6 +96,8 @@ fn sql(text: String) -> SqlStr {
 impl Table {
     fn new(name: TableName, batch_size: u32) -> Self {
         let t = name.quoted();
+        let lock_and_load = name.routine("lock_and_load");
+        let save_and_unlock = name.routine("save_and_unlock");
         let migrate = format!(
             "CREATE TABLE IF NOT EXISTS {t} (
                 session_key BYTEA PRIMARY KEY,
@@ -98,7 +108,7 @@ impl Table {
                 absolute_deadline BIGINT,
                 expires_at BIGINT GENERATED ALWAYS AS (LEAST(idle_deadline, absolute_deadline)) STORED,
                 expiry TEXT,
-                user_id TEXT,
+                user_id BYTEA,
                 version BIGINT NOT NULL
             );
             CREATE INDEX IF NOT EXISTS {expires_idx} ON {t} (expires_at);
@@ -106,8 +116,64 @@ impl Table {
             expires_idx = name.derived("expires_at_idx"),
             user_idx = name.derived("user_id_idx"),
         );
+        // The two halves of a locked read-modify-write, one round trip each.
+        // Procedures (not functions) because they can COMMIT between
+        // statements: the read after taking the lock runs in a transaction
+        // that starts after the lock was taken, and the write commits before
+        // the unlock, so the next holder always reads it (at any isolation
+        // level). Values stay bound parameters, and the plans are cached.
+        let routines = format!(
+            "CREATE OR REPLACE PROCEDURE {lock_and_load}(
+                p_key BYTEA, p_lock_id BIGINT, p_now BIGINT,
+                INOUT o_locked BOOLEAN DEFAULT NULL, INOUT o_found BOOLEAN DEFAULT NULL,
+                INOUT o_data TEXT DEFAULT NULL, INOUT o_created_at BIGINT DEFAULT NULL,
+                INOUT o_last_seen BIGINT DEFAULT NULL, INOUT o_idle_deadline BIGINT DEFAULT NULL,
+                INOUT o_absolute_deadline BIGINT DEFAULT NULL, INOUT o_expiry TEXT DEFAULT NULL,
+                INOUT o_user_id BYTEA DEFAULT NULL, INOUT o_version BIGINT DEFAULT NULL)
+            LANGUAGE plpgsql AS $proc$
+            BEGIN
+                o_locked := pg_try_advisory_lock(p_lock_id);
+                IF NOT o_locked THEN
+                    RETURN;
+                END IF;
+                COMMIT;
+                SELECT s.data, s.created_at, s.last_seen, s.idle_deadline, s.absolute_deadline,
+                       s.expiry, s.user_id, s.version
+                  INTO o_data, o_created_at, o_last_seen, o_idle_deadline, o_absolute_deadline,
+                       o_expiry, o_user_id, o_version
+                  FROM {t} AS s
+                 WHERE s.session_key = p_key AND s.expires_at > p_now;
+                o_found := FOUND;
+            END
+            $proc$;
+            CREATE OR REPLACE PROCEDURE {save_and_unlock}(
+                p_key BYTEA, p_data TEXT, p_last_seen BIGINT, p_idle_deadline BIGINT,
+                p_absolute_deadline BIGINT, p_expiry TEXT, p_user_id BYTEA, p_version BIGINT,
+                p_lock_id BIGINT,
+                INOUT o_saved BOOLEAN DEFAULT NULL, INOUT o_unlocked BOOLEAN DEFAULT NULL)
+            LANGUAGE plpgsql AS $proc$
+            BEGIN
+                UPDATE {t} AS s
+                   SET data = p_data, last_seen = p_last_seen, idle_deadline = p_idle_deadline,
+                       absolute_deadline = p_absolute_deadline, expiry = p_expiry,
+                       user_id = p_user_id, version = p_version
+                 WHERE s.session_key = p_key;
+                o_saved := FOUND;
+                COMMIT;
+                o_unlocked := pg_advisory_unlock(p_lock_id);
+            END
+            $proc$;"
+        );
         Self {
             migrate: sql(migrate),
+            user_id_type: sql("SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+                 WHERE attrelid = to_regclass($1) AND attname = 'user_id' AND NOT attisdropped"
+                .to_owned()),
+            // Tables made before user ids became bytes (TEXT cannot hold NUL).
+            user_id_to_bytea: sql(format!(
+                "ALTER TABLE {t} ALTER COLUMN user_id TYPE BYTEA USING convert_to(user_id, 'UTF8')"
+            )),
+            routines: sql(routines),
             create: sql(format!(
                 "INSERT INTO {t} (session_key, data, created_at, last_seen, idle_deadline, \
                  absolute_deadline, expiry, user_id, version) \
@@ -115,7 +181,7 @@ impl Table {
                  ON CONFLICT (session_key) DO NOTHING"
             )),
             load: sql(format!(
-                "SELECT {COLUMNS} FROM {t} WHERE session_key = $1 AND expires_at > $2"
+                "SELECT {RECORD_COLUMNS} FROM {t} WHERE session_key = $1 AND expires_at > $2"
             )),
             save: sql(format!(
                 "UPDATE {t} SET data = $2, last_seen = $3, idle_deadline = $4, \
@@ -134,9 +200,14 @@ impl Table {
                  LIMIT $2 FOR UPDATE SKIP LOCKED)"
             )),
             list_for_user: sql(format!(
-                "SELECT {COLUMNS} FROM {t} WHERE user_id = $1 AND expires_at > $2"
+                "SELECT session_key, {RECORD_COLUMNS} FROM {t} \
+                 WHERE user_id = $1 AND expires_at > $2"
             )),
             delete_for_user: sql(format!("DELETE FROM {t} WHERE user_id = $1")),
+            lock_and_load: sql(format!("CALL {lock_and_load}($1, $2, $3)")),
+            save_and_unlock: sql(format!(
+                "CALL {save_and_unlock}($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            )),
             name,
             batch_size,
         }
@@ -208,6 +279,18 @@ impl PostgresStore {
             .await
             .map_err(backend)?;
         sqlx::raw_sql(self.table.migrate.clone()).execute(&mut *tx).await.map_err(backend)?;
+        let user_id_type: Option<String> = sqlx::query_scalar(self.table.user_id_type.clone())
+            .bind(self.table.name.quoted())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if user_id_type.as_deref() == Some("text") {
+            sqlx::query(self.table.user_id_to_bytea.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        sqlx::raw_sql(self.table.routines.clone()).execute(&mut *tx).await.map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 
@@ -221,28 +304,6 @@ impl PostgresStore {
     #[must_use]
     pub fn table_name(&self) -> String {
         self.table.name.to_string()
-    }
-
-    /// Loads on any executor: the pool, or a lock's own connection.
-    pub(crate) async fn load_with<'c, E>(
-        &self,
-        executor: E,
-        key: &StorageKey,
-        now: Timestamp,
-    ) -> Result<Option<Record>, Error>
-    where
-        E: Executor<'c, Database = Postgres>,
-    {
-        let row = sqlx::query(self.table.load.clone())
-            .bind(key.as_bytes().as_slice())
-            .bind(now.unix_seconds())
-            .fetch_optional(executor)
-            .await
-            .map_err(backend)?;
-        match row {
-            Some(row) => decode_row(&row, STORE, &self.table.name).map_err(backend),
-            None => Ok(None),
-        }
     }
 }
 
@@ -267,7 +328,7 @@ impl SessionStore for PostgresStore {
             .bind(row.idle_deadline)
             .bind(row.absolute_deadline)
             .bind(row.expiry)
-            .bind(row.user)
+            .bind(row.user.map(str::as_bytes))
             .bind(row.version)
             .execute(&self.pool)
             .await
@@ -279,7 +340,16 @@ impl SessionStore for PostgresStore {
     }
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, Error> {
-        self.load_with(&self.pool, key, now).await
+        let row = sqlx::query(self.table.load.clone())
+            .bind(key.as_bytes().as_slice())
+            .bind(now.unix_seconds())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        match row {
+            Some(row) => row::decode(&row, 0, Some(*key), &self.table.name),
+            None => Ok(None),
+        }
     }
 
     async fn save(&self, record: &Record) -> Result<(), Error> {
@@ -291,7 +361,7 @@ impl SessionStore for PostgresStore {
             .bind(row.idle_deadline)
             .bind(row.absolute_deadline)
             .bind(row.expiry)
-            .bind(row.user)
+            .bind(row.user.map(str::as_bytes))
             .bind(row.version)
             .execute(&self.pool)
             .await
@@ -344,14 +414,14 @@ impl SessionStore for PostgresStore {
 
     async fn list_for_user(&self, user: &str, now: Timestamp) -> Result<Vec<Record>, Error> {
         let rows = sqlx::query(self.table.list_for_user.clone())
-            .bind(user)
+            .bind(user.as_bytes())
             .bind(now.unix_seconds())
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
-            if let Some(record) = decode_row(row, STORE, &self.table.name).map_err(backend)? {
+            if let Some(record) = row::decode(row, 0, None, &self.table.name)? {
                 records.push(record);
             }
         }
@@ -360,7 +430,7 @@ impl SessionStore for PostgresStore {
 
     async fn delete_for_user(&self, user: &str) -> Result<u64, Error> {
         let done = sqlx::query(self.table.delete_for_user.clone())
-            .bind(user)
+            .bind(user.as_bytes())
             .execute(&self.pool)
             .await
             .map_err(backend)?;

@@ -61,6 +61,15 @@ impl TableName {
         format!("\"{}_{hash:08x}_{suffix}\"", &self.table[..keep])
     }
 
+    /// A quoted name for a routine belonging to this table, in the table's
+    /// schema (if it names one): like [`derived`](Self::derived), qualified.
+    pub(crate) fn routine(&self, suffix: &str) -> String {
+        match &self.schema {
+            Some(schema) => format!("{}.{}", quote(schema), self.derived(suffix)),
+            None => self.derived(suffix),
+        }
+    }
+
     /// A stable 64-bit number for this table, for the migration lock.
     pub(crate) fn lock_id(&self) -> i64 {
         let text = format!("session-stores-postgres migrate {self}");
@@ -139,5 +148,7 @@ mod tests {
         assert_ne!(a, long_b.derived("expires_at_idx"));
         assert_ne!(a, long_a.derived("user_id_idx"));
         assert_eq!(TableName::parse("s.t").unwrap().derived("x_idx"), "\"t_x_idx\"");
+        assert_eq!(TableName::parse("s.t").unwrap().routine("p"), "\"s\".\"t_p\"");
+        assert_eq!(TableName::parse("t").unwrap().routine("p"), "\"t_p\"");
     }
 }

@@ -7,7 +7,7 @@
 //! |-----|------|
 //! | 1-4, 6, 20, 21, 27 | the layer: `session-axum/tests/bad_inputs.rs` (rows are keyed by hashed ids only) |
 //! | 5 | `row05_unknown_key_is_not_created` |
-//! | 7, 8 | hostile user ids in the per-user index (bound parameters, never SQL text) |
+//! | 7, 8 | hostile user ids in the per-user index (bound parameters, never SQL text; NUL too: user ids are `BYTEA`) |
 //! | 9-18 | cookie formats only |
 //! | 19 | `row19_corrupt_rows_are_absent_and_cleanup_goes_on`; more corruptions in `postgres.rs` (`corrupt_rows_load_as_absent_and_spare_their_neighbours`) |
 //! | 22 | `fault.rs`: `store_fails_cleanly_while_postgres_is_down_and_recovers_after`; through the layer: `row22_*` in `session-axum/tests/bad_inputs.rs` |
@@ -63,26 +63,37 @@ async fn row07_path_like_user_ids() {
     .await;
 }
 
-/// PostgreSQL `TEXT` cannot hold NUL, so a user id containing one is refused
-/// with a backend error (the other stores accept it). Nothing is written
-/// and nothing else is affected; the layer answers with its error response.
+/// User ids are stored as their UTF-8 bytes (`BYTEA`): PostgreSQL `TEXT`
+/// cannot hold NUL, and a user id may. One with NUL (and other control
+/// characters) is indexed, listed, moved by `save` and deleted like any other.
 #[tokio::test]
-async fn row07_nul_in_a_user_id_is_refused_cleanly() {
+async fn row07_nul_in_a_user_id_works() {
     let (store, other) = stores().await;
+    testing::hostile_user_ids(&store, &other, &["a\0b", "\0", "nul\0\0end", "\u{1}\r\n\t"]).await;
     let now = Timestamp::now();
     let user = format!("a\0b-{}", &SessionId::random().storage_key().to_hex()[..8]);
-    let mut mine = record(now);
-    mine.user = Some(user.clone());
-    assert!(matches!(store.create(&mine).await, Err(Error::Backend { .. })));
-    assert!(other.load(&mine.key, now).await.unwrap().is_none(), "nothing written");
+    let prefix = user.split('\0').next().unwrap().to_owned();
     let mut plain = record(now);
     store.create(&plain).await.unwrap();
     plain.user = Some(user.clone());
     plain.version += 1;
-    assert!(matches!(store.save(&plain).await, Err(Error::Backend { .. })));
+    store.save(&plain).await.unwrap();
     let loaded = other.load(&plain.key, now).await.unwrap().unwrap();
-    assert_eq!((loaded.user, loaded.version), (None, 0), "the old row is intact");
-    assert!(matches!(other.list_for_user(&user, now).await, Err(Error::Backend { .. })));
+    assert_eq!(loaded.user.as_deref(), Some(user.as_str()));
+    let listed = other.list_for_user(&user, now).await.unwrap();
+    assert_eq!(listed.iter().map(|r| r.key).collect::<Vec<_>>(), [plain.key]);
+    assert!(other.list_for_user(&prefix, now).await.unwrap().is_empty(), "no prefix match");
+    // Under the lock too: `save_and_release` writes the user id the same way.
+    let options = LockOptions::default();
+    let (guard, loaded) = other.lock_and_load(&plain.key, options, now).await.unwrap();
+    let mut loaded = loaded.unwrap();
+    let moved = format!("{user}\0moved");
+    loaded.user = Some(moved.clone());
+    loaded.version += 1;
+    other.save_and_release(&loaded, guard).await.unwrap();
+    assert!(store.list_for_user(&user, now).await.unwrap().is_empty());
+    assert_eq!(store.delete_for_user(&moved).await.unwrap(), 1);
+    assert!(other.load(&plain.key, now).await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -35,6 +35,58 @@ async fn two_pools_on_one_database_lose_no_update() {
     concurrent_increments(&stores, 100).await;
 }
 
+/// A locked read-modify-write needs one connection, not two: more sessions
+/// locked at once than the pool has connections all get saved (the save
+/// runs on the lock's own connection), instead of every holder waiting for
+/// a second connection until the acquire timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn more_locked_sessions_than_connections_do_not_deadlock() {
+    const SESSIONS: usize = 16;
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(60))
+        .connect(&common::database_url())
+        .await
+        .unwrap();
+    let table = common::random_table();
+    let store = common::store_on(pool, &table).await;
+    let now = Timestamp::now();
+    let mut keys = Vec::new();
+    for _ in 0..SESSIONS {
+        let r = record(now);
+        store.create(&r).await.unwrap();
+        keys.push(r.key);
+    }
+    let options =
+        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(60) };
+    let tasks: Vec<_> = keys
+        .iter()
+        .map(|&key| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (guard, loaded) = store.lock_and_load(&key, options, now).await.unwrap();
+                let mut loaded = loaded.unwrap();
+                // Hold the lock across an await, as a handler does, so the
+                // pool's connections are all taken by lock holders at once.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                loaded.data.insert("n", 1).unwrap();
+                loaded.version += 1;
+                store.save_and_release(&loaded, guard).await.unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Every session was saved and unlocked (another process gets each lock).
+    let other = common::store_on(common::pool(2).await, &table).await;
+    for key in &keys {
+        let loaded = other.load(key, now).await.unwrap().unwrap();
+        assert_eq!((loaded.data.get::<u64>("n").unwrap(), loaded.version), (Some(1), 1));
+        other.lock(key, short_wait()).await.unwrap().release().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_rows_load_as_absent_and_spare_their_neighbours() {
     let store = common::fresh_store().await;
