@@ -53,7 +53,7 @@ impl SessionInner {
         if let Some(format) = &self.layer.format {
             return self.persist_client_side(state, format.as_ref());
         }
-        let store = &self.layer.store;
+        let store = self.layer.store();
         let config = &self.layer.config;
         let now = config.clock.now();
         let stale = std::mem::take(&mut state.stale);
@@ -144,7 +144,7 @@ impl SessionInner {
         check_payload(&current.record, config.max_payload_bytes)?;
         current.record.version += 1;
         for _ in 0..CREATE_ATTEMPTS {
-            match self.layer.store.create(&current.record).await {
+            match self.layer.store().create(&current.record).await {
                 Ok(()) => {
                     current.record.data.mark_unchanged();
                     return Ok(());
@@ -163,7 +163,7 @@ impl SessionInner {
 
     async fn delete_stale(&self, stale: &[session_core::StorageKey]) -> Result<(), Error> {
         for key in stale {
-            self.layer.store.delete(key).await?;
+            self.layer.store().delete(key).await?;
         }
         Ok(())
     }

@@ -20,7 +20,7 @@ use crate::rejection::SessionError;
 /// What every request of one [`SessionLayer`](crate::SessionLayer) shares.
 pub(crate) struct LayerShared {
     /// The server-side store; for client-side sessions a stand-in that
-    /// answers [`Error::Unsupported`].
+    /// answers [`Error::Unsupported`]. Call it through [`Self::store`].
     pub(crate) store: Arc<dyn SessionLock>,
     /// Set for client-side sessions: the whole session travels in the cookie.
     pub(crate) format: Option<Arc<dyn CookieFormat>>,
@@ -37,6 +37,13 @@ impl LayerShared {
     ) -> Self {
         let cookies = CookieTemplate::new(&config);
         Self { store, format, config, cookies }
+    }
+
+    /// The store as a trait object. Calling methods on the `Arc` itself
+    /// would go through `Arc<S>`'s forwarding impl: a second boxed future
+    /// per store call.
+    pub(crate) fn store(&self) -> &dyn SessionLock {
+        self.store.as_ref()
     }
 }
 
@@ -346,8 +353,8 @@ impl<K: SessionKind> Session<K> {
     }
 
     /// The server-side store behind this session.
-    pub(crate) fn store(&self) -> &Arc<dyn SessionLock> {
-        &self.inner.layer.store
+    pub(crate) fn store(&self) -> &dyn SessionLock {
+        self.inner.layer.store()
     }
 
     /// The layer's configuration.
@@ -382,7 +389,7 @@ impl SessionInner {
             Incoming::Nothing => {}
             Incoming::Id(id) => {
                 let now = config.clock.now();
-                match self.layer.store.load(&id.storage_key(), now).await? {
+                match self.layer.store().load(&id.storage_key(), now).await? {
                     Some(record) if !record.is_expired(now) => {
                         state.current = Some(Current { id: Some(*id), record, is_new: false });
                     }
@@ -453,7 +460,7 @@ impl SessionInner {
         };
         let config = &self.layer.config;
         let now = config.clock.now();
-        let store = &self.layer.store;
+        let store = self.layer.store();
         let (guard, record) = match &state.current {
             // Loaded earlier in this request (say by `CurrentUser`) and not
             // modified since: the store only has to say whether it changed.

@@ -92,3 +92,19 @@ async fn a_failing_replica_is_logged_and_skipped_under_log_and_continue() {
     replica.fail(false);
     assert!(replica.load(&key_of(&cookie), Timestamp::now()).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn locked_saves_land_everywhere_and_follow_the_policy() {
+    let Setup { replica, app, .. } = setup(ReplicaFailure::FailRequest);
+    let cookie = send(&app, "/set?v=counter", &[]).await.cookie();
+    assert_eq!(send(&app, "/incr", &[&cookie]).await.body, "1");
+    assert_eq!(send(&app, "/incr", &[&cookie]).await.body, "2");
+    let in_replica = replica.load(&key_of(&cookie), Timestamp::now()).await.unwrap().unwrap();
+    assert_eq!(in_replica.data.get::<u64>("n").unwrap(), Some(2));
+
+    replica.fail(true);
+    assert_eq!(send(&app, "/incr", &[&cookie]).await.status, 503);
+    replica.fail(false);
+    // The primary's lock was released despite the failure.
+    assert_eq!(send(&app, "/incr", &[&cookie]).await.status, 200);
+}

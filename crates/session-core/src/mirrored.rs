@@ -7,7 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::{
-    Error, LockGuard, LockOptions, Record, SessionLock, SessionStore, StorageKey, Timestamp,
+    Error, LockGuard, LockOptions, Record, Reloaded, SessionLock, SessionStore, StorageKey,
+    Timestamp,
 };
 
 /// What a [`Mirrored`] store does when a replica write fails (the primary's
@@ -147,12 +148,12 @@ impl fmt::Debug for Mirrored {
 #[async_trait]
 impl SessionStore for Mirrored {
     async fn create(&self, record: &Record) -> Result<(), Error> {
-        self.primary.create(record).await?;
+        self.primary.as_ref().create(record).await?;
         self.replicate("create", |replica| replica.create(record)).await
     }
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, Error> {
-        self.primary.load(key, now).await
+        self.primary.as_ref().load(key, now).await
     }
 
     async fn save(&self, record: &Record) -> Result<(), Error> {
@@ -172,7 +173,7 @@ impl SessionStore for Mirrored {
     }
 
     async fn list_for_user(&self, user: &str, now: Timestamp) -> Result<Vec<Record>, Error> {
-        self.primary.list_for_user(user, now).await
+        self.primary.as_ref().list_for_user(user, now).await
     }
 
     async fn delete_for_user(&self, user: &str) -> Result<u64, Error> {
@@ -180,10 +181,43 @@ impl SessionStore for Mirrored {
     }
 }
 
-/// Locks come from the primary alone.
+/// Locks come from the primary alone, and so do locked reads; a locked save
+/// goes to the primary (which releases its lock in the same call, as a
+/// store that does both in one round trip does) and to every replica.
 #[async_trait]
 impl SessionLock for Mirrored {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
-        self.primary.lock(key, options).await
+        self.primary.as_ref().lock(key, options).await
+    }
+
+    async fn lock_and_load(
+        &self,
+        key: &StorageKey,
+        options: LockOptions,
+        now: Timestamp,
+    ) -> Result<(LockGuard, Option<Record>), Error> {
+        self.primary.as_ref().lock_and_load(key, options, now).await
+    }
+
+    async fn lock_and_reload(
+        &self,
+        key: &StorageKey,
+        options: LockOptions,
+        now: Timestamp,
+        version: u64,
+    ) -> Result<(LockGuard, Reloaded), Error> {
+        self.primary.as_ref().lock_and_reload(key, options, now, version).await
+    }
+
+    async fn save_and_release(&self, record: &Record, guard: LockGuard) -> Result<(), Error> {
+        let (primary_result, replicas) = futures_util::future::join(
+            self.primary.as_ref().save_and_release(record, guard),
+            futures_util::future::join_all(
+                self.replicas.iter().map(|replica| replica.as_ref().save(record)),
+            ),
+        )
+        .await;
+        primary_result?;
+        self.judge("save", replicas)
     }
 }
