@@ -67,11 +67,18 @@ impl SessionData {
 
     /// Stores a raw JSON value under `key`, returning the previous value.
     pub fn insert_value(&mut self, key: &str, value: Value) -> Option<Value> {
-        if self.values.get(key) == Some(&value) {
-            return Some(value);
+        match self.values.get_mut(key) {
+            Some(slot) if *slot == value => Some(value),
+            // Replaced in place: the key's String is kept, not allocated again.
+            Some(slot) => {
+                self.changed = true;
+                Some(std::mem::replace(slot, value))
+            }
+            None => {
+                self.changed = true;
+                self.values.insert(key.to_owned(), value)
+            }
         }
-        self.changed = true;
-        self.values.insert(key.to_owned(), value)
     }
 
     /// Removes `key`, returning its value if it had one.
