@@ -75,11 +75,17 @@ fn codec(c: &mut Criterion) {
     group.finish();
 }
 
+/// RFC 8410's example Ed25519 private key (PKCS#8 PEM).
+const ED25519_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC
+-----END PRIVATE KEY-----";
+
 fn cookie_formats(c: &mut Criterion) {
     let keyring = || Keyring::new(Key::from_bytes([7; 32]));
-    let formats: [(&str, Box<dyn CookieFormat>); 3] = [
+    let formats: [(&str, Box<dyn CookieFormat>); 4] = [
         ("fernet", Box::new(FernetFormat::new(keyring()))),
         ("jwt_hs256", Box::new(JwtFormat::hs256(keyring()))),
+        ("jwt_eddsa", Box::new(JwtFormat::ed25519(ED25519_PEM.as_bytes(), &[]).unwrap())),
         ("signed", Box::new(SignedFormat::new(keyring()))),
     ];
     let now = Timestamp::now();
