@@ -82,9 +82,55 @@ impl LockState {
 
     /// Compare-and-delete; `true` if the lock was still ours.
     async fn release_remote(&self) -> Result<bool, RedisStoreError> {
-        let mut command = evalsha(&scripts::RELEASE, 1);
-        command.arg(self.lock_key.as_slice()).arg(self.token.as_str());
-        Ok(self.store.run_for_int(&command, &scripts::RELEASE, "release").await? == 1)
+        release(&self.store, &self.lock_key, &self.token).await
+    }
+}
+
+/// Compare-and-delete: deletes the lock only if it holds `token`; `true` if
+/// it did.
+async fn release(
+    store: &RedisStore,
+    lock_key: &[u8],
+    token: &str,
+) -> Result<bool, RedisStoreError> {
+    let mut command = evalsha(&scripts::RELEASE, 1);
+    command.arg(lock_key).arg(token);
+    Ok(store.run_for_int(&command, &scripts::RELEASE, "release").await? == 1)
+}
+
+/// An attempt to take a lock whose outcome is not known yet. If it is
+/// abandoned there (the caller's future dropped while the reply was
+/// outstanding, a reply that never came, an unreadable one), the lock may
+/// have been taken with nobody to release it: dropping this releases it,
+/// best effort, by its token (which only this attempt has), instead of
+/// leaving it to block the session until its lease runs out.
+struct Attempt<'a> {
+    store: &'a RedisStore,
+    lock_key: &'a [u8],
+    token: &'a str,
+    settled: bool,
+}
+
+impl Attempt<'_> {
+    /// The reply was read: from here the guard (or nobody) owns the lock.
+    fn settle(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (store, lock_key, token) =
+            (self.store.clone(), self.lock_key.to_vec(), self.token.to_owned());
+        runtime.spawn(async move {
+            if let Err(error) = release(&store, &lock_key, &token).await {
+                tracing::debug!(%error, "releasing an abandoned lock attempt failed; its lease will end it");
+            }
+        });
     }
 }
 
@@ -202,7 +248,7 @@ impl Backoff {
 }
 
 /// What one attempt to take the lock found.
-enum Attempt {
+enum Outcome {
     Busy,
     Taken(Option<Record>),
 }
@@ -244,15 +290,18 @@ impl RedisStore {
         let started = Instant::now();
         loop {
             let sent = Instant::now();
+            let attempt =
+                Attempt { store: self, lock_key: &lock_key, token: &token, settled: false };
             let reply = self.run(&command, script).await?;
-            let attempt = match load_at {
+            let outcome = match load_at {
                 Some(now) => self.lock_and_load_reply(key, reply, now)?,
                 None => match reply {
-                    Value::Nil => Attempt::Busy,
-                    _ => Attempt::Taken(None),
+                    Value::Nil => Outcome::Busy,
+                    _ => Outcome::Taken(None),
                 },
             };
-            if let Attempt::Taken(record) = attempt {
+            attempt.settle();
+            if let Outcome::Taken(record) = outcome {
                 let guard = self.guard(lock_key, token, options.lease, sent);
                 return Ok((guard, record));
             }
@@ -270,15 +319,15 @@ impl RedisStore {
         key: &StorageKey,
         reply: Value,
         now: Timestamp,
-    ) -> Result<Attempt, Error> {
+    ) -> Result<Outcome, Error> {
         Ok(match reply {
-            Value::Int(0) => Attempt::Busy,
-            Value::Int(1) => Attempt::Taken(None),
+            Value::Int(0) => Outcome::Busy,
+            Value::Int(1) => Outcome::Taken(None),
             Value::Int(2) => {
                 log_corrupt(key, Corrupt("the key does not hold a string"));
-                Attempt::Taken(None)
+                Outcome::Taken(None)
             }
-            Value::BulkString(stored) => Attempt::Taken(self.record_from_value(key, &stored, now)),
+            Value::BulkString(stored) => Outcome::Taken(self.record_from_value(key, &stored, now)),
             _ => return Err(RedisStoreError::UnexpectedReply("lock_and_load").into()),
         })
     }

@@ -402,6 +402,55 @@ fn renewal_outlives_the_runtime_that_started_it() {
     });
 }
 
+/// A request abandoned while its lock attempt is in flight (the client went
+/// away and the server dropped the request's future) may have taken the
+/// lock with nobody left to release it; the store releases it by its token
+/// instead of leaving the session blocked until the lease runs out.
+///
+/// A private Redis paused for writes holds the attempt's script until the
+/// attempt is dropped; the script then takes the lock, and the release
+/// queued behind it must free it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_lock_attempts_leave_no_lock_behind() {
+    let server = common::PrivateRedis::start();
+    let store = RedisStore::from_url(&server.url()).unwrap();
+    let other = RedisStore::from_url(&server.url()).unwrap();
+    let mut raw = common::raw_connection(&server.url()).await;
+    let now = Timestamp::now();
+    let record = fresh_record(now);
+    store.create(&record).await.unwrap(); // connects and loads the scripts
+    let (guard, _) = store.lock_and_load(&record.key, LockOptions::default(), now).await.unwrap();
+    guard.release().await.unwrap();
+    store.lock(&record.key, LockOptions::default()).await.unwrap().release().await.unwrap();
+
+    let long_lease = options(Duration::from_secs(60), Duration::from_secs(1));
+    for abandon_lock_and_load in [true, false] {
+        let () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(300)
+            .arg("WRITE")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let attempt = async {
+            if abandon_lock_and_load {
+                drop(store.lock_and_load(&record.key, long_lease, now).await);
+            } else {
+                drop(store.lock(&record.key, long_lease).await);
+            }
+        };
+        tokio::select! {
+            () = attempt => panic!("the attempt finished while Redis was paused"),
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        let guard = other
+            .lock(&record.key, options(Duration::from_secs(5), Duration::from_secs(20)))
+            .await
+            .unwrap_or_else(|e| panic!("the abandoned attempt's lock was left behind: {e}"));
+        guard.release().await.unwrap();
+    }
+}
+
 /// If the lock is lost (here: deleted behind the holder's back, as if the
 /// lease ran out during a pause), renewal notices, `is_held` turns false and
 /// `save_and_release` writes nothing.
