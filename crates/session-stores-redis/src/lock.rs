@@ -98,27 +98,32 @@ async fn release(
     Ok(store.run_for_int(&command, &scripts::RELEASE, "release").await? == 1)
 }
 
-/// An attempt to take a lock whose outcome is not known yet. If it is
-/// abandoned there (the caller's future dropped while the reply was
-/// outstanding, a reply that never came, an unreadable one), the lock may
-/// have been taken with nobody to release it: dropping this releases it,
-/// best effort, by its token (which only this attempt has), instead of
-/// leaving it to block the session until its lease runs out.
-struct Attempt<'a> {
+/// A lock request whose reply has not been read yet: taking the lock, or
+/// saving and releasing it, or releasing it. If it is abandoned there (the
+/// caller's future dropped while the reply was outstanding, which can also
+/// mean the command was never sent; a reply that never came; an unreadable
+/// one), the lock may be held with nobody left to release it: dropping this
+/// releases it, best effort, by its token (which only this holder has),
+/// instead of leaving the session blocked until the lease runs out.
+struct Unsettled<'a> {
     store: &'a RedisStore,
     lock_key: &'a [u8],
     token: &'a str,
     settled: bool,
 }
 
-impl Attempt<'_> {
-    /// The reply was read: from here the guard (or nobody) owns the lock.
+impl<'a> Unsettled<'a> {
+    fn new(store: &'a RedisStore, lock_key: &'a [u8], token: &'a str) -> Self {
+        Self { store, lock_key, token, settled: false }
+    }
+
+    /// The reply was read: from here the caller knows who holds the lock.
     fn settle(mut self) {
         self.settled = true;
     }
 }
 
-impl Drop for Attempt<'_> {
+impl Drop for Unsettled<'_> {
     fn drop(&mut self) {
         if self.settled {
             return;
@@ -128,7 +133,7 @@ impl Drop for Attempt<'_> {
             (self.store.clone(), self.lock_key.to_vec(), self.token.to_owned());
         runtime.spawn(async move {
             if let Err(error) = release(&store, &lock_key, &token).await {
-                tracing::debug!(%error, "releasing an abandoned lock attempt failed; its lease will end it");
+                tracing::debug!(%error, "releasing an abandoned lock request failed; its lease will end it");
             }
         });
     }
@@ -158,7 +163,10 @@ impl HeldLock for RedisLock {
         if !first || state.lost.load(Ordering::Acquire) {
             return Ok(());
         }
-        if !state.release_remote().await? {
+        let unsettled = Unsettled::new(&state.store, &state.lock_key, &state.token);
+        let released = state.release_remote().await;
+        unsettled.settle();
+        if !released? {
             tracing::debug!("session lock had already expired when it was released");
         }
         Ok(())
@@ -290,8 +298,7 @@ impl RedisStore {
         let started = Instant::now();
         loop {
             let sent = Instant::now();
-            let attempt =
-                Attempt { store: self, lock_key: &lock_key, token: &token, settled: false };
+            let attempt = Unsettled::new(self, &lock_key, &token);
             let reply = self.run(&command, script).await?;
             let outcome = match load_at {
                 Some(now) => self.lock_and_load_reply(key, reply, now)?,
@@ -419,7 +426,10 @@ impl SessionLock for RedisStore {
         // From here the script releases the lock; the guard must not.
         state.finish();
         drop(guard);
-        match self.save_script(record, Some((&state.lock_key, &state.token))).await {
+        let unsettled = Unsettled::new(self, &state.lock_key, &state.token);
+        let saved = self.save_script(record, Some((&state.lock_key, &state.token))).await;
+        unsettled.settle();
+        match saved {
             Ok(1) => Ok(()),
             Ok(0) => Err(Error::NotFound),
             Ok(-1) => {
