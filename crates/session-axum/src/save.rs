@@ -3,6 +3,7 @@
 use std::io;
 
 use http::{HeaderValue, StatusCode};
+use serde_json::Value;
 use session_core::{CookieFormat, Error, LockGuard, Record};
 
 use crate::config::MAX_COOKIE_BYTES;
@@ -216,7 +217,9 @@ impl SessionInner {
 }
 
 /// Refuses a session whose JSON encoding exceeds `limit`, without building
-/// the encoding.
+/// the encoding. The store encodes the data once more when it saves, so the
+/// exact count (a second serialization) is only done when a cheap upper
+/// bound is over the limit.
 fn check_payload(record: &Record, limit: usize) -> Result<(), Error> {
     struct Counter(usize);
     impl io::Write for Counter {
@@ -228,10 +231,85 @@ fn check_payload(record: &Record, limit: usize) -> Result<(), Error> {
             Ok(())
         }
     }
+    let bound = payload_bound(record);
+    if bound <= limit {
+        return Ok(());
+    }
     let mut counter = Counter(0);
     serde_json::to_writer(&mut counter, &record.data)?;
     if counter.0 > limit {
         return Err(Error::PayloadTooLarge { size: counter.0, limit });
     }
     Ok(())
+}
+
+/// At least the length of the record's data as JSON.
+fn payload_bound(record: &Record) -> usize {
+    let entries = record.data.as_map().iter();
+    2 + entries.map(|(key, value)| string_bound(key) + 1 + value_bound(value)).sum::<usize>()
+}
+
+/// At least the length of `value` as JSON (with a separator after it).
+fn value_bound(value: &Value) -> usize {
+    // Numbers: 20 digits and a sign for integers, at most 24 for floats.
+    const NUMBER: usize = 25;
+    1 + match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => NUMBER,
+        Value::String(text) => string_bound(text),
+        Value::Array(items) => 2 + items.iter().map(value_bound).sum::<usize>(),
+        Value::Object(entries) => {
+            2 + entries
+                .iter()
+                .map(|(key, value)| string_bound(key) + 1 + value_bound(value))
+                .sum::<usize>()
+        }
+    }
+}
+
+/// At least the length of `text` as a JSON string: quotes, and every byte
+/// as a six-byte `\u00XX` escape at worst.
+fn string_bound(text: &str) -> usize {
+    2 + 6 * text.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use session_core::{SessionId, Timestamp};
+
+    use super::*;
+
+    fn record_with(value: Value) -> Record {
+        let now = Timestamp::from_unix_seconds(0);
+        let mut record = Record::new(SessionId::random().storage_key(), now, now, None);
+        record.data.insert_value("k\u{1}\"", value);
+        record
+    }
+
+    #[test]
+    fn the_bound_is_never_below_the_encoding() {
+        let values = [
+            Value::Null,
+            Value::Bool(false),
+            Value::from(u64::MAX),
+            Value::from(i64::MIN),
+            Value::from(-1.234_567_890_123_456_7e-300),
+            Value::from("\u{0}\u{1f}\"\\ é \u{10ffff}"),
+            serde_json::json!([[], {}, [null, {"\u{7}": [1, 2.5, "x"]}]]),
+        ];
+        for value in values {
+            let record = record_with(value);
+            let exact = serde_json::to_vec(&record.data).unwrap().len();
+            let bound = payload_bound(&record);
+            assert!(bound >= exact, "{bound} < {exact} for {:?}", record.data);
+            // Exactly at the limit passes, one byte under it fails.
+            assert!(check_payload(&record, exact).is_ok());
+            match check_payload(&record, exact - 1) {
+                Err(Error::PayloadTooLarge { size, limit }) => {
+                    assert_eq!((size, limit), (exact, exact - 1));
+                }
+                other => panic!("expected PayloadTooLarge, got {other:?}"),
+            }
+        }
+    }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use session_core::{
-    CookieFormat, Error, LockGuard, Record, Reloaded, SessionExpiry, SessionId, SessionLock,
-    StorageKey,
+    CookieFormat, Error, LockGuard, Record, Reloaded, SessionData, SessionExpiry, SessionId,
+    SessionLock, StorageKey,
 };
 use tokio::sync::Mutex;
 
@@ -327,6 +327,17 @@ impl<K: SessionKind> Session<K> {
         let mut state = self.inner.state.lock().await;
         self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
         Ok(state.current.as_ref().and_then(|current| current.record.user.clone()))
+    }
+
+    /// Runs `read` on the session's data (`None`: no session), loading it
+    /// first if needed.
+    pub(crate) async fn read<R>(
+        &self,
+        read: impl FnOnce(Option<&SessionData>) -> R,
+    ) -> Result<R, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
+        Ok(read(state.current.as_ref().map(|current| &current.record.data)))
     }
 
     /// Indexes the session under `user` (creating the session if needed), or

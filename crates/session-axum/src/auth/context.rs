@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use http::Extensions;
 use http::uri::PathAndQuery;
+use serde::Deserialize as _;
 use serde_json::Value;
 use session_core::BoxError;
 use sha2::{Digest, Sha256};
@@ -118,18 +119,27 @@ impl<U: AuthUser, K: SessionKind> AuthContext<U, K> {
     }
 
     async fn resolve(&self, session: &Session<K>) -> Result<Lookup<U>, AuthRejection> {
-        let Some(raw_id) = session.get::<Value>(USER_ID_KEY).await? else {
+        // Read in place: the id is deserialized from the stored value and the
+        // digest parsed from it, without copying either out of the session.
+        let stored = session
+            .read(|data| {
+                let id = data?.get_value(USER_ID_KEY)?;
+                let digest =
+                    data?.get_value(AUTH_HASH_KEY).and_then(Value::as_str).and_then(parse_digest);
+                Some((U::Id::deserialize(id), digest))
+            })
+            .await?;
+        let Some((id, digest)) = stored else {
             return Ok(Lookup::Anonymous);
         };
-        let id = match serde_json::from_value::<U::Id>(raw_id) {
+        let id = match id {
             Ok(id) => id,
             Err(error) => {
                 tracing::warn!(%error, "stored user id has the wrong shape; treating the request as anonymous");
                 return Ok(Lookup::Anonymous);
             }
         };
-        let stored = session.get::<Value>(AUTH_HASH_KEY).await?;
-        let Some(stored) = stored.as_ref().and_then(Value::as_str).and_then(parse_digest) else {
+        let Some(stored) = digest else {
             tracing::warn!(
                 "stored auth hash is missing or malformed; treating the request as anonymous"
             );
