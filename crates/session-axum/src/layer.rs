@@ -5,11 +5,12 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use axum::body::{Body, Bytes, HttpBody};
 use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
 use http::{HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
 use session_core::{CookieFormat, SessionId, SessionLock};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -177,16 +178,14 @@ impl<Inner: fmt::Debug, K: SessionKind> fmt::Debug for SessionService<Inner, K> 
 
 impl<Inner, K, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<Inner, K>
 where
-    Inner: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    Inner::Future: Send + 'static,
+    Inner: Service<Request<ReqBody>, Response = Response<ResBody>>,
     K: SessionKind,
-    ReqBody: Send + 'static,
     ResBody: HttpBody<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<axum::BoxError>,
 {
     type Response = Response<Body>;
     type Error = Inner::Error;
-    type Future = ResponseFuture<Inner::Error>;
+    type Future = ResponseFuture<Inner::Future, K>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -196,17 +195,8 @@ where
         let incoming = incoming(&request, &self.shared);
         let session = Session::<K>::new(Arc::clone(&self.shared), incoming);
         request.extensions_mut().insert(session.clone());
-
-        // The clone that was driven to readiness serves this request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
-        ResponseFuture {
-            inner: Box::pin(async move {
-                let response = inner.call(request).await?.map(Body::new);
-                Ok(finish(&shared, &session, response).await)
-            }),
-        }
+        let future = self.inner.call(request);
+        ResponseFuture { stage: Stage::Handling { future, session: Some(session) } }
     }
 }
 
@@ -240,7 +230,6 @@ fn incoming<B>(request: &Request<B>, shared: &LayerShared) -> Incoming {
 }
 
 async fn finish<K: SessionKind>(
-    shared: &LayerShared,
     session: &Session<K>,
     mut response: Response<Body>,
 ) -> Response<Body> {
@@ -262,26 +251,64 @@ async fn finish<K: SessionKind>(
         }
         Err(error) => {
             tracing::error!(%error, kind = K::NAME, "saving the session failed");
-            shared.config.error_responder.respond(&error)
+            session.inner.layer.config.error_responder.respond(&error)
         }
     }
 }
 
-/// The response future of [`SessionService`].
-pub struct ResponseFuture<E> {
-    inner: Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>,
-}
-
-impl<E> Future for ResponseFuture<E> {
-    type Output = Result<Response<Body>, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+pin_project! {
+    /// The response future of [`SessionService`]: the handler's future, then,
+    /// only if the handler used the session, saving it.
+    pub struct ResponseFuture<F, K: SessionKind> {
+        #[pin]
+        stage: Stage<F, K>,
     }
 }
 
-impl<E> fmt::Debug for ResponseFuture<E> {
+pin_project! {
+    #[project = StageProjection]
+    enum Stage<F, K: SessionKind> {
+        Handling {
+            #[pin]
+            future: F,
+            session: Option<Session<K>>,
+        },
+        Saving {
+            future: Pin<Box<dyn Future<Output = Response<Body>> + Send>>,
+        },
+    }
+}
+
+impl<F, K, ResBody, E> Future for ResponseFuture<F, K>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    K: SessionKind,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut stage = self.project().stage;
+        loop {
+            match stage.as_mut().project() {
+                StageProjection::Handling { future, session } => {
+                    let response = ready!(future.poll(cx))?.map(Body::new);
+                    let Some(session) = session.take().filter(|s| !s.inner.is_untouched()) else {
+                        // Never used: nothing to save, no headers to add, no allocation.
+                        return Poll::Ready(Ok(response));
+                    };
+                    let saving = Box::pin(async move { finish(&session, response).await });
+                    stage.set(Stage::Saving { future: saving });
+                }
+                StageProjection::Saving { future } => return future.as_mut().poll(cx).map(Ok),
+            }
+        }
+    }
+}
+
+impl<F, K: SessionKind> fmt::Debug for ResponseFuture<F, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("ResponseFuture").field("kind", &K::NAME).finish_non_exhaustive()
     }
 }

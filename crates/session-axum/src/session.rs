@@ -391,6 +391,19 @@ impl<K: SessionKind> Deref for LockedSession<K> {
 }
 
 impl SessionInner {
+    /// Whether the handler never used the session, so there is nothing to
+    /// save and nothing to tell the client. A session still in use
+    /// elsewhere (its state locked) counts as used.
+    pub(crate) fn is_untouched(&self) -> bool {
+        self.state.try_lock().is_ok_and(|state| {
+            !state.loaded
+                && state.current.is_none()
+                && state.lock.is_none()
+                && state.stale.is_empty()
+                && !state.clear_cookie
+        })
+    }
+
     async fn ensure_loaded(&self, state: &mut State) -> Result<(), Error> {
         if state.loaded {
             return Ok(());

@@ -281,10 +281,21 @@ macro_rules! route_tests {
                 let app = app(layer(&store, config()));
                 let reply = send(&app, "/noop", &[]).await;
                 assert_eq!(reply.set_cookie(), None);
+                assert_eq!(reply.headers.get(http::header::VARY), None, "never looked at");
                 let reply = send(&app, "/get", &[]).await;
                 assert_eq!((reply.body.as_str(), reply.set_cookie()), ("none", None));
+                assert_eq!(reply.headers.get(http::header::VARY).unwrap(), "Cookie");
                 assert_eq!(store.writes(), 0);
                 assert_eq!(store.loads(), 0, "no cookie, no lookup");
+
+                // A live session's cookie on a route that never uses it: no
+                // lookup, no write, no headers.
+                let cookie = send(&app, "/set?v=kept", &[]).await.cookie();
+                let (loads, writes) = (store.loads(), store.writes());
+                let reply = send(&app, "/noop", &[&cookie]).await;
+                assert_eq!(reply.set_cookie(), None);
+                assert_eq!(reply.headers.get(http::header::VARY), None);
+                assert_eq!((store.loads(), store.writes()), (loads, writes));
             }
 
             #[tokio::test]
