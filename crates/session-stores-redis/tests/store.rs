@@ -581,7 +581,8 @@ async fn lock_and_load_hides_expired_and_missing_records() {
         .unwrap();
 }
 
-/// A pool speaking RESP3 (hash replies arrive as maps) works the same.
+/// A pool speaking RESP3 (script nils and arrays arrive in RESP3 types)
+/// works the same.
 #[tokio::test]
 async fn works_over_resp3() {
     let url = common::redis_url();
