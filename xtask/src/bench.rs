@@ -6,6 +6,12 @@
 //! row is one `bench-server --route <name>` process, pinned to core 0; wrk,
 //! pinned to core 1, drives it. The rows come from `bench-server --list`, so
 //! adding a row needs no change here. See `BENCHMARKS.md` for the method.
+//!
+//! The machine's speed drifts from second to second (a VM whose host is
+//! shared), so a row is never compared with a `bare` measured minutes away:
+//! a `bare` server runs for the whole run, every measured window of a row
+//! follows a window of the same length on it, and a row's `× bare` is the
+//! median of those paired ratios.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,10 +33,11 @@ const DEFAULT_CONNECTIONS: usize = 32;
 /// Rows with more noise than this (% of a core) are measured again at the end.
 const NOISY: f64 = 10.0;
 /// Re-measuring stops when a row could not end before this much time since
-/// the start (build included), so a run stays under ten minutes.
-const RETRY_UNTIL: Duration = Duration::from_secs(9 * 60);
-/// Measured windows per row (the least disturbed one counts).
-const WINDOWS: u64 = 2;
+/// the start (build included), so a run stays under a quarter of an hour.
+const RETRY_UNTIL: Duration = Duration::from_secs(13 * 60);
+/// Measured windows per row, each paired with a `bare` window (the median
+/// ratio counts; an odd count has a true median).
+const WINDOWS: u64 = 5;
 /// Unmeasured load before each measured window.
 const WARMUP_SECONDS: u64 = 1;
 /// Requests each connection sends in the lost-update check.
@@ -58,7 +65,8 @@ pub(crate) const HELP: &str = "\
         core 0 driven by wrk on core 1 for N seconds (default 10) over 32
         keep-alive connections, one pre-made session each. Prints one
         Markdown table: requests/s, p50, p99, server CPU per request and its
-        ratio to bare axum and to the tower-sessions row doing the same work,
+        ratio to bare axum (the median over windows each paired with a bare
+        window just before it) and to the tower-sessions row doing the same work,
         the lost-update check (N concurrent increments on one session), the
         scaling rows (1k vs 1M live sessions) and bytes per session (skipped
         with --no-memory). Starts Redis/PostgreSQL when a row needs them;
@@ -158,14 +166,18 @@ pub(crate) fn bench(args: &[&str]) -> Result<ExitCode> {
         );
     }
 
-    let runner = Runner {
+    let mut runner = Runner {
         bin: &bin,
         tools: &tools,
         options: &options,
         env: &env,
         data_dir: data_dir.clone(),
         quiet_budget: std::cell::Cell::new(QUIET_BUDGET),
+        reference: None,
     };
+    if let Some(bare) = selected.iter().find(|route| route.name == "bare") {
+        runner.reference = Some(runner.reference(bare)?);
+    }
     // What to measure: (route, row name, prefilled sessions).
     let mut plan: Vec<(&Route, String, u64)> =
         selected.iter().map(|route| (route, route.name.clone(), 0)).collect();
@@ -410,8 +422,10 @@ struct Row {
     server_busy: f64,
     /// Non-2xx responses and socket errors during the measured window.
     errors: u64,
-    /// Other processes' CPU during the window, in % of one core.
+    /// Other processes' CPU during the windows, in % of one core.
     noise: f64,
+    /// CPU per request over the paired `bare` windows' (with a reference).
+    x_bare: Option<Paired>,
     /// For rows with a database: its processes' CPU per request.
     service_us_per_request: Option<f64>,
     lost: Option<LostUpdates>,
@@ -434,6 +448,14 @@ struct Runner<'a> {
     data_dir: PathBuf,
     /// What is left of the time rows may wait for a quiet machine.
     quiet_budget: std::cell::Cell<Duration>,
+    /// The `bare` server every window is paired with, when `bare` is selected.
+    reference: Option<Reference>,
+}
+
+/// A `bare` server kept for the whole run, and its wrk cookie file.
+struct Reference {
+    server: Server,
+    cookie_file: PathBuf,
 }
 
 impl Runner<'_> {
@@ -442,28 +464,37 @@ impl Runner<'_> {
         eprintln!("xtask: bench: {name}");
         self.wait_for_quiet();
         let server = self.start_server(route, prefill, true)?;
-        let cookies = make_sessions(server.port, self.options.connections)?;
-        let dir = bench_dir().join("target/bench-run");
-        create_dir(&dir)?;
-        let cookie_file = dir.join(format!("cookies-{}.txt", route.name));
-        std::fs::write(&cookie_file, cookies.join("\n") + "\n")
-            .map_err(|e| Error::msg(format!("bench: writing {}: {e}", cookie_file.display())))?;
-
+        let cookie_file = self.sessions_for(&server, &name)?;
         self.wrk(server.port, &cookie_file, WARMUP_SECONDS)?;
 
-        // The measured time comes in [`WINDOWS`] windows; the one other
-        // processes disturbed least counts.
+        // The measured time comes in [`WINDOWS`] windows, each right after a
+        // window on the reference `bare` server: the machine's speed drifts
+        // within seconds, and a ratio of two adjacent windows cancels most
+        // of it. The row's figures come from its median window.
         let redis = self.redis_port(route);
         let seconds = self.options.seconds.div_ceil(WINDOWS).max(1);
-        let mut best: Option<Window> = None;
+        let mut windows = Vec::new();
+        let mut ratios = Vec::new();
         for _ in 0..WINDOWS {
+            let bare = match &self.reference {
+                Some(reference) => {
+                    Some(self.window(&reference.server, &reference.cookie_file, seconds, None)?)
+                }
+                None => None,
+            };
             let window = self.window(&server, &cookie_file, seconds, redis)?;
-            if best.as_ref().is_none_or(|b| window.noise < b.noise) {
-                best = Some(window);
+            if let Some(bare) = bare
+                && bare.cpu_per_request() > 0.0
+            {
+                ratios.push(window.cpu_per_request() / bare.cpu_per_request());
             }
+            windows.push(window);
         }
         drop(server);
-        let Some(window) = best else {
+        let noise = windows.iter().map(|w| w.noise).sum::<f64>() / windows.len().max(1) as f64;
+        windows.sort_by(|a, b| a.cpu_per_request().total_cmp(&b.cpu_per_request()));
+        let middle = windows.len() / 2;
+        let Some(window) = windows.into_iter().nth(middle) else {
             return Err(Error::msg("bench: no measurement window"));
         };
         // The lost-update check wants interleaving: its own server, on every
@@ -487,17 +518,19 @@ impl Runner<'_> {
             cpu_us_per_request: window.server_seconds * 1e6 / requests as f64,
             server_busy: window.server_seconds / window.seconds * 100.0,
             errors: wrk.errors,
-            noise: window.noise,
+            noise,
+            x_bare: Paired::of(&mut ratios),
             service_us_per_request: (!route.needs.is_empty())
                 .then(|| window.service_seconds * 1e6 / requests as f64),
             lost,
             redis_commands: window.redis_commands,
         };
         eprintln!(
-            "xtask: bench:   {:.0} req/s, {:.2} µs CPU/req (server {:.0}% busy), p50 {} µs, \
+            "xtask: bench:   {:.0} req/s, {:.2} µs CPU/req{} (server {:.0}% busy), p50 {} µs, \
              p99 {} µs, noise {:.0}%{}",
             row.requests_per_sec,
             row.cpu_us_per_request,
+            row.x_bare.map_or(String::new(), |x| format!(", {x} bare")),
             row.server_busy,
             row.p50_us,
             row.p99_us,
@@ -505,6 +538,27 @@ impl Runner<'_> {
             row.lost.map_or(String::new(), |l| format!(", kept {} of {}", l.kept, l.sent)),
         );
         Ok(row)
+    }
+
+    /// Starts the reference `bare` server, makes its sessions and warms it up.
+    fn reference(&self, bare: &Route) -> Result<Reference> {
+        let server = self.start_server(bare, 0, true)?;
+        let cookie_file = self.sessions_for(&server, "bare-reference")?;
+        self.wrk(server.port, &cookie_file, WARMUP_SECONDS)?;
+        Ok(Reference { server, cookie_file })
+    }
+
+    /// One session per connection on `server`, written to a wrk cookie file.
+    fn sessions_for(&self, server: &Server, label: &str) -> Result<PathBuf> {
+        let cookies = make_sessions(server.port, self.options.connections)?;
+        let dir = bench_dir().join("target/bench-run");
+        create_dir(&dir)?;
+        let file_name: String =
+            label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let cookie_file = dir.join(format!("cookies-{file_name}.txt"));
+        std::fs::write(&cookie_file, cookies.join("\n") + "\n")
+            .map_err(|e| Error::msg(format!("bench: writing {}: {e}", cookie_file.display())))?;
+        Ok(cookie_file)
     }
 
     /// One measured wrk run against `server`.
@@ -661,6 +715,42 @@ struct Window {
     /// Other processes' CPU, in % of one core.
     noise: f64,
     redis_commands: Option<String>,
+}
+
+impl Window {
+    fn cpu_per_request(&self) -> f64 {
+        self.server_seconds * 1e6 / self.wrk.requests.max(1) as f64
+    }
+}
+
+/// A row's CPU per request over that of the `bare` window just before, for
+/// each of its windows: the median and the range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Paired {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Paired {
+    /// `None` without ratios.
+    fn of(ratios: &mut [f64]) -> Option<Self> {
+        ratios.sort_by(f64::total_cmp);
+        let (&min, &max) = (ratios.first()?, ratios.last()?);
+        let middle = ratios.len() / 2;
+        let median = if ratios.len() % 2 == 1 {
+            ratios[middle]
+        } else {
+            f64::midpoint(ratios[middle - 1], ratios[middle])
+        };
+        Some(Self { median, min, max })
+    }
+}
+
+impl std::fmt::Display for Paired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2} ({:.2}-{:.2})", self.median, self.min, self.max)
+    }
 }
 
 /// A running bench-server; killed when dropped.
@@ -1090,12 +1180,14 @@ fn render(
         .min_by(|a, b| a.noise.total_cmp(&b.noise))
         .map(|r| r.cpu_us_per_request);
     let cpu_of = |name: &str| rows.iter().find(|r| r.name == name).map(|r| r.cpu_us_per_request);
+    let paired_of = |name: &str| rows.iter().find(|r| r.name == name).and_then(|r| r.x_bare);
 
     let _ = writeln!(
         out,
         "Machine: {}. Server pinned to core {SERVER_CPU}, wrk (1 thread, {} connections, one \
          session each) to core {LOAD_CPU}; per row {WARMUP_SECONDS} s of warm-up, then {} \
-         windows of {} s. Run took {:.0} s.\n",
+         windows of {} s, each right after a window of the same length on a `bare` server \
+         running alongside. Run took {:.0} s.\n",
         machine.describe(),
         options.connections,
         WINDOWS,
@@ -1108,15 +1200,20 @@ fn render(
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|---|---:|");
     for row in rows {
-        let x_bare = match bare_cpu {
-            Some(b) if row.route.name != "bare" => format!("{:.2}", row.cpu_us_per_request / b),
-            Some(_) => "1.00".to_owned(),
-            None => "-".to_owned(),
+        let x_bare = match (row.x_bare, bare_cpu) {
+            (Some(paired), _) => paired.to_string(),
+            (None, Some(b)) => format!("{:.2}", row.cpu_us_per_request / b),
+            (None, None) => "-".to_owned(),
         };
+        // Both rows' paired ratios when there are, so the machine's drift
+        // between the two rows cancels.
         let x_peer = match row.route.peer.as_deref() {
-            Some(peer) => match cpu_of(peer) {
-                Some(p) => format!("{:.2} vs {peer}", row.cpu_us_per_request / p),
-                None => format!("- ({peer} not run)"),
+            Some(peer) => match (row.x_bare, paired_of(peer), cpu_of(peer)) {
+                (Some(mine), Some(theirs), _) => {
+                    format!("{:.2} vs {peer}", mine.median / theirs.median)
+                }
+                (_, _, Some(p)) => format!("{:.2} vs {peer}", row.cpu_us_per_request / p),
+                (_, _, None) => format!("- ({peer} not run)"),
             },
             None => "-".to_owned(),
         };
@@ -1201,17 +1298,20 @@ fn render(
     let _ = writeln!(
         out,
         "\n`CPU µs/req`: the server's user + system time (`/proc/<pid>/stat`) over the \
-         measured window, divided by the requests wrk completed in it. `server busy`: that \
-         CPU time over the window; below ~90% wrk, not the server, set the pace. `× bare`: \
-         CPU/req over that of the least disturbed `bare` row; `× peer`: over the row doing \
-         the same work with tower-sessions (or axum-extra's private cookie jar for cookie \
-         sessions). `lost updates`: {LOST_UPDATE_REQUESTS} requests on each of the \
-         connections, all on one session, against a second server that runs on every core \
-         (one runtime worker per core, so requests interleave); kept = final counter - \
-         start. `noise`: CPU used by other processes (not Redis or PostgreSQL) during the \
-         window, in % of one core (a quiet machine shows 0-5%); each row is measured in \
-         {WINDOWS} windows and the least disturbed one is shown, and rows with more than \
-         {NOISY}% are measured again at the end while the run has time."
+         window, divided by the requests wrk completed in it, in the row's median window. \
+         `server busy`: that CPU time over the window; below ~90% wrk, not the server, set \
+         the pace. `× bare`: CPU/req over that of a `bare` window of the same length just \
+         before, in each of the row's {WINDOWS} windows: the median, and in brackets the \
+         lowest and highest (the `bare` row's own shows how far two adjacent `bare` windows \
+         differ). Without a `bare` server in the run: over the `bare` row's CPU/req. \
+         `× peer`: the row's `× bare` over that of the row doing the same work with \
+         tower-sessions (or axum-extra's private cookie jar for cookie sessions). \
+         `lost updates`: {LOST_UPDATE_REQUESTS} requests on each of the connections, all on \
+         one session, against a second server that runs on every core (one runtime worker \
+         per core, so requests interleave); kept = final counter - start. `noise`: CPU used \
+         by other processes (not Redis or PostgreSQL) during the row's windows, in % of one \
+         core (a quiet machine shows 0-5%); rows with more than {NOISY}% are measured again \
+         at the end while the run has time, and the less disturbed measurement stays."
     );
     out
 }
@@ -1230,6 +1330,16 @@ mod tests {
         assert!(parse_options(&["--seconds", "0"]).is_err());
         assert!(parse_options(&["--seconds"]).is_err());
         assert!(parse_options(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn paired_ratios_give_their_median_and_range() {
+        assert_eq!(Paired::of(&mut []), None);
+        let odd = Paired::of(&mut [1.3, 1.1, 1.2]);
+        assert_eq!(odd, Some(Paired { median: 1.2, min: 1.1, max: 1.3 }));
+        let even = Paired::of(&mut [2.0, 1.0, 4.0, 3.0]);
+        assert_eq!(even, Some(Paired { median: 2.5, min: 1.0, max: 4.0 }));
+        assert_eq!(odd.map(|p| p.to_string()).as_deref(), Some("1.20 (1.10-1.30)"));
     }
 
     #[test]
