@@ -515,7 +515,7 @@ impl Runner<'_> {
             requests_per_sec: wrk.requests as f64 / window.seconds,
             p50_us: wrk.p50_us,
             p99_us: wrk.p99_us,
-            cpu_us_per_request: window.server_seconds * 1e6 / requests as f64,
+            cpu_us_per_request: window.cpu_per_request(),
             server_busy: window.server_seconds / window.seconds * 100.0,
             errors: wrk.errors,
             noise,
@@ -1182,12 +1182,16 @@ fn render(
     let cpu_of = |name: &str| rows.iter().find(|r| r.name == name).map(|r| r.cpu_us_per_request);
     let paired_of = |name: &str| rows.iter().find(|r| r.name == name).and_then(|r| r.x_bare);
 
+    let paired = if rows.iter().any(|r| r.x_bare.is_some()) {
+        ", each right after a window of the same length on a `bare` server running alongside"
+    } else {
+        ""
+    };
     let _ = writeln!(
         out,
         "Machine: {}. Server pinned to core {SERVER_CPU}, wrk (1 thread, {} connections, one \
          session each) to core {LOAD_CPU}; per row {WARMUP_SECONDS} s of warm-up, then {} \
-         windows of {} s, each right after a window of the same length on a `bare` server \
-         running alongside. Run took {:.0} s.\n",
+         windows of {} s{paired}. Run took {:.0} s.\n",
         machine.describe(),
         options.connections,
         WINDOWS,
