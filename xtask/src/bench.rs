@@ -176,7 +176,7 @@ pub(crate) fn bench(args: &[&str]) -> Result<ExitCode> {
         reference: None,
     };
     if let Some(bare) = selected.iter().find(|route| route.name == "bare") {
-        runner.reference = Some(runner.reference(bare)?);
+        runner.reference = Some(runner.warm_server(bare, 0, "bare-reference")?);
     }
     // What to measure: (route, row name, prefilled sessions).
     let mut plan: Vec<(&Route, String, u64)> =
@@ -412,7 +412,6 @@ fn select(routes: &[Route], wanted: Option<&[String]>) -> Result<Vec<Route>> {
 struct Row {
     name: String,
     route: Route,
-    requests: u64,
     requests_per_sec: f64,
     p50_us: u64,
     p99_us: u64,
@@ -448,12 +447,13 @@ struct Runner<'a> {
     data_dir: PathBuf,
     /// What is left of the time rows may wait for a quiet machine.
     quiet_budget: std::cell::Cell<Duration>,
-    /// The `bare` server every window is paired with, when `bare` is selected.
-    reference: Option<Reference>,
+    /// The `bare` server every window is paired with, when `bare` is
+    /// selected; kept for the whole run.
+    reference: Option<WarmServer>,
 }
 
-/// A `bare` server kept for the whole run, and its wrk cookie file.
-struct Reference {
+/// A pinned, warmed-up server and its wrk cookie file.
+struct WarmServer {
     server: Server,
     cookie_file: PathBuf,
 }
@@ -463,9 +463,7 @@ impl Runner<'_> {
     fn row(&self, route: &Route, name: String, prefill: u64, check_lost: bool) -> Result<Row> {
         eprintln!("xtask: bench: {name}");
         self.wait_for_quiet();
-        let server = self.start_server(route, prefill, true)?;
-        let cookie_file = self.sessions_for(&server, &name)?;
-        self.wrk(server.port, &cookie_file, WARMUP_SECONDS)?;
+        let WarmServer { server, cookie_file } = self.warm_server(route, prefill, &name)?;
 
         // The measured time comes in [`WINDOWS`] windows, each right after a
         // window on the reference `bare` server: the machine's speed drifts
@@ -511,7 +509,6 @@ impl Runner<'_> {
         let row = Row {
             name,
             route: route.clone(),
-            requests: wrk.requests,
             requests_per_sec: wrk.requests as f64 / window.seconds,
             p50_us: wrk.p50_us,
             p99_us: wrk.p99_us,
@@ -540,12 +537,13 @@ impl Runner<'_> {
         Ok(row)
     }
 
-    /// Starts the reference `bare` server, makes its sessions and warms it up.
-    fn reference(&self, bare: &Route) -> Result<Reference> {
-        let server = self.start_server(bare, 0, true)?;
-        let cookie_file = self.sessions_for(&server, "bare-reference")?;
+    /// Starts `route`'s server pinned, makes one session per connection
+    /// (written to a wrk cookie file named after `label`) and warms it up.
+    fn warm_server(&self, route: &Route, prefill: u64, label: &str) -> Result<WarmServer> {
+        let server = self.start_server(route, prefill, true)?;
+        let cookie_file = self.sessions_for(&server, label)?;
         self.wrk(server.port, &cookie_file, WARMUP_SECONDS)?;
-        Ok(Reference { server, cookie_file })
+        Ok(WarmServer { server, cookie_file })
     }
 
     /// One session per connection on `server`, written to a wrk cookie file.
@@ -1173,12 +1171,6 @@ fn render(
     took: Duration,
 ) -> String {
     let mut out = String::new();
-    // The bare row other processes disturbed least.
-    let bare_cpu = rows
-        .iter()
-        .filter(|r| r.route.name == "bare" && r.requests > 0)
-        .min_by(|a, b| a.noise.total_cmp(&b.noise))
-        .map(|r| r.cpu_us_per_request);
     let cpu_of = |name: &str| rows.iter().find(|r| r.name == name).map(|r| r.cpu_us_per_request);
     let paired_of = |name: &str| rows.iter().find(|r| r.name == name).and_then(|r| r.x_bare);
 
@@ -1204,11 +1196,8 @@ fn render(
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|---|---:|");
     for row in rows {
-        let x_bare = match (row.x_bare, bare_cpu) {
-            (Some(paired), _) => paired.to_string(),
-            (None, Some(b)) => format!("{:.2}", row.cpu_us_per_request / b),
-            (None, None) => "-".to_owned(),
-        };
+        // Without `bare` among the rows there is nothing to pair with.
+        let x_bare = row.x_bare.map_or_else(|| "-".to_owned(), |paired| paired.to_string());
         // Both rows' paired ratios when there are, so the machine's drift
         // between the two rows cancels.
         let x_peer = match row.route.peer.as_deref() {
@@ -1321,9 +1310,9 @@ fn render(
          the pace. `× bare`: CPU/req over that of a `bare` window of the same length just \
          before, in each of the row's {WINDOWS} windows: the median, and in brackets the \
          lowest and highest (the `bare` row's own shows how far two adjacent `bare` windows \
-         differ). Without a `bare` server in the run: over the `bare` row's CPU/req. \
-         `× peer`: the row's `× bare` over that of the row doing the same work with \
-         tower-sessions (or axum-extra's private cookie jar for cookie sessions). \
+         differ); `-` when `bare` is not among the rows. `× peer`: the row's `× bare` over \
+         that of the row doing the same work with tower-sessions (or axum-extra's private \
+         cookie jar for cookie sessions). \
          `lost updates`: {LOST_UPDATE_REQUESTS} requests on each of the connections, all on \
          one session, against a second server that runs on every core (one runtime worker \
          per core, so requests interleave); kept = final counter - start. `noise`: CPU used \
