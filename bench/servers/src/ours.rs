@@ -7,7 +7,7 @@ use axum::Router;
 use axum::routing::get;
 use session_axum::memory::MemoryStore;
 use session_axum::{
-    Auth, AuthLayer, AuthUser, CurrentUser, Session, SessionError, SessionLayer, SessionLock,
+    Auth, AuthLayer, AuthUser, CurrentUser, Session, SessionError, SessionLayer, LockingStore,
     UserLoader, login_required,
 };
 use session_core::{CookieFormat, ExpiryPolicy, SessionId, SessionStore as _, Timestamp};
@@ -45,7 +45,7 @@ async fn count_unlocked(session: Session) -> Result<String, SessionError> {
 }
 
 /// The router of a server-side row on `store`.
-fn counter(store: impl SessionLock, locking: Locking) -> Router {
+fn counter(store: impl LockingStore, locking: Locking) -> Router {
     let handler = match locking {
         Locking::Lock => get(count_locked),
         Locking::NoLock => get(count_unlocked),

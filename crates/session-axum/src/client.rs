@@ -1,7 +1,7 @@
 //! The stand-in store behind client-side sessions.
 
 use session_core::{
-    Error, LockGuard, LockOptions, Record, SessionLock, SessionStore, StorageKey, Timestamp,
+    Error, LockGuard, LockOptions, LockingStore, Record, SessionStore, StorageKey, Timestamp,
     async_trait,
 };
 
@@ -44,7 +44,7 @@ impl SessionStore for NoServerStore {
 }
 
 #[async_trait]
-impl SessionLock for NoServerStore {
+impl LockingStore for NoServerStore {
     async fn lock(&self, _: &StorageKey, _: LockOptions) -> Result<LockGuard, Error> {
         Err(unsupported("lock"))
     }

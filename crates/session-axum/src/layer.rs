@@ -11,7 +11,7 @@ use axum::body::{Body, Bytes, HttpBody};
 use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
 use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
-use session_core::{CookieFormat, SessionId, SessionLock};
+use session_core::{CookieFormat, LockingStore, SessionId};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -44,7 +44,7 @@ pub struct SessionLayer<K: SessionKind = DefaultSession> {
 impl SessionLayer {
     /// A layer for the default [`Session`], on `store`, with the default
     /// [`SessionConfig`].
-    pub fn new(store: impl SessionLock) -> Self {
+    pub fn new(store: impl LockingStore) -> Self {
         Self::with_store(Arc::new(store))
     }
 
@@ -66,7 +66,7 @@ impl SessionLayer {
 impl<K: SessionKind> SessionLayer<K> {
     /// A layer for `Session<K>` on a shared store.
     #[must_use]
-    pub fn with_store(store: Arc<dyn SessionLock>) -> Self {
+    pub fn with_store(store: Arc<dyn LockingStore>) -> Self {
         let config = SessionConfig::default().resolved_for(K::COOKIE_NAME);
         let shared = LayerShared::new(store, None, config);
         Self { shared: Arc::new(shared), _kind: PhantomData }

@@ -73,8 +73,8 @@ pub use ::cookie::SameSite;
 struct ReadmeDoctests;
 #[doc(inline)]
 pub use session_core::{
-    self as core, Clock, CookieFormat, Error, ExpiryPolicy, LockOptions, ManualClock,
-    SessionExpiry, SessionLock, SessionStore, SystemClock,
+    self as core, Clock, CookieFormat, Error, ExpiryPolicy, LockOptions, LockingStore, ManualClock,
+    SessionExpiry, SessionStore, SystemClock,
 };
 
 /// The in-process store.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use session_core::{
-    CookieFormat, Error, LockGuard, Record, Reloaded, SessionData, SessionExpiry, SessionId,
-    SessionLock, StorageKey,
+    CookieFormat, Error, LockGuard, LockingStore, Record, Reloaded, SessionData, SessionExpiry,
+    SessionId, StorageKey,
 };
 use tokio::sync::Mutex;
 
@@ -21,7 +21,7 @@ use crate::rejection::SessionError;
 pub(crate) struct LayerShared {
     /// The server-side store; for client-side sessions a stand-in that
     /// answers [`Error::Unsupported`]. Call it through [`Self::store`].
-    pub(crate) store: Arc<dyn SessionLock>,
+    pub(crate) store: Arc<dyn LockingStore>,
     /// Set for client-side sessions: the whole session travels in the cookie.
     pub(crate) format: Option<Arc<dyn CookieFormat>>,
     pub(crate) config: SessionConfig,
@@ -31,7 +31,7 @@ pub(crate) struct LayerShared {
 
 impl LayerShared {
     pub(crate) fn new(
-        store: Arc<dyn SessionLock>,
+        store: Arc<dyn LockingStore>,
         format: Option<Arc<dyn CookieFormat>>,
         config: SessionConfig,
     ) -> Self {
@@ -42,7 +42,7 @@ impl LayerShared {
     /// The store as a trait object. Calling methods on the `Arc` itself
     /// would go through `Arc<S>`'s forwarding impl: a second boxed future
     /// per store call.
-    pub(crate) fn store(&self) -> &dyn SessionLock {
+    pub(crate) fn store(&self) -> &dyn LockingStore {
         self.store.as_ref()
     }
 }
@@ -364,7 +364,7 @@ impl<K: SessionKind> Session<K> {
     }
 
     /// The server-side store behind this session.
-    pub(crate) fn store(&self) -> &dyn SessionLock {
+    pub(crate) fn store(&self) -> &dyn LockingStore {
         self.inner.layer.store()
     }
 

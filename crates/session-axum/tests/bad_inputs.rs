@@ -39,7 +39,7 @@ use session_axum::core::testing::RepeatingIds;
 use session_axum::core::{
     CookieFormat, Error, LockOptions, Opened, Record, SessionId, StorageKey, Timestamp,
 };
-use session_axum::{Session, SessionConfig, SessionError, SessionLayer, SessionLock};
+use session_axum::{LockingStore, Session, SessionConfig, SessionError, SessionLayer};
 
 use common::{Probe, Reply, app, config, send};
 
@@ -55,14 +55,14 @@ fn id_of(cookie: &str) -> &str {
 }
 
 /// The value under "v" in the stored session, read through `store`.
-async fn stored_v(store: &impl SessionLock, cookie: &str) -> Option<String> {
+async fn stored_v(store: &impl LockingStore, cookie: &str) -> Option<String> {
     let record = store.load(&key_of(cookie), Timestamp::now()).await.expect("load")?;
     record.data.get::<String>("v").expect("v is a string")
 }
 
 /// A server-side fixture: the test app on a probed instance, and a second
 /// instance on the same backend that the app does not use.
-struct Server<S: SessionLock + Clone> {
+struct Server<S: LockingStore + Clone> {
     probe: Probe<S>,
     app: Router,
     other: S,
@@ -70,7 +70,7 @@ struct Server<S: SessionLock + Clone> {
     victim: String,
 }
 
-impl<S: SessionLock + Clone> Server<S> {
+impl<S: LockingStore + Clone> Server<S> {
     async fn new((store, other): (S, S), config: SessionConfig) -> Self {
         let probe = Probe::new(store);
         let app = app(SessionLayer::new(probe.clone()).with_config(config));
@@ -123,7 +123,7 @@ mod rows {
 
     type Stores<S> = (S, S);
 
-    pub(crate) async fn row01<S: SessionLock + Clone>(stores: Stores<S>) {
+    pub(crate) async fn row01<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let mut hostile = cookies(&["!!!", "", "====", "*", "a.b.c", "%", "\\"]);
         hostile.extend(["id".to_owned(), "id;".to_owned(), ";;;".to_owned(), "=x".to_owned()]);
@@ -133,7 +133,7 @@ mod rows {
         assert!(reply.cookie().strip_prefix("id=").unwrap().parse::<SessionId>().is_ok());
     }
 
-    pub(crate) async fn row02<S: SessionLock + Clone>(stores: Stores<S>) {
+    pub(crate) async fn row02<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let victim = id_of(&server.victim).to_owned();
         let hostile = cookies(&[
@@ -164,7 +164,7 @@ mod rows {
         server.victim_intact().await;
     }
 
-    pub(crate) async fn row03<S: SessionLock + Clone>(stores: Stores<S>) {
+    pub(crate) async fn row03<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let victim = server.victim.as_str();
         let unknown = format!("id={}", SessionId::random().expose());
@@ -195,7 +195,7 @@ mod rows {
         server.victim_intact().await;
     }
 
-    pub(crate) async fn row04<S: SessionLock + Clone>(stores: Stores<S>) {
+    pub(crate) async fn row04<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let victim = id_of(&server.victim).to_owned();
         let padded = format!("{victim}{}", " ".repeat(4096));
@@ -214,7 +214,7 @@ mod rows {
         assert_eq!(send(&server.app, "/get", &[&mega, &server.victim]).await.body, "secret");
     }
 
-    pub(crate) async fn row05<S: SessionLock + Clone>(stores: Stores<S>) {
+    pub(crate) async fn row05<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let unknown = format!("id={}", SessionId::random().expose());
         let (loads, writes) = (server.probe.loads(), server.probe.writes());
@@ -235,7 +235,7 @@ mod rows {
         server.victim_intact().await;
     }
 
-    pub(crate) async fn row06<S: SessionLock + Clone>(stores: Stores<S>) {
+    pub(crate) async fn row06<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let victim = id_of(&server.victim).to_owned();
         let hostile = cookies(&[
@@ -254,7 +254,7 @@ mod rows {
         server.served_unread(&hostile).await;
     }
 
-    pub(crate) async fn row07<S: SessionLock + Clone>(stores: Stores<S>) {
+    pub(crate) async fn row07<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         // Some have exactly the length of an id.
         assert_eq!("../../../../etc/passwd".len(), 22);
@@ -277,7 +277,7 @@ mod rows {
         server.served_unread(&hostile).await;
     }
 
-    pub(crate) async fn row08<S: SessionLock + Clone>(stores: Stores<S>) {
+    pub(crate) async fn row08<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let hostile = cookies(&[
             "' OR 1=1--",
@@ -293,7 +293,7 @@ mod rows {
 
     /// Stored auth data of the wrong shape, written straight into the store
     /// (as an older app version or a bad migration would): 401, not 500.
-    pub(crate) async fn row20<S: SessionLock + Clone>((store, other): Stores<S>) {
+    pub(crate) async fn row20<S: LockingStore + Clone>((store, other): Stores<S>) {
         let f = auth_common::fixture(store, auth_common::config());
         let alice = f.users.add("alice", false);
         for (key, wrong) in [
@@ -321,7 +321,7 @@ mod rows {
         assert_eq!(auth_common::send(&f.app, "/numeric-me", &[&cookie]).await.status, 401);
     }
 
-    pub(crate) async fn row21<S: SessionLock + Clone>(stores: Stores<S>) {
+    pub(crate) async fn row21<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config().with_max_payload_bytes(16 * 1024)).await;
         let writes = server.probe.writes();
         let reply = send(&server.app, "/big", &[&server.victim]).await;
@@ -336,7 +336,7 @@ mod rows {
 
     /// The store fails before the request, and between the read and the
     /// save of a request: 503, no cookie, and the data is there afterwards.
-    pub(crate) async fn row22<S: SessionLock + Clone>(stores: Stores<S>) {
+    pub(crate) async fn row22<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         server.probe.fail(true);
         for path in ["/get", "/set?v=lost", "/incr", "/cycle", "/destroy"] {
@@ -371,7 +371,7 @@ mod rows {
         server.victim_intact().await;
     }
 
-    pub(crate) async fn row23<S: SessionLock + Clone>(stores: Stores<S>) {
+    pub(crate) async fn row23<S: LockingStore + Clone>(stores: Stores<S>) {
         let wait = LockOptions {
             lease: Duration::from_secs(30),
             wait_timeout: Duration::from_millis(300),
@@ -391,7 +391,7 @@ mod rows {
         server.victim_intact().await;
     }
 
-    pub(crate) async fn row25<S: SessionLock + Clone>(stores: Stores<S>) {
+    pub(crate) async fn row25<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let apps = [server.app.clone(), server.other_app(config())];
         let mut requests = Vec::new();
@@ -408,7 +408,7 @@ mod rows {
         server.victim_intact().await;
     }
 
-    pub(crate) async fn row26<S: SessionLock + Clone>(stores: Stores<S>) {
+    pub(crate) async fn row26<S: LockingStore + Clone>(stores: Stores<S>) {
         let repeated = SessionId::random();
         let server = Server::new(stores, config()).await;
         // One process creates a session under `repeated` ...
@@ -436,7 +436,7 @@ mod rows {
 
     /// The user's sessions live on two instances; a password change on one
     /// ends them on both.
-    pub(crate) async fn row27<S: SessionLock + Clone>((store, other): Stores<S>) {
+    pub(crate) async fn row27<S: LockingStore + Clone>((store, other): Stores<S>) {
         let users = auth_common::TestUsers::default();
         let numeric = auth_common::NumericUsers::default();
         let layer = |store: S| SessionLayer::new(store).with_config(auth_common::config());
@@ -460,7 +460,7 @@ mod rows {
     }
 
     /// Logout through one instance; the old id is dead through the other.
-    pub(crate) async fn row28<S: SessionLock + Clone>((store, other): Stores<S>) {
+    pub(crate) async fn row28<S: LockingStore + Clone>((store, other): Stores<S>) {
         let users = auth_common::TestUsers::default();
         let numeric = auth_common::NumericUsers::default();
         let layer = |store: S| SessionLayer::new(store).with_config(auth_common::config());
@@ -612,7 +612,7 @@ mod postgres {
 /// Requests to a store that cannot be reached get the 503, with no cookie:
 /// neither a well-formed cookie nor a write turns into a fresh session.
 #[cfg(any(feature = "redis", feature = "postgres"))]
-async fn unreachable_is_503(store: impl SessionLock + Clone) {
+async fn unreachable_is_503(store: impl LockingStore + Clone) {
     let app = app(SessionLayer::new(store));
     let cookie = format!("id={}", SessionId::random().expose());
     for (path, cookies) in

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::{Clock, SessionStore};
+use crate::{Clock, SessionStore, SystemClock};
 
 /// Starts a task on the current tokio runtime that calls
 /// [`store.delete_expired(clock.now())`](SessionStore::delete_expired) every
@@ -18,7 +18,8 @@ use crate::{Clock, SessionStore};
 /// `interval` delays the next one rather than piling up. Stop the task with
 /// [`CleanupHandle::stop`]; dropping the handle stops it too.
 ///
-/// Stores wrap this in their own `spawn_cleanup` (or `spawn_sweeper`) method.
+/// Every store that is `Clone` has the same as a method through
+/// [`SpawnCleanup`]; this function serves a store behind `Arc<dyn SessionStore>`.
 ///
 /// # Panics
 ///
@@ -77,6 +78,55 @@ pub fn spawn_cleanup(
     });
     CleanupHandle { stop: Some(stop), task: Some(task) }
 }
+
+/// [`spawn_cleanup`] as a method of every store, under one name for all of
+/// them: `store.spawn_cleanup(interval)`.
+///
+/// Implemented for every [`SessionStore`] that is `Clone` (the stores share
+/// their state between clones, so the task works on the caller's store).
+///
+/// ```
+/// use std::time::Duration;
+/// use session_core::SpawnCleanup;
+/// # use session_core::{Error, Record, SessionStore, StorageKey, Timestamp};
+/// # #[derive(Debug, Clone)]
+/// # struct MyStore;
+/// # #[session_core::async_trait]
+/// # impl SessionStore for MyStore {
+/// #     async fn create(&self, _: &Record) -> Result<(), Error> { Ok(()) }
+/// #     async fn load(&self, _: &StorageKey, _: Timestamp) -> Result<Option<Record>, Error> { Ok(None) }
+/// #     async fn save(&self, _: &Record) -> Result<(), Error> { Ok(()) }
+/// #     async fn delete(&self, _: &StorageKey) -> Result<(), Error> { Ok(()) }
+/// #     async fn touch(&self, _: &Record) -> Result<(), Error> { Ok(()) }
+/// #     async fn delete_expired(&self, _: Timestamp) -> Result<u64, Error> { Ok(0) }
+/// #     async fn list_for_user(&self, _: &str, _: Timestamp) -> Result<Vec<Record>, Error> { Ok(Vec::new()) }
+/// #     async fn delete_for_user(&self, _: &str) -> Result<u64, Error> { Ok(0) }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = MyStore;
+/// let cleanup = store.spawn_cleanup(Duration::from_secs(600));
+/// // ... serve requests ...
+/// cleanup.stop().await;
+/// # }
+/// ```
+pub trait SpawnCleanup: SessionStore + Clone {
+    /// Starts the cleanup task on the current tokio runtime, with the system
+    /// clock (see [`spawn_cleanup`] for what it does and when it panics).
+    #[must_use = "the cleanup task stops when its handle is dropped"]
+    fn spawn_cleanup(&self, interval: Duration) -> CleanupHandle {
+        self.spawn_cleanup_with_clock(interval, Arc::new(SystemClock))
+    }
+
+    /// Like [`spawn_cleanup`](Self::spawn_cleanup), reading time from `clock`.
+    #[must_use = "the cleanup task stops when its handle is dropped"]
+    fn spawn_cleanup_with_clock(&self, interval: Duration, clock: Arc<dyn Clock>) -> CleanupHandle {
+        spawn_cleanup(Arc::new(self.clone()), interval, clock)
+    }
+}
+
+impl<S: SessionStore + Clone> SpawnCleanup for S {}
 
 /// Controls a running cleanup task (see [`spawn_cleanup`]). Dropping it stops
 /// the task.

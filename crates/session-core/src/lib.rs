@@ -9,7 +9,7 @@
 //!   [`JsonCodec`] to turn it into bytes.
 //! - [`Record`]: a stored session with its deadlines and user.
 //! - [`ExpiryPolicy`] and [`SessionExpiry`]: idle and absolute timeouts.
-//! - [`SessionStore`] and [`SessionLock`]: the traits every server-side store
+//! - [`SessionStore`] and [`LockingStore`]: the traits every server-side store
 //!   implements, with their contracts; [`Error`].
 //! - [`Mirrored`]: a primary store whose writes also go to replicas.
 //! - [`CookieFormat`]: client-side sessions sealed into the cookie.
@@ -43,7 +43,7 @@ pub mod testing;
 
 pub use async_trait::async_trait;
 
-pub use cleanup::{CleanupHandle, spawn_cleanup};
+pub use cleanup::{CleanupHandle, SpawnCleanup, spawn_cleanup};
 pub use client::{CookieFormat, Opened};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::{Codec, JsonCodec};
@@ -56,7 +56,7 @@ pub use id::{
 };
 pub use keyring::{InvalidKey, Key, KeyMatch, Keyring};
 pub use local_lock::LocalLocks;
-pub use lock::{HeldLock, LockGuard, LockOptions, Reloaded, SessionLock};
+pub use lock::{HeldLock, LockGuard, LockOptions, LockingStore, Reloaded};
 pub use mirrored::{Mirrored, ReplicaFailure};
 pub use record::Record;
 pub use store::SessionStore;

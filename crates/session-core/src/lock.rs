@@ -41,8 +41,8 @@ impl Default for LockOptions {
 /// for remote stores; the lease bounds how long a lost release can block).
 ///
 /// ```
-/// # use session_core::{LockOptions, SessionId, SessionLock};
-/// # async fn demo(store: &dyn SessionLock) -> Result<(), session_core::Error> {
+/// # use session_core::{LockOptions, SessionId, LockingStore};
+/// # async fn demo(store: &dyn LockingStore) -> Result<(), session_core::Error> {
 /// let key = SessionId::random().storage_key();
 /// let guard = store.lock(&key, LockOptions::default()).await?;
 /// // read, modify and save the session here
@@ -50,7 +50,7 @@ impl Default for LockOptions {
 /// # Ok(()) }
 /// ```
 #[async_trait]
-pub trait SessionLock: SessionStore {
+pub trait LockingStore: SessionStore {
     /// Waits for and takes the lock on `key`.
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error>;
 
@@ -66,7 +66,7 @@ pub trait SessionLock: SessionStore {
         match self.load(key, now).await {
             Ok(record) => Ok((guard, record)),
             Err(error) => {
-                release_quietly(guard).await;
+                guard.release_quietly().await;
                 Err(error)
             }
         }
@@ -79,8 +79,8 @@ pub trait SessionLock: SessionStore {
     /// the record override this to skip that work.
     ///
     /// ```
-    /// # use session_core::{LockOptions, Record, Reloaded, SessionLock, Timestamp};
-    /// # async fn demo(store: &dyn SessionLock, mut record: Record) -> Result<(), session_core::Error> {
+    /// # use session_core::{LockOptions, Record, Reloaded, LockingStore, Timestamp};
+    /// # async fn demo(store: &dyn LockingStore, mut record: Record) -> Result<(), session_core::Error> {
     /// let (guard, reloaded) =
     ///     store.lock_and_reload(&record.key, LockOptions::default(), Timestamp::now(), record.version).await?;
     /// if let Reloaded::Changed(newer) = reloaded {
@@ -116,12 +116,12 @@ pub trait SessionLock: SessionStore {
             return Err(Error::LockTimeout { waited: Duration::ZERO });
         }
         let saved = self.save(record).await;
-        release_quietly(guard).await;
+        guard.release_quietly().await;
         saved
     }
 }
 
-/// What [`SessionLock::lock_and_reload`] found once the lock was held.
+/// What [`LockingStore::lock_and_reload`] found once the lock was held.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reloaded {
     /// The stored record still has the caller's version: data, user and
@@ -131,12 +131,6 @@ pub enum Reloaded {
     /// The record changed since the caller loaded it: the stored record, or
     /// `None` when it was deleted or has expired.
     Changed(Option<Record>),
-}
-
-async fn release_quietly(guard: LockGuard) {
-    if let Err(error) = guard.release().await {
-        tracing::warn!(%error, "releasing a session lock failed; its lease will expire it");
-    }
 }
 
 /// One store's held lock. Store crates implement this; users see [`LockGuard`].
@@ -178,6 +172,27 @@ impl LockGuard {
         self.held.release().await
     }
 
+    /// Releases the lock now, logging (not returning) a failure.
+    ///
+    /// For paths that already have an outcome to report, such as a save that
+    /// failed or a request that ends: a release that cannot be confirmed
+    /// changes nothing for the caller, since the lease still ends the lock.
+    ///
+    /// ```
+    /// # use session_core::{LockOptions, LockingStore, SessionId};
+    /// # async fn demo(store: &dyn LockingStore) -> Result<(), session_core::Error> {
+    /// let key = SessionId::random().storage_key();
+    /// let guard = store.lock(&key, LockOptions::default()).await?;
+    /// guard.release_quietly().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn release_quietly(self) {
+        if let Err(error) = self.release().await {
+            tracing::warn!(%error, "releasing a session lock failed; its lease will end it");
+        }
+    }
+
     /// Whether the lock is still held (see [`HeldLock::is_held`]).
     #[must_use]
     pub fn is_held(&self) -> bool {
@@ -185,7 +200,7 @@ impl LockGuard {
     }
 
     /// The store's own lock type, if this guard holds a `T`. Stores use it in
-    /// [`SessionLock::save_and_release`] to release in the same round trip
+    /// [`LockingStore::save_and_release`] to release in the same round trip
     /// as the save.
     #[must_use]
     pub fn downcast_ref<T: HeldLock>(&self) -> Option<&T> {
@@ -233,7 +248,7 @@ impl fmt::Debug for LockGuard {
 macro_rules! forward_lock {
     ($($wrapper:ty),*) => {$(
         #[async_trait]
-        impl<S: SessionLock + ?Sized> SessionLock for $wrapper {
+        impl<S: LockingStore + ?Sized> LockingStore for $wrapper {
             async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
                 (**self).lock(key, options).await
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::{
-    Error, LockGuard, LockOptions, Record, Reloaded, SessionLock, SessionStore, StorageKey,
+    Error, LockGuard, LockOptions, LockingStore, Record, Reloaded, SessionStore, StorageKey,
     Timestamp,
 };
 
@@ -37,15 +37,15 @@ pub enum ReplicaFailure {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use session_core::{Mirrored, ReplicaFailure, SessionLock, SessionStore};
+/// use session_core::{Mirrored, ReplicaFailure, LockingStore, SessionStore};
 ///
-/// fn mirror(primary: Arc<dyn SessionLock>, replica: Arc<dyn SessionStore>) -> Mirrored {
+/// fn mirror(primary: Arc<dyn LockingStore>, replica: Arc<dyn SessionStore>) -> Mirrored {
 ///     Mirrored::new(primary).with_replica(replica).on_replica_failure(ReplicaFailure::LogAndContinue)
 /// }
 /// ```
 #[derive(Clone)]
 pub struct Mirrored {
-    primary: Arc<dyn SessionLock>,
+    primary: Arc<dyn LockingStore>,
     replicas: Vec<Arc<dyn SessionStore>>,
     policy: ReplicaFailure,
 }
@@ -54,7 +54,7 @@ impl Mirrored {
     /// A mirror of `primary` with no replicas yet, failing requests on
     /// replica errors.
     #[must_use]
-    pub fn new(primary: Arc<dyn SessionLock>) -> Self {
+    pub fn new(primary: Arc<dyn LockingStore>) -> Self {
         Self { primary, replicas: Vec::new(), policy: ReplicaFailure::default() }
     }
 
@@ -185,7 +185,7 @@ impl SessionStore for Mirrored {
 /// goes to the primary (which releases its lock in the same call, as a
 /// store that does both in one round trip does) and to every replica.
 #[async_trait]
-impl SessionLock for Mirrored {
+impl LockingStore for Mirrored {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
         self.primary.as_ref().lock(key, options).await
     }

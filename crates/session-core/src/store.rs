@@ -44,10 +44,10 @@ use crate::{Error, Record, StorageKey, Timestamp};
 /// [`async_trait`](https://docs.rs/async-trait).
 ///
 /// ```
-/// use session_core::{SessionStore, SessionLock};
+/// use session_core::{SessionStore, LockingStore};
 ///
 /// fn assert_store<S: SessionStore>() {}
-/// fn assert_dyn(_: &dyn SessionLock) {}
+/// fn assert_dyn(_: &dyn LockingStore) {}
 /// ```
 #[async_trait]
 pub trait SessionStore: Debug + Send + Sync + 'static {

@@ -1,4 +1,4 @@
-//! The conformance suite every [`SessionStore`](crate::SessionStore) + [`SessionLock`] must pass.
+//! The conformance suite every [`SessionStore`](crate::SessionStore) + [`LockingStore`] must pass.
 //!
 //! A store crate runs it from its tests with one macro:
 //!
@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::{
-    Error, ExpiryPolicy, IdGenerator, LockOptions, Record, Reloaded, SessionId, SessionLock,
+    Error, ExpiryPolicy, IdGenerator, LockOptions, LockingStore, Record, Reloaded, SessionId,
     Timestamp,
 };
 
@@ -49,7 +49,7 @@ impl Capabilities {
 }
 
 /// The store under test, as the suite sees it.
-pub type DynStore = Arc<dyn SessionLock>;
+pub type DynStore = Arc<dyn LockingStore>;
 
 /// Number of concurrent increments in [`lock_serializes_increments`].
 pub const CONCURRENT_INCREMENTS: usize = 50;
@@ -365,7 +365,7 @@ pub async fn user_index(store: DynStore) {
 /// each entry of `users` (with a random suffix) owns one session, which the
 /// index finds exactly, through `other` (a second instance on the same
 /// backend) too; deleting it spares a bystander whose name shares the suffix.
-pub async fn hostile_user_ids(store: &dyn SessionLock, other: &dyn SessionLock, users: &[&str]) {
+pub async fn hostile_user_ids(store: &dyn LockingStore, other: &dyn LockingStore, users: &[&str]) {
     let now = Timestamp::now();
     let suffix = &SessionId::random().storage_key().to_hex()[..8];
     let bystander = format!("bystander-{suffix}");
@@ -525,7 +525,7 @@ pub async fn run_all(store: DynStore, capabilities: Capabilities) {
 /// Expands to one `#[tokio::test]` per conformance check, in a module named
 /// `conformance`.
 ///
-/// `$make_store` is an `async fn() -> impl SessionLock`; an optional second
+/// `$make_store` is an `async fn() -> impl LockingStore`; an optional second
 /// argument gives the store's [`Capabilities`].
 #[macro_export]
 macro_rules! conformance_tests {

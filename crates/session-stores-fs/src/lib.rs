@@ -14,7 +14,7 @@
 //! <dir>/                          0700, created by FsStore::new
 //!   sessions/<key>.json           0600, one Record as JSON
 //!   sessions/.<key>.<pid>.<n>.tmp 0600, a write in progress
-//!   locks/<key>.lock              0600, empty; flock()ed by SessionLock
+//!   locks/<key>.lock              0600, empty; flock()ed by LockingStore
 //!   users/<sha256(user)>/         0700, the per-user index
 //!   users/<sha256(user)>/<key>    0600, empty marker: "key may belong to user"
 //! ```
@@ -53,7 +53,7 @@
 //!   the file gone and returns
 //!   [`Error::NotFound`](session_core::Error::NotFound). A `save` can never
 //!   recreate a deleted session. (This short lock on the data file is
-//!   separate from the request-long [`SessionLock`](session_core::SessionLock)
+//!   separate from the request-long [`LockingStore`](session_core::LockingStore)
 //!   on `locks/<key>.lock`.)
 //! - **No symlinks followed.** Session files are opened with `O_NOFOLLOW`
 //!   (and `O_NONBLOCK`, so a FIFO cannot hang a request). A symlink or other
@@ -70,7 +70,7 @@
 //!
 //! # Locks
 //!
-//! [`SessionLock::lock`](session_core::SessionLock::lock) takes an exclusive
+//! [`LockingStore::lock`](session_core::LockingStore::lock) takes an exclusive
 //! `flock` on `locks/<key>.lock`, polling `try_lock` with a short jittered
 //! backoff until the wait timeout. It excludes other tasks of this process,
 //! other [`FsStore`] instances and other processes alike. The lock dies with
@@ -111,7 +111,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use session_core::{ExpiryPolicy, LockOptions, SessionId, SessionLock, SessionStore, Timestamp};
+//! use session_core::{ExpiryPolicy, LockOptions, SessionId, LockingStore, SessionStore, Timestamp};
 //! use session_stores_fs::FsStore;
 //!
 //! # #[tokio::main(flavor = "current_thread")]

@@ -1,4 +1,4 @@
-//! [`SessionLock`] for [`FsStore`]: an OS file lock per session.
+//! [`LockingStore`] for [`FsStore`]: an OS file lock per session.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::hash::{BuildHasher, RandomState};
@@ -6,7 +6,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use session_core::{Error, HeldLock, LockGuard, LockOptions, SessionLock, StorageKey, async_trait};
+use session_core::{
+    Error, HeldLock, LockGuard, LockOptions, LockingStore, StorageKey, async_trait,
+};
 use tokio::time::Instant;
 
 use crate::FsStore;
@@ -56,7 +58,7 @@ fn jittered(backoff: Duration) -> Duration {
 }
 
 #[async_trait]
-impl SessionLock for FsStore {
+impl LockingStore for FsStore {
     /// Takes an exclusive OS lock (`flock`) on `locks/<key>.lock`, polling with
     /// `try_lock` and a jittered backoff (2 to 25 ms) until
     /// `options.wait_timeout`, then [`Error::LockTimeout`].

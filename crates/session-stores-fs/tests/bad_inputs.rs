@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use session_core::testing;
 use session_core::{
-    Error, ExpiryPolicy, LockOptions, Record, SessionId, SessionLock, SessionStore, StorageKey,
+    Error, ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, StorageKey,
     Timestamp,
 };
 use session_stores_fs::FsStore;

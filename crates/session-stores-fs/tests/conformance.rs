@@ -3,7 +3,7 @@
 #![allow(clippy::expect_used)] // Test helpers outside #[test] functions.
 
 use session_core::{
-    Error, LockGuard, LockOptions, Record, SessionLock, SessionStore, StorageKey, Timestamp,
+    Error, LockGuard, LockOptions, LockingStore, Record, SessionStore, StorageKey, Timestamp,
     async_trait,
 };
 use session_stores_fs::FsStore;
@@ -51,7 +51,7 @@ impl SessionStore for TempStore {
 }
 
 #[async_trait]
-impl SessionLock for TempStore {
+impl LockingStore for TempStore {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
         self.store.lock(key, options).await
     }

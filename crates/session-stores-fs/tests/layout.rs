@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use session_core::{
-    Clock, Error, ExpiryPolicy, LockOptions, ManualClock, Record, SessionId, SessionLock,
+    Clock, Error, ExpiryPolicy, LockOptions, LockingStore, ManualClock, Record, SessionId,
     SessionStore, StorageKey, Timestamp,
 };
 use session_stores_fs::FsStore;

@@ -3,7 +3,7 @@
 //! Sessions live in a sharded map inside the process and are gone when it
 //! exits. It is the default store of `session-axum`, right for development,
 //! tests and single-process apps that can afford to log everyone out on
-//! restart. Its lock ([`SessionLock`](session_core::SessionLock)) is a
+//! restart. Its lock ([`LockingStore`](session_core::LockingStore)) is a
 //! per-session first-come-first-served lock, so `lock()` serializes requests
 //! within this process only.
 //!

@@ -5,8 +5,8 @@
 //! releases with nobody waiting, so the table only ever holds the sessions
 //! locked right now. Release hands the lock straight to the first waiter
 //! (first come, first served, like an async mutex). Because the lock and the
-//! record share a shard, [`SessionLock::lock_and_load`] and
-//! [`SessionLock::save_and_release`] each take the shard's lock once.
+//! record share a shard, [`LockingStore::lock_and_load`] and
+//! [`LockingStore::save_and_release`] each take the shard's lock once.
 
 use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLockWriteGuard};
 use std::time::Duration;
 
 use session_core::{
-    Error, HeldLock, LockGuard, LockOptions, Record, Reloaded, SessionLock, SessionStore as _,
+    Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, Reloaded, SessionStore as _,
     StorageKey, Timestamp, async_trait,
 };
 use tokio::sync::Notify;
@@ -186,7 +186,7 @@ async fn release_quietly(guard: LockGuard) {
 /// each when the session lock is free; `lock_and_reload` reads the stored
 /// version without decoding the record when it is unchanged.
 #[async_trait]
-impl SessionLock for MemoryStore {
+impl LockingStore for MemoryStore {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
         let queued = write(self.shard(key)).try_lock(key);
         match queued {

@@ -123,7 +123,7 @@ impl Shard {
         }
     }
 
-    /// What [`SessionLock::lock_and_reload`](session_core::SessionLock::lock_and_reload)
+    /// What [`LockingStore::lock_and_reload`](session_core::LockingStore::lock_and_reload)
     /// answers: `Unchanged` while the live record still has `version`, read
     /// from its header without decoding it.
     pub(crate) fn reload(&self, key: &StorageKey, now: Timestamp, version: u64) -> Reloaded {
@@ -395,7 +395,7 @@ mod tests {
 
     #[tokio::test]
     async fn unreadable_records_are_absent_and_swept() {
-        use session_core::{LockOptions, SessionLock};
+        use session_core::{LockOptions, LockingStore};
 
         let store = MemoryStore::new();
         let now = Timestamp::now();

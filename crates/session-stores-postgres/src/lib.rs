@@ -7,7 +7,7 @@
 //! - `create` is one `INSERT ... ON CONFLICT DO NOTHING`, so an id collision
 //!   is detected atomically; `save` and `touch` are `UPDATE`s that never
 //!   bring back a deleted session.
-//! - [`lock`](session_core::SessionLock::lock) takes a PostgreSQL advisory
+//! - [`lock`](session_core::LockingStore::lock) takes a PostgreSQL advisory
 //!   lock on the session, exclusive across every process using the database,
 //!   so read-modify-write under `session.lock()` loses no update.
 //! - Expired sessions never load; [`PostgresStore::spawn_cleanup`] deletes

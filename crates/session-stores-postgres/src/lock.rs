@@ -16,7 +16,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use session_core::{
-    Error, HeldLock, LockGuard, LockOptions, Record, SessionLock, SessionStore, StorageKey,
+    Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, SessionStore, StorageKey,
     Timestamp, async_trait,
 };
 use session_stores_sql::Encoded;
@@ -300,8 +300,8 @@ impl PostgresStore {
 /// fails, the connection is closed instead of being returned to the pool.
 ///
 /// A locked read-modify-write takes one connection from the pool and two
-/// round trips ([`lock_and_load`](SessionLock::lock_and_load) and
-/// [`save_and_release`](SessionLock::save_and_release), each one call of a
+/// round trips ([`lock_and_load`](LockingStore::lock_and_load) and
+/// [`save_and_release`](LockingStore::save_and_release), each one call of a
 /// procedure that [`migrate`](PostgresStore::migrate) creates), so a pool of
 /// `N` connections serves `N` locked sessions at once without deadlock.
 ///
@@ -309,7 +309,7 @@ impl PostgresStore {
 /// database-wide advisory lock space shared with other applications); two
 /// sessions sharing those bits would merely wait for each other.
 #[async_trait]
-impl SessionLock for PostgresStore {
+impl LockingStore for PostgresStore {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
         let (lock, _) = self.take_lock(key, options, Attempt::Lock).await?;
         Ok(LockGuard::new(lock))

@@ -44,7 +44,7 @@ pub const DEFAULT_CLEANUP_BATCH_SIZE: u32 = 1000;
 ///
 /// # Locks and the pool
 ///
-/// [`lock`](session_core::SessionLock::lock) holds a session-level advisory
+/// [`lock`](session_core::LockingStore::lock) holds a session-level advisory
 /// lock on a pooled connection for as long as the guard lives, so size the
 /// pool for the number of sessions locked at once plus the connections other
 /// requests need. The pool's acquire timeout bounds every operation: with the

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use session_core::testing::{self, DynStore};
 use session_core::{
-    Error, ExpiryPolicy, LockOptions, Record, SessionId, SessionLock, SessionStore, Timestamp,
+    Error, ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
 };
 use session_stores_postgres::PostgresStore;
 use sqlx::AssertSqlSafe;

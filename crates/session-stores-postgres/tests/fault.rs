@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use session_core::{
-    Error, ExpiryPolicy, LockOptions, SessionId, SessionLock, SessionStore, Timestamp,
+    Error, ExpiryPolicy, LockOptions, LockingStore, SessionId, SessionStore, Timestamp,
 };
 use session_stores_postgres::{PgPoolOptions, PostgresStore};
 use tempfile::TempDir;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use session_core::testing::{DynStore, concurrent_increments};
 use session_core::{
-    Error, ExpiryPolicy, LockOptions, Record, SessionId, SessionLock, SessionStore, Timestamp,
+    Error, ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
 };
 use session_stores_postgres::{PgPoolOptions, PostgresStore};
 use sqlx::AssertSqlSafe;

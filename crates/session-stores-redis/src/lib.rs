@@ -3,7 +3,7 @@
 //! Sessions live in Redis, shared by every process of the app, and expire
 //! there by themselves (each record's TTL follows its deadline). The store
 //! implements [`SessionStore`](session_core::SessionStore) and a distributed
-//! [`SessionLock`](session_core::SessionLock), so `session.lock()` serializes
+//! [`LockingStore`](session_core::LockingStore), so `session.lock()` serializes
 //! read-modify-write across processes.
 //!
 //! On the hot path a request costs at most two round trips with the lock

@@ -1,4 +1,4 @@
-//! The distributed per-session lock: [`SessionLock`] for [`RedisStore`].
+//! The distributed per-session lock: [`LockingStore`] for [`RedisStore`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_redis::redis::{Cmd, Value};
 use session_core::{
-    Error, HeldLock, LockGuard, LockOptions, Record, SessionLock, SessionStore, StorageKey,
+    Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, SessionStore, StorageKey,
     Timestamp, async_trait,
 };
 
@@ -372,16 +372,16 @@ async fn release_quietly(guard: LockGuard) {
 /// - Taking it: `SET <prefix>lock:<hex> <random token> NX PX <lease>`,
 ///   retried with exponential backoff and jitter until
 ///   [`LockOptions::wait_timeout`], then [`Error::LockTimeout`].
-///   [`SessionLock::lock_and_load`] does the `SET` and the record read in one
+///   [`LockingStore::lock_and_load`] does the `SET` and the record read in one
 ///   script call.
 /// - Holding it: the store's renewal task (one per store, shared by all its
 ///   held locks) renews the lease (compare-and-`PEXPIRE`) every third of
 ///   the lease. If renewal finds the lock taken by someone
 ///   else, or cannot reach Redis before the lease runs out, the guard reports
-///   [`LockGuard::is_held`] `false` and [`SessionLock::save_and_release`]
+///   [`LockGuard::is_held`] `false` and [`LockingStore::save_and_release`]
 ///   refuses to save.
 /// - Releasing it: compare-and-delete, so a holder whose lease lapsed never
-///   deletes the next holder's lock. [`SessionLock::save_and_release`] saves
+///   deletes the next holder's lock. [`LockingStore::save_and_release`] saves
 ///   and releases in one script call. Dropping the guard releases it in a
 ///   task spawned on the current Tokio runtime (best effort); if the process
 ///   dies, the lease ends the lock.
@@ -389,7 +389,7 @@ async fn release_quietly(guard: LockGuard) {
 /// `lock_and_load` and `save_and_release` take one round trip each when the
 /// lock is free.
 #[async_trait]
-impl SessionLock for RedisStore {
+impl LockingStore for RedisStore {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
         let (guard, _) = self.acquire(key, options, None).await?;
         Ok(guard)

@@ -40,7 +40,7 @@ const SCAN_COUNT: usize = 200;
 /// - `load` is one `GET`; `create`, `save`, `touch`, `delete` and the lock
 ///   operations are one Lua script call each (one round trip).
 /// - Needs Redis 6.2 or later (`SET ... EXAT`, `GETDEL`).
-/// - The per-session lock ([`SessionLock`](session_core::SessionLock)) works
+/// - The per-session lock ([`LockingStore`](session_core::LockingStore)) works
 ///   across processes: `SET NX PX` with a random token, a lease renewed while
 ///   the guard lives, released by compare-and-delete.
 ///

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use deadpool_redis::Config;
 use session_core::{
-    Error, ExpiryPolicy, LockOptions, Record, SessionId, SessionLock, SessionStore, Timestamp,
+    Error, ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
 };
 use session_stores_redis::RedisStore;
 

@@ -14,7 +14,7 @@ mod common;
 use std::time::Duration;
 
 use deadpool_redis::redis::{self, aio::MultiplexedConnection};
-use session_core::{ExpiryPolicy, LockOptions, SessionId, SessionLock, SessionStore, Timestamp};
+use session_core::{ExpiryPolicy, LockOptions, LockingStore, SessionId, SessionStore, Timestamp};
 use session_stores_redis::RedisStore;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use deadpool_redis::redis::{self, AsyncCommands};
 use session_core::testing::{DynStore, concurrent_increments};
 use session_core::{
-    Error, ExpiryPolicy, LockOptions, Record, SessionId, SessionLock, SessionStore, Timestamp,
+    Error, ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
 };
 use session_stores_redis::RedisStore;
 

@@ -29,7 +29,7 @@
 //!
 //! # Locking: one process owns the file
 //!
-//! [`lock`](session_core::SessionLock::lock) is an async mutex per session
+//! [`lock`](session_core::LockingStore::lock) is an async mutex per session
 //! inside this process, shared by every `SqliteStore` on the same file. That
 //! is the right lock for an embedded database: it needs no database round
 //! trip and never keeps a SQLite write transaction open while a handler

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 
 use session_core::{
-    Error, LocalLocks, LockGuard, LockOptions, SessionLock, StorageKey, async_trait,
+    Error, LocalLocks, LockGuard, LockOptions, LockingStore, StorageKey, async_trait,
 };
 
 use crate::SqliteStore;
@@ -67,7 +67,7 @@ fn database_identity(path: &Path) -> PathBuf {
 /// [`Error::LockTimeout`] after `options.wait_timeout`. Two *processes*
 /// sharing one file do not exclude each other (see the crate docs).
 #[async_trait]
-impl SessionLock for SqliteStore {
+impl LockingStore for SqliteStore {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
         self.locks.lock(key, options).await
     }

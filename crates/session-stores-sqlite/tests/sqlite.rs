@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::TempStore;
 use session_core::testing::{DynStore, concurrent_increments};
 use session_core::{
-    Clock, Error, ExpiryPolicy, LockOptions, ManualClock, Record, SessionId, SessionLock,
+    Clock, Error, ExpiryPolicy, LockOptions, LockingStore, ManualClock, Record, SessionId,
     SessionStore, Timestamp,
 };
 use session_stores_sqlite::{SqlitePool, SqlitePoolOptions, SqliteStore};

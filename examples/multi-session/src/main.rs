@@ -24,7 +24,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::Query;
 use axum::routing::get;
-use session_axum::core::{Mirrored, ReplicaFailure, SessionLock, SessionStore};
+use session_axum::core::{LockingStore, Mirrored, ReplicaFailure, SessionStore};
 use session_axum::memory::MemoryStore;
 use session_axum::postgres::{PgPool, PostgresStore};
 use session_axum::redis::RedisStore;
@@ -97,7 +97,7 @@ async fn postgres() -> Result<PostgresStore, Box<dyn std::error::Error>> {
 
 /// The cart store for a `MIRROR` setting.
 async fn cart_store(mirror: &str) -> Result<Mirrored, Box<dyn std::error::Error>> {
-    let (primary, replica): (Arc<dyn SessionLock>, Option<Arc<dyn SessionStore>>) = match mirror {
+    let (primary, replica): (Arc<dyn LockingStore>, Option<Arc<dyn SessionStore>>) = match mirror {
         "memory" => (Arc::new(MemoryStore::new()), None),
         "memory+redis" => (Arc::new(MemoryStore::new()), Some(Arc::new(redis().await?))),
         "redis+postgres" => (Arc::new(redis().await?), Some(Arc::new(postgres().await?))),

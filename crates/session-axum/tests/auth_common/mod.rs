@@ -21,8 +21,8 @@ use http_body_util::BodyExt;
 use session_axum::auth::{AuthRejection, LoginOptions};
 use session_axum::core::SessionId;
 use session_axum::{
-    Auth, AuthLayer, AuthUser, CurrentUser, Session, SessionConfig, SessionError, SessionExpiry,
-    SessionLayer, SessionLock, UserLoader, login_required, permission_required, safe_next,
+    Auth, AuthLayer, AuthUser, CurrentUser, LockingStore, Session, SessionConfig, SessionError,
+    SessionExpiry, SessionLayer, UserLoader, login_required, permission_required, safe_next,
 };
 use tower::ServiceExt;
 
@@ -426,7 +426,7 @@ pub struct Fixture<S> {
     pub numeric: NumericUsers,
 }
 
-pub fn fixture<S: SessionLock + Clone>(store: S, config: SessionConfig) -> Fixture<S> {
+pub fn fixture<S: LockingStore + Clone>(store: S, config: SessionConfig) -> Fixture<S> {
     let users = TestUsers::default();
     let numeric = NumericUsers::default();
     let layer = SessionLayer::new(store.clone()).with_config(config);
@@ -435,7 +435,7 @@ pub fn fixture<S: SessionLock + Clone>(store: S, config: SessionConfig) -> Fixtu
 }
 
 /// Expands to one test per auth scenario on the store built by `$make_store`
-/// (an `async fn() -> impl SessionLock + Clone`).
+/// (an `async fn() -> impl LockingStore + Clone`).
 #[macro_export]
 macro_rules! auth_tests {
     ($make_store:path) => {
@@ -452,7 +452,7 @@ macro_rules! auth_tests {
                 Fixture, REMEMBER_SECONDS, config, encode, fixture, login, request, send,
             };
 
-            async fn setup() -> Fixture<impl session_axum::SessionLock + Clone> {
+            async fn setup() -> Fixture<impl session_axum::LockingStore + Clone> {
                 fixture($make_store().await, config())
             }
 

@@ -12,7 +12,7 @@ use axum::{Router, http::StatusCode};
 use http::{HeaderMap, Request, header};
 use http_body_util::BodyExt;
 use session_axum::core::{
-    Error, LockGuard, LockOptions, Record, SessionLock, SessionStore, StorageKey, Timestamp,
+    Error, LockGuard, LockOptions, LockingStore, Record, SessionStore, StorageKey, Timestamp,
     async_trait,
 };
 use session_axum::{Session, SessionConfig, SessionError, SessionExpiry, SessionLayer};
@@ -96,7 +96,7 @@ impl<S: SessionStore> SessionStore for Probe<S> {
 }
 
 #[async_trait]
-impl<S: SessionLock> SessionLock for Probe<S> {
+impl<S: LockingStore> LockingStore for Probe<S> {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
         self.check()?;
         self.inner.lock(key, options).await
@@ -231,7 +231,7 @@ pub fn config() -> SessionConfig {
 }
 
 /// Expands to one test per HTTP scenario on the store built by `$make_store`
-/// (an `async fn() -> impl SessionLock + Clone`).
+/// (an `async fn() -> impl LockingStore + Clone`).
 #[macro_export]
 macro_rules! route_tests {
     ($make_store:path) => {
@@ -245,11 +245,11 @@ macro_rules! route_tests {
             use super::*;
             use $crate::common::{Probe, app, config, send};
 
-            async fn probe() -> Probe<impl session_axum::SessionLock + Clone> {
+            async fn probe() -> Probe<impl session_axum::LockingStore + Clone> {
                 Probe::new($make_store().await)
             }
 
-            fn layer<S: session_axum::SessionLock + Clone>(
+            fn layer<S: session_axum::LockingStore + Clone>(
                 probe: &Probe<S>,
                 config: session_axum::SessionConfig,
             ) -> SessionLayer {

@@ -2,7 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use session_core::{
-    Error, LockGuard, LockOptions, Record, SessionLock, SessionStore, StorageKey, Timestamp,
+    Error, LockGuard, LockOptions, LockingStore, Record, SessionStore, StorageKey, Timestamp,
     async_trait,
 };
 use session_stores_sqlite::SqliteStore;
@@ -55,7 +55,7 @@ impl SessionStore for TempStore {
 }
 
 #[async_trait]
-impl SessionLock for TempStore {
+impl LockingStore for TempStore {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
         self.store.lock(key, options).await
     }
