@@ -77,7 +77,7 @@ fn app(store: MemoryStore) -> Router {
             }),
         )
         .route("/noop", get(|| async { "noop" }))
-        .layer(SessionLayer::new(store).with_config(SessionConfig::default()))
+        .layer(SessionLayer::new(store).with_config(SessionConfig::default()).expect("a valid session config"))
 }
 
 struct World {

@@ -81,10 +81,14 @@ impl ErrorResponder for DefaultErrorResponder {
 /// ```
 #[derive(Clone)]
 pub struct SessionConfig {
+    /// The full cookie name: `base_name`, with `__Host-` before it if
+    /// `host_prefix`.
     pub(crate) cookie_name: Cow<'static, str>,
+    base_name: Cow<'static, str>,
     /// Whether `with_cookie_name` was called; if not, the layer uses its
     /// session kind's [`SessionKind::COOKIE_NAME`](crate::SessionKind::COOKIE_NAME).
     explicit_cookie_name: bool,
+    host_prefix: bool,
     pub(crate) secure: bool,
     pub(crate) http_only: bool,
     pub(crate) same_site: SameSite,
@@ -102,7 +106,9 @@ impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             cookie_name: Cow::Borrowed("id"),
+            base_name: Cow::Borrowed("id"),
             explicit_cookie_name: false,
+            host_prefix: false,
             secure: true,
             http_only: true,
             same_site: SameSite::Lax,
@@ -143,21 +149,14 @@ impl SessionConfig {
     /// cookie [`K::COOKIE_NAME`](crate::SessionKind::COOKIE_NAME) (`id` for
     /// the default session), so sessions of different kinds never share one.
     ///
-    /// # Panics
-    ///
-    /// If `name` is empty or not an HTTP token (RFC 6265: no separators,
-    /// spaces or control characters). This is a programming error, caught at
-    /// startup.
+    /// It must be an HTTP token (RFC 6265: no separators, spaces or control
+    /// characters); [`SessionLayer::with_config`](crate::SessionLayer::with_config)
+    /// refuses the configuration otherwise.
     #[must_use]
     pub fn with_cookie_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
-        let name = name.into();
-        assert!(is_token(&name), "invalid session cookie name {name:?}: must be an HTTP token");
-        let prefixed = self.cookie_name.starts_with(HOST_PREFIX);
-        self.cookie_name = name;
+        self.base_name = name.into();
         self.explicit_cookie_name = true;
-        if prefixed {
-            self = self.with_host_prefix();
-        }
+        self.rename();
         self
     }
 
@@ -165,41 +164,38 @@ impl SessionConfig {
     /// runs with: the kind's cookie name unless one was set explicitly.
     pub(crate) fn resolved_for(mut self, kind_cookie_name: &'static str) -> Self {
         if !self.explicit_cookie_name {
-            let prefixed = self.cookie_name.starts_with(HOST_PREFIX);
-            self = self.with_cookie_name(kind_cookie_name);
-            if prefixed {
-                self = self.with_host_prefix();
-            }
+            self.base_name = Cow::Borrowed(kind_cookie_name);
+            self.rename();
         }
         self
+    }
+
+    fn rename(&mut self) {
+        self.cookie_name = if self.host_prefix {
+            Cow::Owned(format!("{HOST_PREFIX}{}", self.base_name))
+        } else {
+            self.base_name.clone()
+        };
     }
 
     /// Prefixes the cookie name with `__Host-`, which browsers only accept on
     /// a `Secure` cookie with `Path=/` and no `Domain`: the cookie cannot be
-    /// set or overwritten by a sibling subdomain or over plain HTTP. Forces
-    /// those attributes.
+    /// set or overwritten by a sibling subdomain or over plain HTTP. Those
+    /// are the defaults; a configuration that also turns `Secure` off, sets
+    /// another path or a domain is refused by
+    /// [`SessionLayer::with_config`](crate::SessionLayer::with_config),
+    /// whatever the order of the calls.
     #[must_use]
     pub fn with_host_prefix(mut self) -> Self {
-        if !self.cookie_name.starts_with(HOST_PREFIX) {
-            self.cookie_name = Cow::Owned(format!("{HOST_PREFIX}{}", self.cookie_name));
-        }
-        self.secure = true;
-        self.path = Cow::Borrowed("/");
-        self.domain = None;
+        self.host_prefix = true;
+        self.rename();
         self
     }
 
-    /// Sets the `Secure` attribute (default on).
-    ///
-    /// # Panics
-    ///
-    /// If turned off on a `__Host-` cookie.
+    /// Sets the `Secure` attribute (default on). A `__Host-` or
+    /// `SameSite=None` cookie must keep it.
     #[must_use]
     pub fn with_secure(mut self, secure: bool) -> Self {
-        assert!(
-            secure || !self.cookie_name.starts_with(HOST_PREFIX),
-            "a __Host- cookie must be Secure"
-        );
         self.secure = secure;
         self
     }
@@ -218,44 +214,19 @@ impl SessionConfig {
         self
     }
 
-    /// Sets the cookie `Path` (default `/`).
-    ///
-    /// # Panics
-    ///
-    /// On a `__Host-` cookie with a path other than `/`, or a path that does
-    /// not start with `/` or holds `;` or control characters.
+    /// Sets the cookie `Path` (default `/`). It must start with `/` and hold
+    /// no `;` or control characters, and be `/` for a `__Host-` cookie.
     #[must_use]
     pub fn with_path(mut self, path: impl Into<Cow<'static, str>>) -> Self {
-        let path = path.into();
-        assert!(
-            path.starts_with('/') && !path.contains(';') && !path.chars().any(char::is_control),
-            "invalid cookie path {path:?}"
-        );
-        assert!(
-            path == "/" || !self.cookie_name.starts_with(HOST_PREFIX),
-            "a __Host- cookie must have Path=/"
-        );
-        self.path = path;
+        self.path = path.into();
         self
     }
 
-    /// Sets the cookie `Domain` (default none: only the exact host).
-    ///
-    /// # Panics
-    ///
-    /// On a `__Host-` cookie, or a domain holding `;` or control characters.
+    /// Sets the cookie `Domain` (default none: only the exact host). It must
+    /// hold no `;` or control characters, and a `__Host-` cookie has none.
     #[must_use]
     pub fn with_domain(mut self, domain: impl Into<Cow<'static, str>>) -> Self {
-        let domain = domain.into();
-        assert!(
-            !domain.is_empty() && !domain.contains(';') && !domain.chars().any(char::is_control),
-            "invalid cookie domain {domain:?}"
-        );
-        assert!(
-            !self.cookie_name.starts_with(HOST_PREFIX),
-            "a __Host- cookie cannot have a Domain"
-        );
-        self.domain = Some(domain);
+        self.domain = Some(domain.into());
         self
     }
 
@@ -319,10 +290,134 @@ impl SessionConfig {
     }
 }
 
-/// RFC 6265 cookie-name: an RFC 7230 token.
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+impl SessionConfig {
+    /// Checks the cookie attributes together, once, so no combination
+    /// depends on the order of the setters.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if !is_token(&self.base_name) {
+            return Err(ConfigError::InvalidCookieName { name: self.base_name.to_string() });
+        }
+        let path = &self.path;
+        if !path.starts_with('/') || path.contains(';') || path.chars().any(char::is_control) {
+            return Err(ConfigError::InvalidPath { path: path.to_string() });
+        }
+        if let Some(domain) = &self.domain
+            && (domain.is_empty() || domain.contains(';') || domain.chars().any(char::is_control))
+        {
+            return Err(ConfigError::InvalidDomain { domain: domain.to_string() });
+        }
+        if self.host_prefix {
+            if !self.secure {
+                return Err(ConfigError::HostPrefixNeedsSecure);
+            }
+            if path != "/" {
+                return Err(ConfigError::HostPrefixNeedsRootPath { path: path.to_string() });
+            }
+            if let Some(domain) = &self.domain {
+                return Err(ConfigError::HostPrefixForbidsDomain { domain: domain.to_string() });
+            }
+        }
+        if self.same_site == SameSite::None && !self.secure {
+            return Err(ConfigError::SameSiteNoneNeedsSecure);
+        }
+        Ok(())
+    }
+}
+
+/// A [`SessionConfig`] whose cookie attributes cannot work together,
+/// returned by [`SessionLayer::with_config`](crate::SessionLayer::with_config).
+///
+/// ```
+/// use session_axum::{SessionConfig, SessionLayer, config::ConfigError, memory::MemoryStore};
+///
+/// let config = SessionConfig::default().with_host_prefix().with_secure(false);
+/// let refused = SessionLayer::new(MemoryStore::new()).with_config(config);
+/// assert!(matches!(refused, Err(ConfigError::HostPrefixNeedsSecure)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The cookie name is empty or not an HTTP token.
+    #[error(
+        "invalid session cookie name {name:?}: must be a non-empty HTTP token (no spaces, separators or control characters)"
+    )]
+    InvalidCookieName {
+        /// The name as given.
+        name: String,
+    },
+    /// The cookie path does not start with `/`, or holds `;` or control characters.
+    #[error(
+        "invalid cookie path {path:?}: must start with `/` and hold no `;` or control characters"
+    )]
+    InvalidPath {
+        /// The path as given.
+        path: String,
+    },
+    /// The cookie domain is empty, or holds `;` or control characters.
+    #[error(
+        "invalid cookie domain {domain:?}: must be non-empty and hold no `;` or control characters"
+    )]
+    InvalidDomain {
+        /// The domain as given.
+        domain: String,
+    },
+    /// `with_host_prefix()` with `with_secure(false)`.
+    #[error(
+        "a `__Host-` cookie must be `Secure`: drop `with_secure(false)` or `with_host_prefix()`"
+    )]
+    HostPrefixNeedsSecure,
+    /// `with_host_prefix()` with a path other than `/`.
+    #[error("a `__Host-` cookie must have `Path=/`, not {path:?}")]
+    HostPrefixNeedsRootPath {
+        /// The configured path.
+        path: String,
+    },
+    /// `with_host_prefix()` with a domain.
+    #[error("a `__Host-` cookie cannot have a `Domain` (configured: {domain:?})")]
+    HostPrefixForbidsDomain {
+        /// The configured domain.
+        domain: String,
+    },
+    /// `SameSite=None` without `Secure`, which browsers reject.
+    #[error("a `SameSite=None` cookie must be `Secure`: browsers refuse it otherwise")]
+    SameSiteNoneNeedsSecure,
+}
+
+/// RFC 6265 cookie-name: an RFC 7230 token. A `const fn` so a
+/// [`SessionKind::COOKIE_NAME`](crate::SessionKind::COOKIE_NAME) is checked
+/// when the program is compiled.
+pub(crate) const fn is_token(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let separator_free = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        if !separator_free {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -340,22 +435,63 @@ mod tests {
     }
 
     #[test]
-    fn host_prefix_sticks_and_forces_its_attributes() {
+    fn host_prefix_sticks_whatever_the_order() {
         let config = SessionConfig::default().with_host_prefix().with_cookie_name("sid");
         assert_eq!(config.cookie_name(), "__Host-sid");
-        let config = SessionConfig::default().with_path("/app").with_host_prefix();
-        assert_eq!(config.path, "/");
+        let config = SessionConfig::default().with_cookie_name("sid").with_host_prefix();
+        assert_eq!(config.cookie_name(), "__Host-sid");
+        assert_eq!(config.resolved_for("other").cookie_name(), "__Host-sid");
+        let config = SessionConfig::default().with_host_prefix().resolved_for("cart");
+        assert_eq!(config.cookie_name(), "__Host-cart");
+        assert_eq!(config.validate(), Ok(()));
     }
 
     #[test]
-    #[should_panic(expected = "must be Secure")]
-    fn host_prefix_refuses_insecure() {
-        let _ = SessionConfig::default().with_host_prefix().with_secure(false);
+    fn conflicting_attributes_are_refused_in_either_order() {
+        let host = || SessionConfig::default().with_host_prefix();
+        let refused = [
+            (host().with_secure(false), ConfigError::HostPrefixNeedsSecure),
+            (
+                SessionConfig::default().with_secure(false).with_host_prefix(),
+                ConfigError::HostPrefixNeedsSecure,
+            ),
+            (
+                host().with_path("/app"),
+                ConfigError::HostPrefixNeedsRootPath { path: "/app".into() },
+            ),
+            (
+                SessionConfig::default().with_path("/app").with_host_prefix(),
+                ConfigError::HostPrefixNeedsRootPath { path: "/app".into() },
+            ),
+            (
+                host().with_domain("example.com"),
+                ConfigError::HostPrefixForbidsDomain { domain: "example.com".into() },
+            ),
+            (
+                SessionConfig::default().with_same_site(SameSite::None).with_secure(false),
+                ConfigError::SameSiteNoneNeedsSecure,
+            ),
+        ];
+        for (config, expected) in refused {
+            assert_eq!(config.validate(), Err(expected));
+        }
     }
 
     #[test]
-    #[should_panic(expected = "invalid session cookie name")]
-    fn refuses_names_that_are_not_tokens() {
-        let _ = SessionConfig::default().with_cookie_name("a b;c");
+    fn malformed_attributes_are_refused() {
+        let name = SessionConfig::default().with_cookie_name("a b;c").validate();
+        assert_eq!(name, Err(ConfigError::InvalidCookieName { name: "a b;c".into() }));
+        let empty = SessionConfig::default().with_cookie_name("").validate();
+        assert!(matches!(empty, Err(ConfigError::InvalidCookieName { .. })));
+        let path = SessionConfig::default().with_path("app;x").validate();
+        assert_eq!(path, Err(ConfigError::InvalidPath { path: "app;x".into() }));
+        let domain = SessionConfig::default().with_domain("a\nb").validate();
+        assert!(matches!(domain, Err(ConfigError::InvalidDomain { .. })));
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(is_token("id") && is_token("__Host-sid") && is_token("a.b~c"));
+        assert!(!is_token("") && !is_token("a b") && !is_token("a;b") && !is_token("é"));
     }
 }

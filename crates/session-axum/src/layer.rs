@@ -15,11 +15,10 @@ use session_core::{CookieFormat, LockingStore, SessionId};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::client::NoServerStore;
-use crate::config::SessionConfig;
+use crate::config::{ConfigError, SessionConfig, is_token};
 use crate::cookie::request_cookies;
 use crate::kind::{DefaultSession, SessionKind};
-use crate::session::{Incoming, LayerShared, Session};
+use crate::session::{Incoming, LayerShared, Mode, Session};
 
 /// Adds a [`Session<K>`](Session) to every request and saves it after the
 /// handler.
@@ -34,7 +33,7 @@ use crate::session::{Incoming, LayerShared, Session};
 ///
 /// let app: Router = Router::new()
 ///     .route("/", get(handler))
-///     .layer(SessionLayer::new(MemoryStore::new()).with_config(SessionConfig::default()));
+///     .layer(SessionLayer::new(MemoryStore::new()).with_config(SessionConfig::default().with_cookie_name("sid")).expect("a valid session config"));
 /// ```
 pub struct SessionLayer<K: SessionKind = DefaultSession> {
     shared: Arc<LayerShared>,
@@ -45,7 +44,7 @@ impl SessionLayer {
     /// A layer for the default [`Session`], on `store`, with the default
     /// [`SessionConfig`].
     pub fn new(store: impl LockingStore) -> Self {
-        Self::with_store(Arc::new(store))
+        Self::from_store(Arc::new(store))
     }
 
     /// A layer for the default [`Session`] kept entirely in the cookie,
@@ -59,41 +58,86 @@ impl SessionLayer {
     /// sealed session must fit in a 4096-byte cookie (a larger one fails the
     /// request and the client keeps its previous cookie).
     pub fn client_side(format: impl CookieFormat) -> Self {
-        Self::with_format(Arc::new(format))
+        Self::from_format(Arc::new(format))
     }
 }
 
 impl<K: SessionKind> SessionLayer<K> {
-    /// A layer for `Session<K>` on a shared store.
+    /// A layer for `Session<K>` on a store shared with other layers or code.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use session_axum::{SessionKind, SessionLayer, core::LockingStore, memory::MemoryStore};
+    ///
+    /// struct Cart;
+    /// impl SessionKind for Cart {
+    ///     const NAME: &'static str = "cart";
+    /// }
+    ///
+    /// let store: Arc<dyn LockingStore> = Arc::new(MemoryStore::new());
+    /// let layer = SessionLayer::<Cart>::from_store(Arc::clone(&store));
+    /// assert_eq!(layer.config().cookie_name(), "cart");
+    /// ```
     #[must_use]
-    pub fn with_store(store: Arc<dyn LockingStore>) -> Self {
-        let config = SessionConfig::default().resolved_for(K::COOKIE_NAME);
-        let shared = LayerShared::new(store, None, config);
-        Self { shared: Arc::new(shared), _kind: PhantomData }
+    pub fn from_store(store: Arc<dyn LockingStore>) -> Self {
+        Self::from_mode(Mode::ServerSide(store), SessionConfig::default())
     }
 
     /// A client-side layer for `Session<K>` (see [`SessionLayer::client_side`]).
     #[must_use]
-    pub fn with_format(format: Arc<dyn CookieFormat>) -> Self {
-        let config = SessionConfig::default().resolved_for(K::COOKIE_NAME);
-        let shared = LayerShared::new(Arc::new(NoServerStore), Some(format), config);
+    pub fn from_format(format: Arc<dyn CookieFormat>) -> Self {
+        Self::from_mode(Mode::ClientSide(format), SessionConfig::default())
+    }
+
+    fn from_mode(mode: Mode, config: SessionConfig) -> Self {
+        const {
+            assert!(
+                is_token(K::COOKIE_NAME),
+                "SessionKind::COOKIE_NAME must be a non-empty HTTP token"
+            );
+        }
+        let shared = LayerShared::new(mode, config.resolved_for(K::COOKIE_NAME));
         Self { shared: Arc::new(shared), _kind: PhantomData }
     }
 
-    /// Replaces the configuration.
-    #[must_use]
-    pub fn with_config(self, config: SessionConfig) -> Self {
-        let shared = LayerShared::new(
-            Arc::clone(&self.shared.store),
-            self.shared.format.clone(),
-            config.resolved_for(K::COOKIE_NAME),
-        );
-        Self { shared: Arc::new(shared), _kind: PhantomData }
+    fn mode(&self) -> Mode {
+        match &self.shared.mode {
+            Mode::ServerSide(store) => Mode::ServerSide(Arc::clone(store)),
+            Mode::ClientSide(format) => Mode::ClientSide(Arc::clone(format)),
+        }
     }
 
-    /// The same store for another session kind, `Session<Other>`, with the
-    /// default configuration for that kind (call
-    /// [`with_config`](SessionLayer::with_config) afterwards).
+    /// Replaces the configuration, once its cookie attributes are checked
+    /// together.
+    ///
+    /// ```
+    /// use session_axum::{SessionConfig, SessionLayer, memory::MemoryStore};
+    ///
+    /// # fn main() -> Result<(), session_axum::config::ConfigError> {
+    /// let layer = SessionLayer::new(MemoryStore::new())
+    ///     .with_config(SessionConfig::default().with_cookie_name("sid").with_host_prefix())?;
+    /// assert_eq!(layer.config().cookie_name(), "__Host-sid");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for attributes browsers would reject or that
+    /// contradict each other: a cookie name that is not an HTTP token, a
+    /// `__Host-` cookie that is not `Secure`, has a `Domain` or a path other
+    /// than `/`, `SameSite=None` without `Secure`, a malformed path or domain.
+    pub fn with_config(self, config: SessionConfig) -> Result<Self, ConfigError> {
+        let config = config.resolved_for(K::COOKIE_NAME);
+        config.validate()?;
+        Ok(Self::from_mode(self.mode(), config))
+    }
+
+    /// The same store and configuration for another session kind,
+    /// `Session<Other>`. Its cookie is named after `Other` unless the
+    /// configuration names one
+    /// ([`SessionConfig::with_cookie_name`](crate::SessionConfig::with_cookie_name)):
+    /// give each kind its own name then.
     ///
     /// ```
     /// use axum::{Router, routing::get};
@@ -115,12 +159,7 @@ impl<K: SessionKind> SessionLayer<K> {
     /// ```
     #[must_use]
     pub fn for_kind<Other: SessionKind>(self) -> SessionLayer<Other> {
-        let shared = LayerShared::new(
-            Arc::clone(&self.shared.store),
-            self.shared.format.clone(),
-            SessionConfig::default().resolved_for(Other::COOKIE_NAME),
-        );
-        SessionLayer { shared: Arc::new(shared), _kind: PhantomData }
+        SessionLayer::from_mode(self.mode(), self.shared.config.clone())
     }
 
     /// The configuration.
@@ -140,7 +179,7 @@ impl<K: SessionKind> fmt::Debug for SessionLayer<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionLayer")
             .field("kind", &K::NAME)
-            .field("store", &self.shared.store)
+            .field("mode", &self.shared.mode)
             .field("config", &self.shared.config)
             .finish()
     }
@@ -208,7 +247,7 @@ const MAX_SEALED_CANDIDATES: usize = 4;
 fn incoming<B>(request: &Request<B>, shared: &LayerShared) -> Incoming {
     let cookie_name = shared.config.cookie_name();
     let mut values = request_cookies(request.headers(), cookie_name);
-    if shared.format.is_some() {
+    if shared.is_client_side() {
         // A few candidates at most: each costs a MAC check.
         let candidates: Vec<String> =
             values.take(MAX_SEALED_CANDIDATES).map(str::to_owned).collect();

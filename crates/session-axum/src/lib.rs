@@ -2,7 +2,7 @@
 //!
 //! ```
 //! use axum::{Router, routing::get};
-//! use session_axum::{Session, SessionConfig, SessionError, SessionLayer, memory::MemoryStore};
+//! use session_axum::{Session, SessionError, SessionLayer, memory::MemoryStore};
 //!
 //! async fn handler(session: Session) -> Result<String, SessionError> {
 //!     let locked = session.lock().await?;
@@ -13,7 +13,7 @@
 //!
 //! let app: Router = Router::new()
 //!     .route("/", get(handler))
-//!     .layer(SessionLayer::new(MemoryStore::new()).with_config(SessionConfig::default()));
+//!     .layer(SessionLayer::new(MemoryStore::new()));
 //! ```
 //!
 //! - [`SessionLayer`] loads nothing up front. The [`Session`] extractor
@@ -44,8 +44,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
-mod client;
-mod config;
+pub mod config;
 mod cookie;
 mod extract;
 mod kind;
@@ -58,7 +57,9 @@ pub use auth::{
     Auth, AuthLayer, AuthUser, CurrentUser, UserLoader, login_required, permission_required,
     safe_next,
 };
-pub use config::{DefaultErrorResponder, ErrorResponder, MAX_COOKIE_BYTES, SessionConfig};
+pub use config::{
+    ConfigError, DefaultErrorResponder, ErrorResponder, MAX_COOKIE_BYTES, SessionConfig,
+};
 pub use kind::{DefaultSession, SessionKind};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use rejection::{MissingSessionLayer, SessionError};

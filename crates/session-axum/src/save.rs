@@ -4,12 +4,11 @@ use std::io;
 
 use http::{HeaderValue, StatusCode};
 use serde_json::Value;
-use session_core::{CookieFormat, Error, LockGuard, Record};
+use session_core::{CookieFormat, Error, LockGuard, LockingStore, Record, StorageKey};
 
 use crate::config::MAX_COOKIE_BYTES;
-
 use crate::cookie::is_cookie_value;
-use crate::session::{Current, SessionInner, State, release};
+use crate::session::{Live, Loaded, Mode, SessionInner, State};
 
 /// How many fresh ids to try when `create` reports a collision. With 128-bit
 /// random ids a second collision means the generator is broken.
@@ -29,132 +28,82 @@ impl SessionInner {
     /// client. Nothing is written for a 5xx response.
     pub(crate) async fn finish(&self, status: StatusCode) -> Result<Outcome, Error> {
         let mut state = self.state.lock().await;
-        let lock = state.lock.take();
-        let accessed = state.loaded;
-        if status.is_server_error() {
-            if let Some(lock) = lock {
-                release(lock).await;
+        let accessed = state.session.is_loaded();
+        // The one place a lock the handler took is released, whatever
+        // happened; a save that releases it in the same round trip takes it.
+        let mut lock = state.lock.take();
+        let persisted = if status.is_server_error() {
+            Ok(None)
+        } else {
+            match &self.layer.mode {
+                Mode::ServerSide(store) => {
+                    self.persist(store.as_ref(), &mut state, &mut lock).await
+                }
+                Mode::ClientSide(format) => self.reseal(format.as_ref(), &mut state),
             }
-            return Ok(Outcome { set_cookie: None, accessed });
+        };
+        if let Some(lock) = lock {
+            lock.release_quietly().await;
         }
-        let set_cookie = match self.persist(&mut state, lock).await? {
+        let set_cookie = match persisted? {
             Some(value) => Some(value),
-            None if state.clear_cookie => self.layer.cookies.removal(),
+            None if state.clear_cookie && !status.is_server_error() => self.layer.cookies.removal(),
             None => None,
         };
         Ok(Outcome { set_cookie, accessed })
     }
 
-    /// Writes the session; returns the cookie to set, if any.
+    /// Writes a server-side session; returns the cookie to set, if any.
     async fn persist(
         &self,
+        store: &dyn LockingStore,
         state: &mut State,
-        lock: Option<LockGuard>,
+        lock: &mut Option<LockGuard>,
     ) -> Result<Option<HeaderValue>, Error> {
-        if let Some(format) = &self.layer.format {
-            return self.persist_client_side(state, format.as_ref());
-        }
-        let store = self.layer.store();
-        let config = &self.layer.config;
-        let now = config.clock.now();
         let stale = std::mem::take(&mut state.stale);
-
-        let Some(current) = &mut state.current else {
-            if let Some(lock) = lock {
-                release(lock).await;
+        match &mut state.session {
+            Loaded::Unloaded | Loaded::Absent => {
+                delete_stale(store, &stale).await?;
+                Ok(None)
             }
-            self.delete_stale(&stale).await?;
-            return Ok(None);
-        };
-
-        if current.is_new {
-            let keeps_nothing = current.record.data.is_empty() && !state.meta_changed;
-            if keeps_nothing && stale.is_empty() {
-                // Written and emptied again, or a cycled empty session: nothing to keep.
-                if let Some(lock) = lock {
-                    release(lock).await;
+            Loaded::New(live) => {
+                if live.record.data.is_empty() && !state.meta_changed && stale.is_empty() {
+                    // Written and emptied again, or a cycled empty session: nothing to keep.
+                    return Ok(None);
                 }
-                return Ok(None);
+                self.create(store, live).await?;
+                // Only once the new session exists does the old one go, so a
+                // failure here never logs anyone out.
+                delete_stale(store, &stale).await?;
+                Ok(self.cookie_for(live))
             }
-            let created = self.create(current).await;
-            if let Some(lock) = lock {
-                release(lock).await;
+            Loaded::Existing(live) if live.record.data.is_changed() || state.meta_changed => {
+                let saved = self.save(store, live, state.meta_changed, lock.take()).await;
+                self.unless_ended(state, saved)
             }
-            created?;
-            // Only once the new session exists does the old one go, so a
-            // failure here never logs anyone out.
-            self.delete_stale(&stale).await?;
-            current.is_new = false;
-            return Ok(self.cookie_for(current));
-        }
-
-        if current.record.data.is_changed() || state.meta_changed {
-            check_payload(&current.record, config.max_payload_bytes)?;
-            // Writes move the idle deadline at most once per touch interval,
-            // like reads; the cookie's Max-Age follows the deadline, so the
-            // client's cookie only changes when the deadline did.
-            let refreshed = state.meta_changed || config.expiry.needs_touch(&current.record, now);
-            if refreshed {
-                config.expiry.refresh(&mut current.record, now);
+            Loaded::Existing(live) => {
+                let touched = self.touch(store, live).await;
+                self.unless_ended(state, touched)
             }
-            current.record.version += 1;
-            let saved = match lock {
-                Some(lock) => store.save_and_release(&current.record, lock).await,
-                None => store.save(&current.record).await,
-            };
-            return match saved {
-                Ok(()) => {
-                    current.record.data.mark_unchanged();
-                    Ok(if refreshed { self.cookie_for(current) } else { None })
-                }
-                Err(Error::NotFound) => {
-                    // Deleted meanwhile (logout elsewhere): never resurrect it.
-                    tracing::debug!(session = ?current.id, "session ended during the request; not saved");
-                    state.clear_cookie = true;
-                    state.current = None;
-                    Ok(None)
-                }
-                Err(error) => Err(error),
-            };
         }
-
-        if let Some(lock) = lock {
-            release(lock).await;
-        }
-        if config.expiry.needs_touch(&current.record, now) {
-            config.expiry.refresh(&mut current.record, now);
-            return match store.touch(&current.record).await {
-                Ok(()) => Ok(self.cookie_for(current)),
-                Err(Error::NotFound) => {
-                    state.clear_cookie = true;
-                    state.current = None;
-                    Ok(None)
-                }
-                Err(error) => {
-                    // The data is intact and still valid until the old deadline.
-                    tracing::warn!(%error, "extending the session deadline failed");
-                    Ok(None)
-                }
-            };
-        }
-        Ok(None)
     }
 
-    async fn create(&self, current: &mut Current) -> Result<(), Error> {
+    /// Creates the new session, retrying with a fresh id on a collision.
+    async fn create(&self, store: &dyn LockingStore, live: &mut Live) -> Result<(), Error> {
         let config = &self.layer.config;
-        check_payload(&current.record, config.max_payload_bytes)?;
-        current.record.version += 1;
+        check_payload(&live.record, config.max_payload_bytes)?;
+        live.record.version += 1;
         for _ in 0..CREATE_ATTEMPTS {
-            match self.layer.store().create(&current.record).await {
+            match store.create(&live.record).await {
                 Ok(()) => {
-                    current.record.data.mark_unchanged();
+                    live.record.data.mark_unchanged();
                     return Ok(());
                 }
                 Err(Error::IdCollision) => {
                     tracing::warn!("session id collision on create; retrying with a fresh id");
                     let fresh = config.ids.generate();
-                    current.id = Some(fresh);
-                    current.record.key = fresh.storage_key();
+                    live.id = Some(fresh);
+                    live.record.key = fresh.storage_key();
                 }
                 Err(error) => return Err(error),
             }
@@ -162,39 +111,104 @@ impl SessionInner {
         Err(Error::IdCollision)
     }
 
-    async fn delete_stale(&self, stale: &[session_core::StorageKey]) -> Result<(), Error> {
-        for key in stale {
-            self.layer.store().delete(key).await?;
+    /// Saves a changed session under a new version, releasing `lock` with
+    /// the save.
+    async fn save(
+        &self,
+        store: &dyn LockingStore,
+        live: &mut Live,
+        meta_changed: bool,
+        lock: Option<LockGuard>,
+    ) -> Result<Option<HeaderValue>, Error> {
+        let config = &self.layer.config;
+        let now = config.clock.now();
+        check_payload(&live.record, config.max_payload_bytes)?;
+        // Writes move the idle deadline at most once per touch interval,
+        // like reads; the cookie's Max-Age follows the deadline, so the
+        // client's cookie only changes when the deadline did.
+        let refreshed = meta_changed || config.expiry.needs_touch(&live.record, now);
+        if refreshed {
+            config.expiry.refresh(&mut live.record, now);
         }
-        Ok(())
+        live.record.version += 1;
+        match lock {
+            Some(lock) => store.save_and_release(&live.record, lock).await?,
+            None => store.save(&live.record).await?,
+        }
+        live.record.data.mark_unchanged();
+        Ok(if refreshed { self.cookie_for(live) } else { None })
     }
 
-    fn cookie_for(&self, current: &Current) -> Option<HeaderValue> {
+    /// Moves the idle deadline of an unchanged session once it is due.
+    async fn touch(
+        &self,
+        store: &dyn LockingStore,
+        live: &mut Live,
+    ) -> Result<Option<HeaderValue>, Error> {
         let config = &self.layer.config;
-        let max_age = config.expiry.cookie_max_age(&current.record, config.clock.now());
-        self.layer.cookies.set(&current.id?.expose(), max_age)
+        let now = config.clock.now();
+        if !config.expiry.needs_touch(&live.record, now) {
+            return Ok(None);
+        }
+        config.expiry.refresh(&mut live.record, now);
+        match store.touch(&live.record).await {
+            Ok(()) => Ok(self.cookie_for(live)),
+            Err(Error::NotFound) => Err(Error::NotFound),
+            Err(error) => {
+                // The data is intact and still valid until the old deadline.
+                tracing::warn!(%error, "extending the session deadline failed");
+                Ok(None)
+            }
+        }
+    }
+
+    /// A session deleted meanwhile (logout elsewhere) is never resurrected:
+    /// the write is dropped and the client's cookie cleared.
+    fn unless_ended(
+        &self,
+        state: &mut State,
+        written: Result<Option<HeaderValue>, Error>,
+    ) -> Result<Option<HeaderValue>, Error> {
+        match written {
+            Err(Error::NotFound) => {
+                if let Some(live) = state.session.live() {
+                    tracing::debug!(session = ?live.id, "session ended during the request; not saved");
+                }
+                state.clear_cookie = true;
+                state.session = Loaded::Absent;
+                Ok(None)
+            }
+            written => written,
+        }
+    }
+
+    fn cookie_for(&self, live: &Live) -> Option<HeaderValue> {
+        let config = &self.layer.config;
+        let max_age = config.expiry.cookie_max_age(&live.record, config.clock.now());
+        self.layer.cookies.set(&live.id?.expose(), max_age)
     }
 
     /// Client-side sessions: reseal the whole session into the cookie when it
     /// changed, its deadline is due a refresh, or a fallback key opened it.
-    fn persist_client_side(
+    fn reseal(
         &self,
-        state: &mut State,
         format: &dyn CookieFormat,
+        state: &mut State,
     ) -> Result<Option<HeaderValue>, Error> {
         let config = &self.layer.config;
         let now = config.clock.now();
-        let Some(current) = &mut state.current else { return Ok(None) };
-        if current.is_new && current.record.data.is_empty() && !state.meta_changed {
+        let live = match &mut state.session {
+            Loaded::New(live) if !live.record.data.is_empty() || state.meta_changed => live,
+            Loaded::Existing(live) => live,
+            _ => return Ok(None),
+        };
+        let changed = live.record.data.is_changed() || state.meta_changed;
+        if !changed && !config.expiry.needs_touch(&live.record, now) {
             return Ok(None);
         }
-        let changed = current.record.data.is_changed() || state.meta_changed;
-        if !changed && !config.expiry.needs_touch(&current.record, now) {
-            return Ok(None);
-        }
-        check_payload(&current.record, config.max_payload_bytes)?;
-        config.expiry.refresh(&mut current.record, now);
-        let value = format.seal(&config.cookie_name, &current.record)?;
+        check_payload(&live.record, config.max_payload_bytes)?;
+        config.expiry.refresh(&mut live.record, now);
+        let value = format.seal(&config.cookie_name, &live.record)?;
         if !is_cookie_value(&value) {
             return Err(Error::backend(
                 "client-side cookie",
@@ -209,11 +223,18 @@ impl SessionInner {
         if size > MAX_COOKIE_BYTES {
             return Err(Error::PayloadTooLarge { size, limit: MAX_COOKIE_BYTES });
         }
-        current.record.data.mark_unchanged();
-        current.is_new = false;
-        let max_age = config.expiry.cookie_max_age(&current.record, now);
+        live.record.data.mark_unchanged();
+        let max_age = config.expiry.cookie_max_age(&live.record, now);
         Ok(self.layer.cookies.set(&value, max_age))
     }
+}
+
+/// Deletes the sessions this request moved away from or destroyed.
+async fn delete_stale(store: &dyn LockingStore, stale: &[StorageKey]) -> Result<(), Error> {
+    for key in stale {
+        store.delete(key).await?;
+    }
+    Ok(())
 }
 
 /// Refuses a session whose JSON encoding exceeds `limit`, without building

@@ -17,33 +17,53 @@ use crate::cookie::CookieTemplate;
 use crate::kind::{DefaultSession, SessionKind};
 use crate::rejection::SessionError;
 
+/// Where a layer keeps its sessions.
+pub(crate) enum Mode {
+    /// The cookie holds an id; the session lives in the store.
+    ServerSide(Arc<dyn LockingStore>),
+    /// The cookie holds the whole session, sealed by the format; nothing is
+    /// kept on the server.
+    ClientSide(Arc<dyn CookieFormat>),
+}
+
+impl std::fmt::Debug for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ServerSide(store) => f.debug_tuple("ServerSide").field(store).finish(),
+            Self::ClientSide(_) => f.write_str("ClientSide"),
+        }
+    }
+}
+
 /// What every request of one [`SessionLayer`](crate::SessionLayer) shares.
 pub(crate) struct LayerShared {
-    /// The server-side store; for client-side sessions a stand-in that
-    /// answers [`Error::Unsupported`]. Call it through [`Self::store`].
-    pub(crate) store: Arc<dyn LockingStore>,
-    /// Set for client-side sessions: the whole session travels in the cookie.
-    pub(crate) format: Option<Arc<dyn CookieFormat>>,
+    pub(crate) mode: Mode,
     pub(crate) config: SessionConfig,
     /// `config`'s cookie attributes, rendered once.
     pub(crate) cookies: CookieTemplate,
 }
 
 impl LayerShared {
-    pub(crate) fn new(
-        store: Arc<dyn LockingStore>,
-        format: Option<Arc<dyn CookieFormat>>,
-        config: SessionConfig,
-    ) -> Self {
+    pub(crate) fn new(mode: Mode, config: SessionConfig) -> Self {
         let cookies = CookieTemplate::new(&config);
-        Self { store, format, config, cookies }
+        Self { mode, config, cookies }
     }
 
-    /// The store as a trait object. Calling methods on the `Arc` itself
-    /// would go through `Arc<S>`'s forwarding impl: a second boxed future
-    /// per store call.
-    pub(crate) fn store(&self) -> &dyn LockingStore {
-        self.store.as_ref()
+    /// The server-side store, or [`Error::Unsupported`] for client-side
+    /// sessions, which keep nothing on the server to ask.
+    pub(crate) fn store(&self, operation: &'static str) -> Result<&dyn LockingStore, Error> {
+        match &self.mode {
+            // Through the trait object: calling on the `Arc` itself would go
+            // through `Arc<S>`'s forwarding impl, a second boxed future per call.
+            Mode::ServerSide(store) => Ok(store.as_ref()),
+            Mode::ClientSide(_) => {
+                Err(Error::Unsupported { store: "client-side cookie", operation })
+            }
+        }
+    }
+
+    pub(crate) fn is_client_side(&self) -> bool {
+        matches!(self.mode, Mode::ClientSide(_))
     }
 }
 
@@ -128,10 +148,7 @@ pub(crate) struct SessionInner {
 /// Everything the handler did to the session, applied by the layer after it.
 #[derive(Default)]
 pub(crate) struct State {
-    /// Whether the incoming id was looked up (or there was none).
-    pub(crate) loaded: bool,
-    /// The live session, if there is one.
-    pub(crate) current: Option<Current>,
+    pub(crate) session: Loaded,
     /// Keys to delete after the handler: cycled-away and destroyed sessions.
     pub(crate) stale: Vec<StorageKey>,
     /// The client holds a cookie we want gone (unknown id, destroyed session).
@@ -142,12 +159,46 @@ pub(crate) struct State {
     pub(crate) lock: Option<LockGuard>,
 }
 
-pub(crate) struct Current {
+/// The request's session, as far as this request knows it.
+#[derive(Default)]
+pub(crate) enum Loaded {
+    /// Not looked up yet: nothing asked for it.
+    #[default]
+    Unloaded,
+    /// Looked up, and there is none: no cookie, an unknown or expired id, or
+    /// destroyed in this request.
+    Absent,
+    /// In the store (or, client-side, in the request's cookie).
+    Existing(Live),
+    /// Created in this request (or moved to a new id): not in the store yet;
+    /// the layer creates it after the handler.
+    New(Live),
+}
+
+pub(crate) struct Live {
     /// The session id; `None` for client-side sessions, which have none.
     pub(crate) id: Option<SessionId>,
     pub(crate) record: Record,
-    /// Not in the store yet: created after the handler, under `id`.
-    pub(crate) is_new: bool,
+}
+
+impl Loaded {
+    pub(crate) fn is_loaded(&self) -> bool {
+        !matches!(self, Self::Unloaded)
+    }
+
+    pub(crate) fn live(&self) -> Option<&Live> {
+        match self {
+            Self::Existing(live) | Self::New(live) => Some(live),
+            Self::Unloaded | Self::Absent => None,
+        }
+    }
+
+    fn live_mut(&mut self) -> Option<&mut Live> {
+        match self {
+            Self::Existing(live) | Self::New(live) => Some(live),
+            Self::Unloaded | Self::Absent => None,
+        }
+    }
 }
 
 impl<K: SessionKind> Session<K> {
@@ -160,18 +211,46 @@ impl<K: SessionKind> Session<K> {
         SessionError::new(error, Arc::clone(&self.inner.layer.config.error_responder))
     }
 
+    /// Runs `action` on the request's session state once it is loaded: the
+    /// one place the state is locked, loaded and failures turned into
+    /// [`SessionError`].
+    async fn with_loaded<R>(
+        &self,
+        action: impl FnOnce(&mut State) -> Result<R, Error>,
+    ) -> Result<R, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        let loaded = match self.inner.ensure_loaded(&mut state).await {
+            Ok(()) => action(&mut state),
+            Err(error) => Err(error),
+        };
+        loaded.map_err(|e| self.error(e))
+    }
+
+    /// Like [`with_loaded`](Self::with_loaded), on the live session,
+    /// creating one if there is none.
+    async fn with_live<R>(
+        &self,
+        action: impl FnOnce(&mut Live, &mut bool) -> Result<R, Error>,
+    ) -> Result<R, SessionError> {
+        let layer = &self.inner.layer;
+        self.with_loaded(|state| {
+            let live = layer.live_or_new(&mut state.session);
+            action(live, &mut state.meta_changed)
+        })
+        .await
+    }
+
     /// The value under `key`.
     ///
     /// # Errors
     ///
     /// If the store fails, or the stored value is not a `T`.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
-        let mut state = self.inner.state.lock().await;
-        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
-        match &state.current {
-            Some(current) => current.record.data.get(key).map_err(|e| self.error(e)),
+        self.with_loaded(|state| match state.session.live() {
+            Some(live) => live.record.data.get(key),
             None => Ok(None),
-        }
+        })
+        .await
     }
 
     /// Stores `value` under `key`, creating the session if there is none.
@@ -182,10 +261,11 @@ impl<K: SessionKind> Session<K> {
     /// JSON.
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
         let value = serde_json::to_value(value).map_err(|e| self.error(e.into()))?;
-        let mut state = self.inner.state.lock().await;
-        let current = self.inner.current_or_new(&mut state).await.map_err(|e| self.error(e))?;
-        current.record.data.insert_value(key, value);
-        Ok(())
+        self.with_live(|live, _| {
+            live.record.data.insert_value(key, value);
+            Ok(())
+        })
+        .await
     }
 
     /// Removes `key`, returning its value.
@@ -195,17 +275,11 @@ impl<K: SessionKind> Session<K> {
     /// If the store fails, or the removed value is not a `T` (it is removed
     /// all the same).
     pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
-        let mut state = self.inner.state.lock().await;
-        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
-        let Some(current) = &mut state.current else {
-            return Ok(None);
-        };
-        current
-            .record
-            .data
-            .remove(key)
-            .map(|value| T::deserialize(value).map_err(|e| self.error(e.into())))
-            .transpose()
+        self.with_loaded(|state| {
+            let removed = state.session.live_mut().and_then(|live| live.record.data.remove(key));
+            removed.map(|value| T::deserialize(value).map_err(Error::from)).transpose()
+        })
+        .await
     }
 
     /// Removes every key. The session (and its id) stays.
@@ -214,12 +288,13 @@ impl<K: SessionKind> Session<K> {
     ///
     /// If the store fails while loading.
     pub async fn clear(&self) -> Result<(), SessionError> {
-        let mut state = self.inner.state.lock().await;
-        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
-        if let Some(current) = &mut state.current {
-            current.record.data.clear();
-        }
-        Ok(())
+        self.with_loaded(|state| {
+            if let Some(live) = state.session.live_mut() {
+                live.record.data.clear();
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Whether the session holds no data (or does not exist).
@@ -228,9 +303,10 @@ impl<K: SessionKind> Session<K> {
     ///
     /// If the store fails while loading.
     pub async fn is_empty(&self) -> Result<bool, SessionError> {
-        let mut state = self.inner.state.lock().await;
-        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
-        Ok(state.current.as_ref().is_none_or(|current| current.record.data.is_empty()))
+        self.with_loaded(|state| {
+            Ok(state.session.live().is_none_or(|live| live.record.data.is_empty()))
+        })
+        .await
     }
 
     /// Moves the session to a new id, keeping its data. The old id stops
@@ -241,24 +317,31 @@ impl<K: SessionKind> Session<K> {
     ///
     /// If the store fails while loading.
     pub async fn cycle_id(&self) -> Result<(), SessionError> {
-        let mut state = self.inner.state.lock().await;
-        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
-        if self.inner.layer.format.is_some() {
-            // A client-side session has no id; resealing it issues a new value.
-            state.meta_changed |= state.current.is_some();
-            return Ok(());
-        }
-        let fresh = self.inner.layer.config.ids.generate();
-        let State { current, stale, .. } = &mut *state;
-        if let Some(current) = current {
-            if !current.is_new {
-                stale.push(current.record.key);
+        let layer = &self.inner.layer;
+        self.with_loaded(|state| {
+            if layer.is_client_side() {
+                // A client-side session has no id; resealing it issues a new value.
+                state.meta_changed |= state.session.live().is_some();
+                return Ok(());
             }
-            current.id = Some(fresh);
-            current.record.key = fresh.storage_key();
-            current.is_new = true;
-        }
-        Ok(())
+            let mut live = match std::mem::take(&mut state.session) {
+                Loaded::Existing(live) => {
+                    state.stale.push(live.record.key);
+                    live
+                }
+                Loaded::New(live) => live,
+                nothing => {
+                    state.session = nothing;
+                    return Ok(());
+                }
+            };
+            let fresh = layer.config.ids.generate();
+            live.id = Some(fresh);
+            live.record.key = fresh.storage_key();
+            state.session = Loaded::New(live);
+            Ok(())
+        })
+        .await
     }
 
     /// Ends the session: it is deleted from the store and the cookie is
@@ -269,15 +352,15 @@ impl<K: SessionKind> Session<K> {
     ///
     /// If the store fails while loading.
     pub async fn destroy(&self) -> Result<(), SessionError> {
-        let mut state = self.inner.state.lock().await;
-        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
-        if let Some(current) = state.current.take()
-            && !current.is_new
-        {
-            state.stale.push(current.record.key);
-        }
-        state.clear_cookie |= !matches!(self.inner.incoming, Incoming::Nothing);
-        Ok(())
+        let had_cookie = !matches!(self.inner.incoming, Incoming::Nothing);
+        self.with_loaded(|state| {
+            if let Loaded::Existing(live) = std::mem::replace(&mut state.session, Loaded::Absent) {
+                state.stale.push(live.record.key);
+            }
+            state.clear_cookie |= had_cookie;
+            Ok(())
+        })
+        .await
     }
 
     /// Gives this session its own expiry (for example "remember me"),
@@ -287,13 +370,13 @@ impl<K: SessionKind> Session<K> {
     ///
     /// If the store fails while loading.
     pub async fn set_expiry(&self, expiry: SessionExpiry) -> Result<(), SessionError> {
-        let mut state = self.inner.state.lock().await;
-        let now = self.inner.layer.config.clock.now();
-        let policy = self.inner.layer.config.expiry;
-        let current = self.inner.current_or_new(&mut state).await.map_err(|e| self.error(e))?;
-        policy.apply(&mut current.record, expiry, now);
-        state.meta_changed = true;
-        Ok(())
+        let config = &self.inner.layer.config;
+        self.with_live(|live, meta_changed| {
+            config.expiry.apply(&mut live.record, expiry, config.clock.now());
+            *meta_changed = true;
+            Ok(())
+        })
+        .await
     }
 
     /// Takes the store's lock on this session and reloads it, for
@@ -324,9 +407,8 @@ impl<K: SessionKind> Session<K> {
 impl<K: SessionKind> Session<K> {
     /// The user this session is indexed under ([`Record::user`]).
     pub(crate) async fn user(&self) -> Result<Option<String>, SessionError> {
-        let mut state = self.inner.state.lock().await;
-        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
-        Ok(state.current.as_ref().and_then(|current| current.record.user.clone()))
+        self.with_loaded(|state| Ok(state.session.live().and_then(|live| live.record.user.clone())))
+            .await
     }
 
     /// Runs `read` on the session's data (`None`: no session), loading it
@@ -335,37 +417,35 @@ impl<K: SessionKind> Session<K> {
         &self,
         read: impl FnOnce(Option<&SessionData>) -> R,
     ) -> Result<R, SessionError> {
-        let mut state = self.inner.state.lock().await;
-        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
-        Ok(read(state.current.as_ref().map(|current| &current.record.data)))
+        self.with_loaded(|state| Ok(read(state.session.live().map(|live| &live.record.data)))).await
     }
 
     /// Indexes the session under `user` (creating the session if needed), or
     /// removes it from the index with `None`.
     pub(crate) async fn set_user(&self, user: Option<String>) -> Result<(), SessionError> {
-        let mut state = self.inner.state.lock().await;
-        let current = self.inner.current_or_new(&mut state).await.map_err(|e| self.error(e))?;
-        if current.record.user != user {
-            current.record.user = user;
-            state.meta_changed = true;
-        }
-        Ok(())
+        self.with_live(|live, meta_changed| {
+            if live.record.user != user {
+                live.record.user = user;
+                *meta_changed = true;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// The storage key of the live session, if it exists in the store.
     pub(crate) async fn storage_key(&self) -> Result<Option<StorageKey>, SessionError> {
-        let mut state = self.inner.state.lock().await;
-        self.inner.ensure_loaded(&mut state).await.map_err(|e| self.error(e))?;
-        Ok(state
-            .current
-            .as_ref()
-            .filter(|current| !current.is_new)
-            .map(|current| current.record.key))
+        self.with_loaded(|state| match &state.session {
+            Loaded::Existing(live) => Ok(Some(live.record.key)),
+            _ => Ok(None),
+        })
+        .await
     }
 
-    /// The server-side store behind this session.
-    pub(crate) fn store(&self) -> &dyn LockingStore {
-        self.inner.layer.store()
+    /// The server-side store behind this session; client-side sessions
+    /// answer [`Error::Unsupported`] naming `operation`.
+    pub(crate) fn store(&self, operation: &'static str) -> Result<&dyn LockingStore, SessionError> {
+        self.inner.layer.store(operation).map_err(|e| self.error(e))
     }
 
     /// The layer's configuration.
@@ -390,14 +470,40 @@ impl<K: SessionKind> Deref for LockedSession<K> {
     }
 }
 
+impl LayerShared {
+    /// The live session, created (with a fresh id, server-side) if there is
+    /// none. `session` must be loaded.
+    fn live_or_new<'s>(&self, session: &'s mut Loaded) -> &'s mut Live {
+        if session.live().is_none() {
+            let config = &self.config;
+            let now = config.clock.now();
+            *session = Loaded::New(match self.mode {
+                Mode::ServerSide(_) => {
+                    let id = config.ids.generate();
+                    Live { id: Some(id), record: config.expiry.new_record(id.storage_key(), now) }
+                }
+                // No id and no store key: the cookie is the session.
+                Mode::ClientSide(_) => Live {
+                    id: None,
+                    record: config.expiry.new_record(StorageKey::from_bytes([0; 32]), now),
+                },
+            });
+        }
+        match session {
+            Loaded::Existing(live) | Loaded::New(live) => live,
+            // Just made live above.
+            Loaded::Unloaded | Loaded::Absent => unreachable!("a session was just created"),
+        }
+    }
+}
+
 impl SessionInner {
     /// Whether the handler never used the session, so there is nothing to
     /// save and nothing to tell the client. A session still in use
     /// elsewhere (its state locked) counts as used.
     pub(crate) fn is_untouched(&self) -> bool {
         self.state.try_lock().is_ok_and(|state| {
-            !state.loaded
-                && state.current.is_none()
+            !state.session.is_loaded()
                 && state.lock.is_none()
                 && state.stale.is_empty()
                 && !state.clear_cookie
@@ -405,123 +511,93 @@ impl SessionInner {
     }
 
     async fn ensure_loaded(&self, state: &mut State) -> Result<(), Error> {
-        if state.loaded {
+        if state.session.is_loaded() {
             return Ok(());
         }
         let config = &self.layer.config;
-        match &self.incoming {
-            Incoming::Nothing => {}
-            Incoming::Id(id) => {
+        state.session = match (&self.incoming, &self.layer.mode) {
+            (Incoming::Id(id), Mode::ServerSide(store)) => {
                 let now = config.clock.now();
-                match self.layer.store().load(&id.storage_key(), now).await? {
+                match store.as_ref().load(&id.storage_key(), now).await? {
                     Some(record) if !record.is_expired(now) => {
-                        state.current = Some(Current { id: Some(*id), record, is_new: false });
+                        Loaded::Existing(Live { id: Some(*id), record })
                     }
                     _ => {
                         tracing::debug!(session = %id, "unknown or expired session id; not adopted");
                         state.clear_cookie = true;
+                        Loaded::Absent
                     }
                 }
             }
-            Incoming::Sealed(values) => {
-                let opened = self.layer.format.as_ref().and_then(|format| {
-                    let now = config.clock.now();
-                    values.iter().find_map(|value| format.open(&config.cookie_name, value, now))
-                });
-                match opened {
+            (Incoming::Sealed(values), Mode::ClientSide(format)) => {
+                let now = config.clock.now();
+                match values.iter().find_map(|value| format.open(&config.cookie_name, value, now)) {
                     Some(opened) => {
                         // Opened with a fallback key: reissue under the primary.
                         state.meta_changed |= opened.needs_reseal;
-                        state.current =
-                            Some(Current { id: None, record: opened.record, is_new: false });
+                        Loaded::Existing(Live { id: None, record: opened.record })
                     }
                     None => {
                         tracing::debug!("invalid or expired session cookie ignored");
                         state.clear_cookie = true;
+                        Loaded::Absent
                     }
                 }
             }
-        }
-        state.loaded = true;
+            // No cookie (the layer only reads ids server-side and sealed
+            // values client-side).
+            _ => Loaded::Absent,
+        };
         Ok(())
-    }
-
-    async fn current_or_new<'s>(&self, state: &'s mut State) -> Result<&'s mut Current, Error> {
-        self.ensure_loaded(state).await?;
-        let config = &self.layer.config;
-        let client_side = self.layer.format.is_some();
-        Ok(state.current.get_or_insert_with(|| {
-            let now = config.clock.now();
-            if client_side {
-                // No id and no store key: the cookie is the session.
-                let record = config.expiry.new_record(StorageKey::from_bytes([0; 32]), now);
-                return Current { id: None, record, is_new: true };
-            }
-            let id = config.ids.generate();
-            let record = config.expiry.new_record(id.storage_key(), now);
-            Current { id: Some(id), record, is_new: true }
-        }))
     }
 
     async fn lock(&self, state: &mut State) -> Result<(), Error> {
         if state.lock.is_some() {
             return Ok(());
         }
-        if self.layer.format.is_some() {
+        let Mode::ServerSide(store) = &self.layer.mode else {
             // Client-side state has no server to lock: last writer wins.
             return self.ensure_loaded(state).await;
-        }
-        let target = match (&state.current, &self.incoming) {
-            (Some(current), _) if !current.is_new => current.id.map(|id| (id, current.record.key)),
-            (Some(_), _) => None,
-            (None, _) if state.loaded => None,
-            (None, Incoming::Id(id)) => Some((*id, id.storage_key())),
-            (None, _) => None,
         };
-        let Some((id, key)) = target else {
-            state.loaded = true;
-            return Ok(());
+        // What is locked, and the version this request already holds if its
+        // copy is unmodified (loaded earlier, say by `CurrentUser`): then the
+        // store only has to say whether it changed.
+        let (id, held_version) = match (&state.session, &self.incoming) {
+            (Loaded::Unloaded, Incoming::Id(id)) => (*id, None),
+            (Loaded::Existing(Live { id: Some(id), record }), _) => {
+                let unmodified = !record.data.is_changed() && !state.meta_changed;
+                if !unmodified {
+                    tracing::warn!(session = %id, "changes made before Session::lock() were discarded by its reload");
+                }
+                (*id, unmodified.then_some(record.version))
+            }
+            // Nothing to lock: no session, or one nobody else can know yet.
+            _ => return self.ensure_loaded(state).await,
         };
         let config = &self.layer.config;
         let now = config.clock.now();
-        let store = self.layer.store();
-        let (guard, record) = match &state.current {
-            // Loaded earlier in this request (say by `CurrentUser`) and not
-            // modified since: the store only has to say whether it changed.
-            Some(current) if !current.record.data.is_changed() && !state.meta_changed => {
-                let version = current.record.version;
-                match store.lock_and_reload(&key, config.lock, now, version).await? {
-                    (guard, Reloaded::Unchanged) => {
-                        state.lock = Some(guard);
-                        return Ok(());
-                    }
-                    (guard, Reloaded::Changed(record)) => (guard, record),
-                }
+        let key = id.storage_key();
+        let store = store.as_ref();
+        let (guard, reloaded) = match held_version {
+            Some(version) => store.lock_and_reload(&key, config.lock, now, version).await?,
+            None => {
+                let (guard, record) = store.lock_and_load(&key, config.lock, now).await?;
+                (guard, Reloaded::Changed(record))
             }
-            Some(_) => {
-                tracing::warn!(session = %id, "changes made before Session::lock() were discarded by its reload");
-                store.lock_and_load(&key, config.lock, now).await?
-            }
-            None => store.lock_and_load(&key, config.lock, now).await?,
         };
-        state.loaded = true;
-        match record {
-            Some(record) if !record.is_expired(now) => {
-                state.current = Some(Current { id: Some(id), record, is_new: false });
-                state.lock = Some(guard);
+        match reloaded {
+            Reloaded::Unchanged => {}
+            Reloaded::Changed(Some(record)) if !record.is_expired(now) => {
+                state.session = Loaded::Existing(Live { id: Some(id), record });
             }
-            _ => {
-                state.current = None;
+            Reloaded::Changed(_) => {
+                state.session = Loaded::Absent;
                 state.clear_cookie = true;
-                release(guard).await;
+                guard.release_quietly().await;
+                return Ok(());
             }
         }
+        state.lock = Some(guard);
         Ok(())
-    }
-}
-
-pub(crate) async fn release(guard: LockGuard) {
-    if let Err(error) = guard.release().await {
-        tracing::warn!(%error, "releasing a session lock failed; its lease will end it");
     }
 }

@@ -73,14 +73,18 @@ struct Server<S: LockingStore + Clone> {
 impl<S: LockingStore + Clone> Server<S> {
     async fn new((store, other): (S, S), config: SessionConfig) -> Self {
         let probe = Probe::new(store);
-        let app = app(SessionLayer::new(probe.clone()).with_config(config));
+        let app = app(SessionLayer::new(probe.clone())
+            .with_config(config)
+            .expect("a valid session config"));
         let victim = send(&app, "/set?v=secret", &[]).await.cookie();
         Self { probe, app, other, victim }
     }
 
     /// An app on the second instance, as another process would run it.
     fn other_app(&self, config: SessionConfig) -> Router {
-        app(SessionLayer::new(self.other.clone()).with_config(config))
+        app(SessionLayer::new(self.other.clone())
+            .with_config(config)
+            .expect("a valid session config"))
     }
 
     /// Sends each cookie header alone to `/get` and checks it is served as
@@ -413,7 +417,8 @@ mod rows {
         let server = Server::new(stores, config()).await;
         // One process creates a session under `repeated` ...
         let first_app = app(SessionLayer::new(server.probe.clone())
-            .with_config(config().with_id_generator(RepeatingIds::new(repeated, 1))));
+            .with_config(config().with_id_generator(RepeatingIds::new(repeated, 1)))
+            .expect("a valid session config"));
         let first = send(&first_app, "/set?v=first", &[]).await.cookie();
         assert_eq!(first, format!("id={}", repeated.expose()));
         // ... another draws the same id: it gets a fresh one, not the session.
@@ -439,7 +444,11 @@ mod rows {
     pub(crate) async fn row27<S: LockingStore + Clone>((store, other): Stores<S>) {
         let users = auth_common::TestUsers::default();
         let numeric = auth_common::NumericUsers::default();
-        let layer = |store: S| SessionLayer::new(store).with_config(auth_common::config());
+        let layer = |store: S| {
+            SessionLayer::new(store)
+                .with_config(auth_common::config())
+                .expect("a valid session config")
+        };
         let here = auth_common::app(layer(store), users.clone(), numeric.clone());
         let there = auth_common::app(layer(other), users.clone(), numeric);
         let alice = users.add("alice", false);
@@ -463,7 +472,11 @@ mod rows {
     pub(crate) async fn row28<S: LockingStore + Clone>((store, other): Stores<S>) {
         let users = auth_common::TestUsers::default();
         let numeric = auth_common::NumericUsers::default();
-        let layer = |store: S| SessionLayer::new(store).with_config(auth_common::config());
+        let layer = |store: S| {
+            SessionLayer::new(store)
+                .with_config(auth_common::config())
+                .expect("a valid session config")
+        };
         let here = auth_common::app(layer(store), users.clone(), numeric.clone());
         let there = auth_common::app(layer(other.clone()), users.clone(), numeric);
         let alice = users.add("alice", false);
@@ -659,7 +672,9 @@ mod client_rows {
     ) -> (Router, String, Arc<AtomicUsize>) {
         let opens = Arc::new(AtomicUsize::new(0));
         let format = Counting { inner: format, opens: Arc::clone(&opens) };
-        let app = app(SessionLayer::client_side(format).with_config(config));
+        let app = app(SessionLayer::client_side(format)
+            .with_config(config)
+            .expect("a valid session config"));
         let victim = send(&app, "/set?v=secret", &[]).await.cookie();
         assert_eq!(send(&app, "/get", &[&victim]).await.body, "secret");
         (app, victim, opens)
@@ -737,7 +752,9 @@ mod client_rows {
 
     pub(crate) async fn row20(format: impl CookieFormat) {
         let users = auth_common::TestUsers::default();
-        let layer = SessionLayer::client_side(format).with_config(auth_common::config());
+        let layer = SessionLayer::client_side(format)
+            .with_config(auth_common::config())
+            .expect("a valid session config");
         let app = auth_common::app(layer, users.clone(), auth_common::NumericUsers::default());
         let alice = users.add("alice", false);
         for corrupt in [
@@ -772,7 +789,9 @@ mod client_rows {
 
     pub(crate) async fn row27(format: impl CookieFormat) {
         let users = auth_common::TestUsers::default();
-        let layer = SessionLayer::client_side(format).with_config(auth_common::config());
+        let layer = SessionLayer::client_side(format)
+            .with_config(auth_common::config())
+            .expect("a valid session config");
         let app = auth_common::app(layer, users.clone(), auth_common::NumericUsers::default());
         let alice = users.add("alice", false);
         let laptop = auth_common::login(&app, &alice).await;
@@ -790,7 +809,9 @@ mod client_rows {
     /// deadline (SECURITY.md). Rotating the key is the way to end them all.
     pub(crate) async fn row28(format: impl CookieFormat) {
         let users = auth_common::TestUsers::default();
-        let layer = SessionLayer::client_side(format).with_config(auth_common::config());
+        let layer = SessionLayer::client_side(format)
+            .with_config(auth_common::config())
+            .expect("a valid session config");
         let app = auth_common::app(layer, users.clone(), auth_common::NumericUsers::default());
         let alice = users.add("alice", false);
         let cookie = auth_common::login(&app, &alice).await;

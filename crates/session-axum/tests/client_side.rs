@@ -1,6 +1,7 @@
 //! Client-side sessions through the real layer: the whole session in the
 //! cookie. `client_side_tests!(make_layer)` runs every scenario on one format;
 //! the real formats (Fernet, JWT, signed) run it behind their features.
+#![allow(clippy::expect_used)] // Layers built from constant, valid configs.
 
 mod common;
 
@@ -177,7 +178,9 @@ macro_rules! client_side_tests {
 }
 
 fn tag_layer(config: session_axum::SessionConfig) -> session_axum::SessionLayer {
-    session_axum::SessionLayer::client_side(TagFormat::new(&['a'])).with_config(config)
+    session_axum::SessionLayer::client_side(TagFormat::new(&['a']))
+        .with_config(config)
+        .expect("a valid session config")
 }
 
 client_side_tests!(tag_layer);
@@ -227,7 +230,7 @@ mod formats {
 
         fn layer(config: SessionConfig) -> SessionLayer {
             let format = session_axum::cookie_store::FernetFormat::new(keyring());
-            SessionLayer::client_side(format).with_config(config)
+            SessionLayer::client_side(format).with_config(config).expect("a valid session config")
         }
 
         crate::client_side_tests!(layer);
@@ -239,7 +242,7 @@ mod formats {
 
         fn layer(config: SessionConfig) -> SessionLayer {
             let format = session_axum::cookie_store::JwtFormat::hs256(keyring());
-            SessionLayer::client_side(format).with_config(config)
+            SessionLayer::client_side(format).with_config(config).expect("a valid session config")
         }
 
         crate::client_side_tests!(layer);
@@ -251,7 +254,7 @@ mod formats {
 
         fn layer(config: SessionConfig) -> SessionLayer {
             let format = session_axum::cookie_store::SignedFormat::new(keyring());
-            SessionLayer::client_side(format).with_config(config)
+            SessionLayer::client_side(format).with_config(config).expect("a valid session config")
         }
 
         crate::client_side_tests!(layer);

@@ -41,7 +41,9 @@ async fn redis_killed_mid_run_gives_503_and_recovers_with_the_data() {
     // its lease ends (that is the design: a crashed holder's lock expires);
     // a short lease keeps this test quick.
     let locks = LockOptions { lease: Duration::from_secs(1), wait_timeout: Duration::from_secs(2) };
-    let app = app(SessionLayer::new(store).with_config(config().with_lock_options(locks)));
+    let app = app(SessionLayer::new(store)
+        .with_config(config().with_lock_options(locks))
+        .expect("a valid session config"));
     let cookie = send(&app, "/set?v=precious", &[]).await.cookie();
     for expected in 1..=3 {
         assert_eq!(send(&app, "/incr", &[&cookie]).await.body, expected.to_string());

@@ -1,5 +1,6 @@
 //! The HTTP scenarios on the memory store, plus layer behaviour that does not
 //! depend on the store.
+#![allow(clippy::expect_used)] // Layers built from constant, valid configs.
 
 mod common;
 

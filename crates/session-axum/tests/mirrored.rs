@@ -1,7 +1,7 @@
 //! `Mirrored` stores: the shared conformance suite, and the layer over a
 //! primary with replicas, including failing replicas under each policy.
 
-#![allow(clippy::unwrap_used)] // Test helpers outside #[test] functions.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers outside #[test] functions.
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Several session kinds side by side, each with its own layer, cookie and store.
 
-#![allow(clippy::unwrap_used)] // Test helpers outside #[test] functions.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers outside #[test] functions.
 
 mod common;
 
@@ -76,11 +76,13 @@ async fn two_kinds_keep_separate_cookies_data_and_stores() {
 async fn an_explicit_cookie_name_wins_over_the_kind_name() {
     let layer = SessionLayer::new(MemoryStore::new())
         .for_kind::<Cart>()
-        .with_config(SessionConfig::default().with_cookie_name("basket").with_host_prefix());
+        .with_config(SessionConfig::default().with_cookie_name("basket").with_host_prefix())
+        .expect("a valid session config");
     assert_eq!(layer.config().cookie_name(), "__Host-basket");
     let layer = SessionLayer::new(MemoryStore::new())
         .for_kind::<Cart>()
-        .with_config(SessionConfig::default().with_host_prefix());
+        .with_config(SessionConfig::default().with_host_prefix())
+        .expect("a valid session config");
     assert_eq!(layer.config().cookie_name(), "__Host-cart");
 }
 

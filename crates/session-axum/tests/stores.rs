@@ -2,7 +2,7 @@
 //! memory (which `tests/memory.rs` covers). Redis and Postgres come from
 //! `REDIS_URL` / `DATABASE_URL`, which `cargo xtask test` sets.
 
-#![allow(clippy::unwrap_used)] // Store constructors in test helpers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Store constructors in test helpers.
 
 mod common;
 

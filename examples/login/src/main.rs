@@ -144,7 +144,7 @@ async fn run(store: Store) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     println!("Login example on http://{address}/ ({store:?} sessions)");
     println!("Log in as {:?} with password {:?}", demo.username, demo.password);
-    axum::serve(listener, app(users, layer.with_config(session_config())))
+    axum::serve(listener, app(users, layer.with_config(session_config())?))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -40,7 +40,12 @@ fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
 fn start_site() -> (SocketAddr, String) {
     let users = Users::with_params(cheap_hashing()).unwrap();
     let demo = create_demo_user(&users).unwrap();
-    let site = app(users, SessionLayer::new(MemoryStore::new()).with_config(session_config()));
+    let site = app(
+        users,
+        SessionLayer::new(MemoryStore::new())
+            .with_config(session_config())
+            .expect("a valid session config"),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let address = listener.local_addr().unwrap();

@@ -62,7 +62,9 @@ fn cheap_hashing() -> HashParams {
 fn site() -> (Router, String) {
     let users = Users::with_params(cheap_hashing()).unwrap();
     let demo = create_demo_user(&users).unwrap();
-    let layer = SessionLayer::new(MemoryStore::new()).with_config(session_config());
+    let layer = SessionLayer::new(MemoryStore::new())
+        .with_config(session_config())
+        .expect("a valid session config");
     (app(users, layer), demo.password)
 }
 
@@ -155,7 +157,12 @@ async fn client_side_sessions_log_in_and_explain_what_they_cannot_do() {
     let users = Users::with_params(cheap_hashing()).unwrap();
     let demo = create_demo_user(&users).unwrap();
     let format = FernetFormat::new(Keyring::new(Key::generate()));
-    let app = app(users, SessionLayer::client_side(format).with_config(session_config()));
+    let app = app(
+        users,
+        SessionLayer::client_side(format)
+            .with_config(session_config())
+            .expect("a valid session config"),
+    );
     let cookie = log_in(&app, &demo.password).await;
     assert_eq!(get(&app, "/account", Some(&cookie)).await.status, StatusCode::OK);
     for reply in [

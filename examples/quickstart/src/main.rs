@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use axum::Router;
 use axum::routing::get;
 use session_axum::memory::MemoryStore;
-use session_axum::{Session, SessionConfig, SessionError, SessionLayer};
+use session_axum::{Session, SessionError, SessionLayer};
 
 /// Counts this session's visits. The lock makes concurrent requests of one
 /// session count every visit exactly once.
@@ -30,7 +30,7 @@ async fn peek(session: Session) -> Result<String, SessionError> {
 fn app(store: MemoryStore) -> Router {
     // `Secure` cookies are kept by browsers on http://localhost, and curl sends
     // them to 127.0.0.1; behind TLS nothing changes.
-    let sessions = SessionLayer::new(store).with_config(SessionConfig::default());
+    let sessions = SessionLayer::new(store);
     Router::new().route("/", get(visit)).route("/peek", get(peek)).layer(sessions)
 }
 

@@ -300,7 +300,7 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
         let ended = match self.context.user(&self.session).await? {
             Some(user) => self
                 .session
-                .store()
+                .store("ending a user's sessions")?
                 .delete_for_user(&user.id().to_string())
                 .await
                 .map_err(|e| self.session.error(e))?,
@@ -346,7 +346,7 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
         let now = self.session.config().clock.now();
         let records = self
             .session
-            .store()
+            .store("listing a user's sessions")?
             .list_for_user(&user.id().to_string(), now)
             .await
             .map_err(|e| self.session.error(e))?;

@@ -429,7 +429,8 @@ pub struct Fixture<S> {
 pub fn fixture<S: LockingStore + Clone>(store: S, config: SessionConfig) -> Fixture<S> {
     let users = TestUsers::default();
     let numeric = NumericUsers::default();
-    let layer = SessionLayer::new(store.clone()).with_config(config);
+    let layer =
+        SessionLayer::new(store.clone()).with_config(config).expect("a valid session config");
     let app = app(layer, users.clone(), numeric.clone());
     Fixture { app, store, users, numeric }
 }

@@ -253,7 +253,9 @@ macro_rules! route_tests {
                 probe: &Probe<S>,
                 config: session_axum::SessionConfig,
             ) -> SessionLayer {
-                SessionLayer::new(probe.clone()).with_config(config)
+                SessionLayer::new(probe.clone())
+                    .with_config(config)
+                    .expect("a valid session config")
             }
 
             #[tokio::test]
