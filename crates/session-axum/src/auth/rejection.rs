@@ -184,6 +184,13 @@ pub struct UserLoadFailed {
 
 impl UserLoadFailed {
     /// The `store` name of the [`Error::Backend`] the responder sees.
+    ///
+    /// ```
+    /// use session_axum::{Error, auth::UserLoadFailed};
+    ///
+    /// let error = Error::backend(UserLoadFailed::STORE, std::io::Error::other("timeout"));
+    /// assert_eq!(error.to_string(), "user store: timeout");
+    /// ```
     pub const STORE: &'static str = "user";
 
     pub(crate) fn new(error: Arc<Error>, responder: Arc<dyn ErrorResponder>) -> Self {
