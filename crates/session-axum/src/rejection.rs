@@ -90,6 +90,13 @@ impl SessionError {
     pub fn into_error(self) -> session_core::Error {
         self.error
     }
+
+    /// The status the configured responder answers with, for
+    /// [`AuthRejection::status`](crate::auth::AuthRejection::status). It
+    /// calls the responder and drops the body.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.responder.respond(&self.error).status()
+    }
 }
 
 impl fmt::Debug for SessionError {

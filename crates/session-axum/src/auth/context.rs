@@ -7,7 +7,7 @@ use http::Extensions;
 use http::uri::PathAndQuery;
 use serde::Deserialize as _;
 use serde_json::Value;
-use session_core::BoxError;
+use session_core::Error;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
@@ -32,8 +32,9 @@ enum Lookup<U> {
     User(Arc<U>),
     /// Nobody (or nobody valid) is logged in.
     Anonymous,
-    /// The loader failed; every later ask in this request fails the same way.
-    Failed(Arc<BoxError>),
+    /// The loader failed (kept as the [`Error::Backend`] the error responder
+    /// sees); every later ask in this request fails the same way.
+    Failed(Arc<Error>),
 }
 
 /// Inserted into each request by [`AuthLayer`](crate::AuthLayer); shared by
@@ -91,11 +92,17 @@ impl<U: AuthUser, K: SessionKind> AuthContext<U, K> {
     /// password changed) is ended. Stored data of the wrong shape is logged
     /// and treated as anonymous.
     pub(crate) async fn user(&self, session: &Session<K>) -> Result<Option<Arc<U>>, AuthRejection> {
+        // A loader failure answers through the session layer's configured
+        // responder, like a session store failure does.
+        let failed = |error: &Arc<Error>| {
+            let responder = Arc::clone(&session.config().error_responder);
+            AuthRejection::from(UserLoadFailed::new(Arc::clone(error), responder))
+        };
         let mut lookup = self.lookup.lock().await;
         match &*lookup {
             Lookup::User(user) => return Ok(Some(Arc::clone(user))),
             Lookup::Anonymous => return Ok(None),
-            Lookup::Failed(error) => return Err(UserLoadFailed::new(Arc::clone(error)).into()),
+            Lookup::Failed(error) => return Err(failed(error)),
             Lookup::Unresolved => {}
         }
         // Session store failures are not remembered: they are the session
@@ -103,7 +110,7 @@ impl<U: AuthUser, K: SessionKind> AuthContext<U, K> {
         *lookup = self.resolve(session).await?;
         match &*lookup {
             Lookup::User(user) => Ok(Some(Arc::clone(user))),
-            Lookup::Failed(error) => Err(UserLoadFailed::new(Arc::clone(error)).into()),
+            Lookup::Failed(error) => Err(failed(error)),
             Lookup::Anonymous | Lookup::Unresolved => Ok(None),
         }
     }
@@ -155,7 +162,7 @@ impl<U: AuthUser, K: SessionKind> AuthContext<U, K> {
             }
             Err(error) => {
                 tracing::warn!(%error, "loading the user failed");
-                return Ok(Lookup::Failed(Arc::new(error)));
+                return Ok(Lookup::Failed(Arc::new(Error::backend(UserLoadFailed::STORE, error))));
             }
         };
         if bool::from(auth_digest(user.session_auth_hash()).ct_eq(&stored)) {

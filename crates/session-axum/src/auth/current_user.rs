@@ -27,20 +27,23 @@ use crate::kind::{DefaultSession, SessionKind};
 /// - nobody logged in, the user no longer exists, the credentials changed,
 ///   or the session holds auth data of the wrong shape: 401
 ///   ([`Unauthenticated`]);
-/// - the loader failed: 503 ([`UserLoadFailed`](crate::auth::UserLoadFailed));
-/// - the session store failed: the session layer's error response;
+/// - the loader failed ([`UserLoadFailed`](crate::auth::UserLoadFailed)) or
+///   the session store failed: the session layer's configured error
+///   response (503 by default);
 /// - the [`AuthLayer`](crate::AuthLayer) or
-///   [`SessionLayer`](crate::SessionLayer) is missing: 500.
+///   [`SessionLayer`](crate::SessionLayer) is missing: 500 naming it.
 ///
-/// `Option<CurrentUser<U>>` never rejects: it is `None` for anonymous
-/// requests, and also (with a logged warning) when the user cannot be
-/// loaded or a layer is missing.
+/// `Option<CurrentUser<U>>` is `None` exactly when the first case would be
+/// a 401: nobody (valid) is logged in. Every other rejection stays one, so
+/// a failing user database or a forgotten layer is never mistaken for an
+/// anonymous visitor. To render a page anyway when the user cannot be
+/// loaded, extract `Result<CurrentUser<U>, AuthRejection>` and decide.
 ///
 /// It dereferences to `U`.
 ///
 /// ```
 /// use axum::{Router, routing::get};
-/// use session_axum::CurrentUser;
+/// use session_axum::{CurrentUser, auth::AuthRejection};
 /// # #[derive(Clone)] struct User { name: String }
 /// # impl session_axum::AuthUser for User {
 /// #     type Id = u64;
@@ -59,7 +62,19 @@ use crate::kind::{DefaultSession, SessionKind};
 ///     }
 /// }
 ///
-/// let routes: Router = Router::new().route("/profile", get(profile)).route("/", get(home));
+/// // A banner that must render even while the user database is down.
+/// async fn banner(user: Result<CurrentUser<User>, AuthRejection>) -> String {
+///     match user {
+///         Ok(user) => format!("Signed in as {}", user.name),
+///         Err(AuthRejection::Unauthenticated(_)) => "Log in".to_owned(),
+///         Err(_) => String::new(),
+///     }
+/// }
+///
+/// let routes: Router = Router::new()
+///     .route("/profile", get(profile))
+///     .route("/", get(home))
+///     .route("/banner", get(banner));
 /// // ... plus `.layer(AuthLayer::new(loader)).layer(SessionLayer::new(store))`.
 /// ```
 pub struct CurrentUser<U, K: SessionKind = DefaultSession> {
@@ -132,30 +147,21 @@ where
     }
 }
 
-/// `Option<CurrentUser<U>>` is `None` when nobody is logged in; failures are
-/// logged and also give `None`.
+/// `Option<CurrentUser<U>>`: `None` when nobody (valid) is logged in; every
+/// failure, a missing layer included, is still a rejection.
 impl<S, U, K> OptionalFromRequestParts<S> for CurrentUser<U, K>
 where
     S: Send + Sync,
     U: AuthUser,
     K: SessionKind,
 {
-    type Rejection = std::convert::Infallible;
+    type Rejection = AuthRejection;
 
     async fn from_request_parts(
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        let result = match AuthContext::<U, K>::from_extensions(&parts.extensions) {
-            Ok((context, session)) => context.user(&session).await,
-            Err(rejection) => Err(rejection),
-        };
-        match result {
-            Ok(user) => Ok(user.map(Self::new)),
-            Err(rejection) => {
-                tracing::warn!(error = %rejection, "no current user: the lookup failed");
-                Ok(None)
-            }
-        }
+        let (context, session) = AuthContext::<U, K>::from_extensions(&parts.extensions)?;
+        Ok(context.user(&session).await?.map(Self::new))
     }
 }

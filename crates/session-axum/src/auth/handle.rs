@@ -12,7 +12,6 @@ use crate::auth::current_user::CurrentUser;
 use crate::auth::rejection::AuthRejection;
 use crate::auth::user::AuthUser;
 use crate::kind::{DefaultSession, SessionKind};
-use crate::rejection::SessionError;
 use crate::session::Session;
 
 /// Logs users in and out of the session of kind `K`.
@@ -29,9 +28,14 @@ use crate::session::Session;
 /// - [`logout_everywhere`](Self::logout_everywhere) ends every session of
 ///   the logged-in user; [`sessions`](Self::sessions) lists them.
 ///
+/// Every method fails with [`AuthRejection`], which answers through the
+/// session layer's configured error response, so handlers can `?` it; a
+/// [`SessionError`](crate::SessionError) from [`session`](Self::session)
+/// converts into it too.
+///
 /// ```
 /// use axum::{Form, Router, response::Redirect, routing::post};
-/// use session_axum::{Auth, SessionError};
+/// use session_axum::{Auth, auth::AuthRejection};
 /// # use std::convert::Infallible;
 /// # #[derive(Clone)] struct User { id: u64, password_hash: String }
 /// # impl session_axum::AuthUser for User {
@@ -47,7 +51,7 @@ use crate::session::Session;
 ///     password: String,
 /// }
 ///
-/// async fn login(auth: Auth<User>, Form(form): Form<LoginForm>) -> Result<Redirect, SessionError> {
+/// async fn login(auth: Auth<User>, Form(form): Form<LoginForm>) -> Result<Redirect, AuthRejection> {
 ///     match check_password(&form) {
 ///         Some(user) => {
 ///             auth.login(&user).await?;
@@ -57,7 +61,7 @@ use crate::session::Session;
 ///     }
 /// }
 ///
-/// async fn logout(auth: Auth<User>) -> Result<Redirect, SessionError> {
+/// async fn logout(auth: Auth<User>) -> Result<Redirect, AuthRejection> {
 ///     auth.logout().await?;
 ///     Ok(Redirect::to("/login"))
 /// }
@@ -169,7 +173,7 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     /// session logged in while the others end.
     ///
     /// ```
-    /// use session_axum::{Auth, SessionError};
+    /// use session_axum::{Auth, auth::AuthRejection};
     /// # #[derive(Clone)] struct User;
     /// # impl session_axum::AuthUser for User {
     /// #     type Id = u64;
@@ -178,7 +182,7 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     /// # }
     /// # fn save_new_password(user: &User, password: &str) -> User { user.clone() }
     ///
-    /// async fn change_password(auth: Auth<User>, user: User) -> Result<&'static str, SessionError> {
+    /// async fn change_password(auth: Auth<User>, user: User) -> Result<&'static str, AuthRejection> {
     ///     let updated = save_new_password(&user, "correct horse battery staple");
     ///     // The new hash logs out every other session; this one logs in again.
     ///     auth.login(&updated).await?;
@@ -189,8 +193,9 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     ///
     /// # Errors
     ///
-    /// If the session store fails, or the user id cannot be serialized.
-    pub async fn login(&self, user: &U) -> Result<(), SessionError> {
+    /// [`AuthRejection::Session`] if the session store fails, or the user id
+    /// cannot be serialized.
+    pub async fn login(&self, user: &U) -> Result<(), AuthRejection> {
         self.login_with(user, LoginOptions::default()).await
     }
 
@@ -198,7 +203,7 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use session_axum::{Auth, SessionError, SessionExpiry, auth::LoginOptions};
+    /// use session_axum::{Auth, SessionExpiry, auth::{AuthRejection, LoginOptions}};
     /// # #[derive(Clone)] struct User;
     /// # impl session_axum::AuthUser for User {
     /// #     type Id = u64;
@@ -206,7 +211,7 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
     /// # }
     ///
-    /// async fn login_remembered(auth: Auth<User>, user: User) -> Result<(), SessionError> {
+    /// async fn login_remembered(auth: Auth<User>, user: User) -> Result<(), AuthRejection> {
     ///     let month = Duration::from_secs(30 * 24 * 3600);
     ///     let options = LoginOptions::new()
     ///         .remember(SessionExpiry::Persistent { idle_timeout: month, absolute_timeout: None });
@@ -217,8 +222,9 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     ///
     /// # Errors
     ///
-    /// If the session store fails, or the user id cannot be serialized.
-    pub async fn login_with(&self, user: &U, options: LoginOptions) -> Result<(), SessionError> {
+    /// [`AuthRejection::Session`] if the session store fails, or the user id
+    /// cannot be serialized.
+    pub async fn login_with(&self, user: &U, options: LoginOptions) -> Result<(), AuthRejection> {
         let session = &self.session;
         let id = user.id();
         let index_key = id.to_string();
@@ -247,7 +253,7 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     ///
     /// ```
     /// use axum::response::Redirect;
-    /// use session_axum::{Auth, SessionError};
+    /// use session_axum::{Auth, auth::AuthRejection};
     /// # #[derive(Clone)] struct User;
     /// # impl session_axum::AuthUser for User {
     /// #     type Id = u64;
@@ -255,7 +261,7 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
     /// # }
     ///
-    /// async fn logout(auth: Auth<User>) -> Result<Redirect, SessionError> {
+    /// async fn logout(auth: Auth<User>) -> Result<Redirect, AuthRejection> {
     ///     auth.logout().await?;
     ///     Ok(Redirect::to("/"))
     /// }
@@ -264,8 +270,8 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     ///
     /// # Errors
     ///
-    /// If the session store fails.
-    pub async fn logout(&self) -> Result<(), SessionError> {
+    /// [`AuthRejection::Session`] if the session store fails.
+    pub async fn logout(&self) -> Result<(), AuthRejection> {
         self.session.destroy().await?;
         self.context.set_anonymous().await;
         Ok(())
@@ -293,9 +299,11 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     ///
     /// # Errors
     ///
-    /// If the session store or the user loader fails. Client-side (cookie)
-    /// sessions have no server-side index: their store answers
-    /// [`Error::Unsupported`](crate::Error::Unsupported).
+    /// [`AuthRejection::Session`] if the session store fails,
+    /// [`AuthRejection::UserLoadFailed`] if the user loader does.
+    /// Client-side (cookie) sessions have no server-side index: their store
+    /// answers [`Error::Unsupported`](crate::Error::Unsupported) (in
+    /// [`AuthRejection::Session`]).
     pub async fn logout_everywhere(&self) -> Result<u64, AuthRejection> {
         let ended = match self.context.user(&self.session).await? {
             Some(user) => self
@@ -336,8 +344,11 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     ///
     /// # Errors
     ///
-    /// If the session store or the user loader fails. Client-side (cookie)
-    /// sessions answer [`Error::Unsupported`](crate::Error::Unsupported).
+    /// [`AuthRejection::Session`] if the session store fails,
+    /// [`AuthRejection::UserLoadFailed`] if the user loader does.
+    /// Client-side (cookie) sessions answer
+    /// [`Error::Unsupported`](crate::Error::Unsupported) (in
+    /// [`AuthRejection::Session`]).
     pub async fn sessions(&self) -> Result<Vec<SessionInfo>, AuthRejection> {
         let Some(user) = self.context.user(&self.session).await? else {
             return Ok(Vec::new());
@@ -385,15 +396,18 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     ///
     /// # Errors
     ///
-    /// If the session store or the user loader fails.
+    /// [`AuthRejection::Session`] if the session store fails,
+    /// [`AuthRejection::UserLoadFailed`] if the user loader does.
     pub async fn user(&self) -> Result<Option<CurrentUser<U, K>>, AuthRejection> {
         Ok(self.context.user(&self.session).await?.map(CurrentUser::new))
     }
 
-    /// The session this handle logs in and out.
+    /// The session this handle logs in and out. Its methods fail with
+    /// [`SessionError`](crate::SessionError), which `?` turns into an
+    /// [`AuthRejection`].
     ///
     /// ```
-    /// use session_axum::{Auth, SessionError};
+    /// use session_axum::{Auth, auth::AuthRejection};
     /// # #[derive(Clone)] struct User;
     /// # impl session_axum::AuthUser for User {
     /// #     type Id = u64;
@@ -401,9 +415,10 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
     /// # }
     ///
-    /// async fn login_and_remember_theme(auth: Auth<User>, user: User) -> Result<(), SessionError> {
+    /// async fn login_and_remember_theme(auth: Auth<User>, user: User) -> Result<(), AuthRejection> {
     ///     auth.login(&user).await?;
-    ///     auth.session().insert("theme", "dark").await
+    ///     auth.session().insert("theme", "dark").await?;
+    ///     Ok(())
     /// }
     /// # let _ = login_and_remember_theme;
     /// ```

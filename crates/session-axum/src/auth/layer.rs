@@ -102,7 +102,8 @@ impl<U: AuthUser> AuthLayer<U> {
 
 impl<U: AuthUser, K: SessionKind> AuthLayer<U, K> {
     /// The same loader on the sessions of kind `Other`: log users in to
-    /// `Session<Other>` and extract them with `CurrentUser<U, Other>`.
+    /// `Session<Other>` and extract them with `CurrentUser<U, Other>`. Only
+    /// the session kind changes: the loader is kept (shared, not copied).
     ///
     /// ```
     /// # use std::convert::Infallible;

@@ -29,9 +29,17 @@ use crate::kind::{DefaultSession, SessionKind};
 /// [`AuthLayer`](crate::AuthLayer), once per request: a
 /// [`CurrentUser`](crate::CurrentUser) in the handler costs nothing more.
 ///
+/// The user type is named with a turbofish, `login_required::<User>()`,
+/// as for [`permission_required::<User>(..)`](crate::permission_required).
+///
 /// Add it with [`Router::route_layer`](axum::Router::route_layer), not
 /// `layer`: it then wraps only the routes that exist, so an unknown path is
 /// still a 404 rather than a 401 or a redirect to the login page.
+///
+/// A failing user loader or session store answers through the session
+/// layer's configured error response; a missing
+/// [`AuthLayer`](crate::AuthLayer) or [`SessionLayer`](crate::SessionLayer)
+/// with a 500 naming it.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -125,6 +133,8 @@ impl<U: AuthUser, K: SessionKind> LoginRequiredLayer<U, K> {
     }
 
     /// The same guard for users logged in to the sessions of kind `Other`.
+    /// Only the session kind changes: the redirect set with
+    /// [`redirect_to`](Self::redirect_to) is kept.
     ///
     /// ```
     /// # #[derive(Clone)] struct User;

@@ -10,6 +10,32 @@
 //!    [`CurrentUser`] (or `Option<CurrentUser<U>>`); guard routes with
 //!    [`login_required`] and [`permission_required`] as route layers.
 //!
+//! Both guards name the user type with a turbofish and nothing else:
+//! `login_required::<User>()`, `permission_required::<User>(|user| ..)`
+//! (and [`permission_required_async::<User>`](permission_required_async)),
+//! the closure's parameter type being inferred from it; `for_kind::<K>()`
+//! moves either (and [`AuthLayer`]) to another session kind, keeping its
+//! configuration.
+//!
+//! # Errors
+//!
+//! Everything here fails with one type, [`AuthRejection`], which handlers
+//! can `?` (a [`SessionError`](crate::SessionError) converts into it):
+//!
+//! - nobody logged in: 401, or the login redirect of [`login_required`];
+//!   no permission: 403. These are answers, not failures, and are not the
+//!   error responder's.
+//! - the user loader or the session store failed: the response of the
+//!   [`ErrorResponder`](crate::ErrorResponder) configured with
+//!   [`SessionConfig::with_error_responder`](crate::SessionConfig::with_error_responder)
+//!   (503 by default), as for any session failure. A loader failure
+//!   reaches it as [`Error::Backend`](crate::Error::Backend) with `store`
+//!   [`UserLoadFailed::STORE`].
+//! - an extractor or guard without its [`AuthLayer`] or
+//!   [`SessionLayer`](crate::SessionLayer): 500 with a message naming the
+//!   missing layer, logged at error level. `Option<CurrentUser<U>>` too:
+//!   it is `None` only when nobody is logged in.
+//!
 //! ```
 //! use std::collections::HashMap;
 //! use std::convert::Infallible;
@@ -78,7 +104,7 @@
 //! let users = Users::default();
 //! let app: Router = Router::new()
 //!     .route("/admin", get(|| async { "admin" }))
-//!     .route_layer(permission_required(|user: &User| user.is_admin))
+//!     .route_layer(permission_required::<User>(|user| user.is_admin))
 //!     .route("/account", get(account))
 //!     .route_layer(login_required::<User>().redirect_to("/login"))
 //!     .route("/login", get(|| async { "the form" }).post(login))
@@ -144,8 +170,8 @@ pub use layer::{AuthLayer, AuthService};
 pub use login_required::{GuardFuture, LoginRequired, LoginRequiredLayer, login_required};
 pub use next::safe_next;
 pub use permission::{
-    AsyncPredicate, PermissionLayer, PermissionRequired, Predicate, SyncPredicate,
-    permission_required,
+    AsyncPredicate, PermissionLayer, PermissionRequired, permission_required,
+    permission_required_async,
 };
 pub use rejection::{AuthRejection, Forbidden, MissingAuthLayer, Unauthenticated, UserLoadFailed};
 pub use user::{AuthUser, UserLoader};

@@ -1,7 +1,7 @@
 //! [`permission_required`]: a route layer that checks the logged-in user.
 
 use std::fmt;
-use std::future::{Future, ready};
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -22,9 +22,12 @@ use crate::kind::{DefaultSession, SessionKind};
 /// holds: others get 403 ([`Forbidden`]), anonymous requests 401
 /// ([`Unauthenticated`]). `OPTIONS` requests pass.
 ///
-/// The predicate is either synchronous, `Fn(&U) -> bool`, or asynchronous,
-/// `Fn(Arc<U>) -> impl Future<Output = bool>` (for a role lookup in a
-/// database, say). The user comes from the same once-per-request lookup as
+/// Like [`login_required::<U>()`](crate::login_required), it takes the user
+/// type as a turbofish, `permission_required::<User>(..)`, and the
+/// closure's parameter (`&User`) is then inferred. The check is
+/// synchronous; for one that awaits (a role lookup in a database, say) use
+/// [`permission_required_async`], which names the user type the same way.
+/// The user comes from the same once-per-request lookup as
 /// [`CurrentUser`](crate::CurrentUser).
 ///
 /// Add it with [`Router::route_layer`](axum::Router::route_layer). To send
@@ -32,154 +35,150 @@ use crate::kind::{DefaultSession, SessionKind};
 /// [`login_required`](crate::login_required) with a redirect *after* it (the
 /// last `route_layer` runs first).
 ///
-/// ```
-/// use std::sync::Arc;
+/// Failures answer like [`CurrentUser`](crate::CurrentUser)'s rejections:
+/// a failing user loader or session store through the session layer's
+/// configured error response, a missing [`AuthLayer`](crate::AuthLayer) or
+/// [`SessionLayer`](crate::SessionLayer) with a 500 naming it.
 ///
+/// ```
 /// use axum::{Router, routing::get};
 /// use session_axum::{login_required, permission_required};
-/// # #[derive(Clone)] struct User { is_admin: bool, id: u64 }
-/// # impl session_axum::AuthUser for User {
-/// #     type Id = u64;
-/// #     fn id(&self) -> u64 { self.id }
-/// #     fn session_auth_hash(&self) -> &[u8] { b"" }
-/// # }
-/// # async fn has_role(_: u64, _: &str) -> bool { false }
-///
-/// let admin: Router = Router::new()
-///     .route("/admin", get(|| async { "admin area" }))
-///     .route_layer(permission_required(|user: &User| user.is_admin))
-///     .route_layer(login_required::<User>().redirect_to("/login"));
-///
-/// let billing: Router = Router::new()
-///     .route("/billing", get(|| async { "billing" }))
-///     .route_layer(permission_required(|user: Arc<User>| async move {
-///         has_role(user.id, "billing").await
-///     }));
-/// ```
-pub fn permission_required<U, M>(predicate: impl Predicate<U, M>) -> PermissionLayer<U>
-where
-    U: AuthUser,
-    M: 'static,
-{
-    PermissionLayer {
-        predicate: Arc::new(Erased { predicate, _marker: PhantomData }),
-        _kind: PhantomData,
-    }
-}
-
-/// Marks a synchronous [`Predicate`]: `Fn(&U) -> bool`. Inferred; you
-/// never name it.
-///
-/// ```
-/// use session_axum::permission_required;
-/// # #[derive(Clone)] struct User { is_admin: bool }
+/// # #[derive(Clone)] struct User { is_admin: bool, roles: Vec<String> }
 /// # impl session_axum::AuthUser for User {
 /// #     type Id = u64;
 /// #     fn id(&self) -> u64 { 0 }
 /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
 /// # }
 ///
-/// let admins_only = permission_required(|user: &User| user.is_admin);
-/// # let _ = admins_only;
+/// let admin: Router = Router::new()
+///     .route("/admin", get(|| async { "admin area" }))
+///     .route_layer(permission_required::<User>(|user| user.is_admin))
+///     .route_layer(login_required::<User>().redirect_to("/login"));
+///
+/// // A reusable permission is a function, or a closure over its data.
+/// fn is_editor(user: &User) -> bool {
+///     user.roles.iter().any(|role| role == "editor")
+/// }
+/// let editors: Router = Router::new()
+///     .route("/edit", get(|| async { "editor" }))
+///     .route_layer(permission_required::<User>(is_editor));
 /// ```
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct SyncPredicate;
+pub fn permission_required<U: AuthUser>(
+    predicate: impl Fn(&U) -> bool + Send + Sync + 'static,
+) -> PermissionLayer<U> {
+    PermissionLayer::new(Arc::new(SyncCheck(predicate)))
+}
 
-/// Marks an asynchronous [`Predicate`]: `Fn(Arc<U>) -> impl Future<Output = bool>`.
-/// Inferred; you never name it.
+/// [`permission_required`] with an asynchronous check:
+/// `Fn(Arc<U>) -> impl Future<Output = bool>`.
+///
+/// Named the same way, `permission_required_async::<User>(..)`, with the
+/// closure's parameter (`Arc<User>`) inferred. The future must be `Send`
+/// and own what it uses: clone what it needs from the closure's captures
+/// into it.
 ///
 /// ```
-/// use std::sync::Arc;
-/// use session_axum::{AuthUser, permission_required};
+/// use axum::{Router, routing::get};
+/// use session_axum::{AuthUser, auth::permission_required_async};
 /// # #[derive(Clone)] struct User { id: u64 }
 /// # impl session_axum::AuthUser for User {
 /// #     type Id = u64;
 /// #     fn id(&self) -> u64 { self.id }
 /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
 /// # }
-/// # async fn is_subscriber(id: u64) -> bool { id % 2 == 0 }
+/// # #[derive(Clone)] struct Roles;
+/// # impl Roles { async fn has(&self, _: u64, _: &str) -> bool { false } }
 ///
-/// let subscribers_only = permission_required(|user: Arc<User>| async move {
-///     is_subscriber(user.id()).await
-/// });
-/// # let _ = subscribers_only;
+/// let roles = Roles; // a handle to the role database
+/// let billing: Router = Router::new()
+///     .route("/billing", get(|| async { "billing" }))
+///     .route_layer(permission_required_async::<User>(move |user| {
+///         let roles = roles.clone();
+///         async move { roles.has(user.id(), "billing").await }
+///     }));
 /// ```
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct AsyncPredicate;
+pub fn permission_required_async<U: AuthUser>(
+    predicate: impl AsyncPredicate<U>,
+) -> PermissionLayer<U> {
+    PermissionLayer::new(Arc::new(AsyncCheck(predicate)))
+}
 
-/// A permission check for [`permission_required`]. `M` tells the
-/// synchronous ([`SyncPredicate`]) and asynchronous ([`AsyncPredicate`])
-/// closure forms apart; implement it with your own marker type for a
-/// reusable permission.
+/// The closures [`permission_required_async`] takes:
+/// `Fn(Arc<U>) -> impl Future<Output = bool> + Send + 'static`. Implemented for every
+/// such closure or function; you never implement it.
+///
+/// It exists so that the future's type need not be a second type parameter
+/// of [`permission_required_async`]: the user type stays the only one to
+/// name, and (through the `Fn` supertrait) the closure's parameter is
+/// inferred from it.
 ///
 /// ```
-/// use std::future::{Future, ready};
 /// use std::sync::Arc;
-/// use session_axum::{auth::Predicate, permission_required};
-/// # #[derive(Clone)] struct User { roles: Vec<String> }
+/// use session_axum::auth::AsyncPredicate;
+/// # #[derive(Clone)] struct User { id: u64 }
 /// # impl session_axum::AuthUser for User {
 /// #     type Id = u64;
-/// #     fn id(&self) -> u64 { 0 }
+/// #     fn id(&self) -> u64 { self.id }
 /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
 /// # }
 ///
-/// struct HasRole(&'static str);
-///
-/// impl Predicate<User, HasRole> for HasRole {
-///     fn allows(&self, user: Arc<User>) -> impl Future<Output = bool> + Send {
-///         ready(user.roles.iter().any(|role| role == self.0))
-///     }
+/// async fn is_subscriber(user: Arc<User>) -> bool {
+///     user.id % 2 == 0
 /// }
 ///
-/// let layer = permission_required(HasRole("editor"));
-/// # let _: session_axum::auth::PermissionLayer<User> = layer;
+/// fn check(_: impl AsyncPredicate<User>) {}
+/// check(is_subscriber);
 /// ```
-pub trait Predicate<U, M>: Send + Sync + 'static {
-    /// Whether `user` may proceed.
-    fn allows(&self, user: Arc<U>) -> impl Future<Output = bool> + Send;
+pub trait AsyncPredicate<U>:
+    Fn(Arc<U>) -> <Self as AsyncPredicate<U>>::Future + Send + Sync + 'static
+{
+    /// What the check returns. `'static`, since the guard keeps it past
+    /// the borrow of the closure (it may only own, not borrow, what it
+    /// needs).
+    type Future: Future<Output = bool> + Send + 'static;
 }
 
-impl<U, F> Predicate<U, SyncPredicate> for F
+impl<U, F, Fut> AsyncPredicate<U> for F
 where
-    U: Send + Sync + 'static,
+    F: Fn(Arc<U>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    type Future = Fut;
+}
+
+/// A check's outcome: synchronous checks answer at once, so the common case
+/// allocates nothing; asynchronous ones hand back a boxed future.
+enum Check<'a> {
+    Done(bool),
+    Pending(BoxFuture<'a, bool>),
+}
+
+/// A permission check with its closure type erased.
+trait DynPredicate<U>: Send + Sync + 'static {
+    fn check(&self, user: Arc<U>) -> Check<'_>;
+}
+
+/// The closure of [`permission_required`].
+struct SyncCheck<F>(F);
+
+impl<U, F> DynPredicate<U> for SyncCheck<F>
+where
     F: Fn(&U) -> bool + Send + Sync + 'static,
 {
-    fn allows(&self, user: Arc<U>) -> impl Future<Output = bool> + Send {
-        ready(self(&user))
+    fn check(&self, user: Arc<U>) -> Check<'_> {
+        Check::Done((self.0)(&user))
     }
 }
 
-impl<U, F, Fut> Predicate<U, AsyncPredicate> for F
+/// The closure of [`permission_required_async`].
+struct AsyncCheck<F>(F);
+
+impl<U, F> DynPredicate<U> for AsyncCheck<F>
 where
-    U: Send + Sync + 'static,
-    F: Fn(Arc<U>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = bool> + Send,
+    F: AsyncPredicate<U>,
 {
-    fn allows(&self, user: Arc<U>) -> impl Future<Output = bool> + Send {
-        self(user)
-    }
-}
-
-/// A [`Predicate`] with its marker erased.
-trait DynPredicate<U>: Send + Sync + 'static {
-    fn allows_boxed(&self, user: Arc<U>) -> BoxFuture<'_, bool>;
-}
-
-struct Erased<P, M> {
-    predicate: P,
-    _marker: PhantomData<fn() -> M>,
-}
-
-impl<U, M, P> DynPredicate<U> for Erased<P, M>
-where
-    U: Send + Sync + 'static,
-    M: 'static,
-    P: Predicate<U, M>,
-{
-    fn allows_boxed(&self, user: Arc<U>) -> BoxFuture<'_, bool> {
-        Box::pin(self.predicate.allows(user))
+    fn check(&self, user: Arc<U>) -> Check<'_> {
+        Check::Pending(Box::pin((self.0)(user)))
     }
 }
 
@@ -194,7 +193,7 @@ where
 /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
 /// # }
 ///
-/// let layer: PermissionLayer<User> = permission_required(|user: &User| user.is_admin);
+/// let layer: PermissionLayer<User> = permission_required::<User>(|user| user.is_admin);
 /// # let _ = layer;
 /// ```
 #[must_use]
@@ -203,8 +202,15 @@ pub struct PermissionLayer<U, K = DefaultSession> {
     _kind: PhantomData<fn() -> K>,
 }
 
+impl<U: AuthUser> PermissionLayer<U> {
+    fn new(predicate: Arc<dyn DynPredicate<U>>) -> Self {
+        Self { predicate, _kind: PhantomData }
+    }
+}
+
 impl<U: AuthUser, K: SessionKind> PermissionLayer<U, K> {
     /// The same check for users logged in to the sessions of kind `Other`.
+    /// Only the session kind changes: the predicate is kept.
     ///
     /// ```
     /// use session_axum::{SessionKind, permission_required};
@@ -220,7 +226,7 @@ impl<U: AuthUser, K: SessionKind> PermissionLayer<U, K> {
     ///     const NAME: &'static str = "admin";
     /// }
     ///
-    /// let layer = permission_required(|user: &User| user.is_admin).for_kind::<AdminArea>();
+    /// let layer = permission_required::<User>(|user| user.is_admin).for_kind::<AdminArea>();
     /// # let _ = layer;
     /// ```
     pub fn for_kind<Other: SessionKind>(self) -> PermissionLayer<U, Other> {
@@ -267,7 +273,7 @@ impl<Inner, U, K> Layer<Inner> for PermissionLayer<U, K> {
 ///
 /// let router: Router = Router::new().route("/", get(|| async { "hi" }));
 /// let guarded: PermissionRequired<Router, User> =
-///     permission_required(|user: &User| user.is_admin).layer(router);
+///     permission_required::<User>(|user| user.is_admin).layer(router);
 /// # let _ = guarded;
 /// ```
 pub struct PermissionRequired<Inner, U, K = DefaultSession> {
@@ -328,11 +334,11 @@ where
                 };
             match context.user(&session).await {
                 Ok(Some(user)) => {
-                    if predicate.allows_boxed(user).await {
-                        pass(inner, request).await
-                    } else {
-                        Ok(Forbidden.into_response())
-                    }
+                    let allowed = match predicate.check(user) {
+                        Check::Done(allowed) => allowed,
+                        Check::Pending(future) => future.await,
+                    };
+                    if allowed { pass(inner, request).await } else { Ok(Forbidden.into_response()) }
                 }
                 Ok(None) => Ok(Unauthenticated.into_response()),
                 Err(rejection) => Ok(rejection.into_response()),

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use session_core::BoxError;
+use session_core::Error;
 
+use crate::config::ErrorResponder;
 use crate::rejection::{MissingSessionLayer, SessionError};
 
 /// The request has no logged-in user: 401.
@@ -140,76 +141,149 @@ impl IntoResponse for MissingAuthLayer {
     }
 }
 
-/// The [`UserLoader`](crate::UserLoader) failed: 503. The error is logged,
-/// not sent to the client.
+/// The [`UserLoader`](crate::UserLoader) failed.
+///
+/// A runtime failure like a session store that is down, so it answers the
+/// same way: through the [`ErrorResponder`] configured on the
+/// [`SessionLayer`](crate::SessionLayer) (see
+/// [`SessionConfig::with_error_responder`](crate::SessionConfig::with_error_responder)).
+/// The responder sees it as [`Error::Backend`] with `store`
+/// [`UserLoadFailed::STORE`] and the loader's error as `source`; the default
+/// responder answers 503 without details. The error is logged.
+///
+/// A responder that tells user-database outages apart from session-store
+/// ones:
 ///
 /// ```
-/// use session_axum::auth::AuthRejection;
+/// use axum::response::{IntoResponse, Response};
+/// use http::StatusCode;
+/// use session_axum::{Error, SessionConfig, auth::UserLoadFailed};
 ///
-/// fn describe(rejection: &AuthRejection) -> &'static str {
-///     match rejection {
-///         AuthRejection::UserLoadFailed(failed) => {
-///             assert_eq!(failed.status(), 503);
-///             "the user database is down"
+/// fn respond(error: &Error) -> Response {
+///     match error {
+///         Error::Backend { store, .. } if *store == UserLoadFailed::STORE => {
+///             (StatusCode::SERVICE_UNAVAILABLE, "Accounts are unavailable.").into_response()
 ///         }
-///         _ => "something else",
+///         _ if error.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+///         _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
 ///     }
 /// }
-/// # let _ = describe;
+///
+/// let config = SessionConfig::default().with_error_responder(respond);
+/// let down = Error::backend(UserLoadFailed::STORE, std::io::Error::other("timeout"));
+/// assert_eq!(respond(&down).status(), 503);
+/// # let _ = config;
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UserLoadFailed {
-    source: Arc<BoxError>,
+    /// An [`Error::Backend`] for [`Self::STORE`]: shared, because every
+    /// later lookup of the same request fails with it again.
+    error: Arc<Error>,
+    responder: Arc<dyn ErrorResponder>,
 }
 
 impl UserLoadFailed {
-    pub(crate) fn new(source: Arc<BoxError>) -> Self {
-        Self { source }
+    /// The `store` name of the [`Error::Backend`] the responder sees.
+    ///
+    /// ```
+    /// use session_axum::{Error, auth::UserLoadFailed};
+    ///
+    /// let error = Error::backend(UserLoadFailed::STORE, std::io::Error::other("timeout"));
+    /// assert_eq!(error.to_string(), "user store: timeout");
+    /// ```
+    pub const STORE: &'static str = "user";
+
+    pub(crate) fn new(error: Arc<Error>, responder: Arc<dyn ErrorResponder>) -> Self {
+        Self { error, responder }
     }
 
-    /// Always 503.
+    /// The failure as the responder sees it: an [`Error::Backend`] for
+    /// [`Self::STORE`], whose `source` is the loader's error.
+    ///
+    /// ```
+    /// use session_axum::auth::{AuthRejection, UserLoadFailed};
+    ///
+    /// fn log_it(rejection: &AuthRejection) {
+    ///     if let AuthRejection::UserLoadFailed(failed) = rejection {
+    ///         eprintln!("user database: {}", failed.error());
+    ///     }
+    /// }
+    /// # let _ = log_it;
+    /// ```
+    #[must_use]
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The status the configured responder answers with (503 by default).
+    /// It calls the responder and drops the body.
+    ///
+    /// ```
+    /// use session_axum::auth::AuthRejection;
+    ///
+    /// fn is_outage(rejection: &AuthRejection) -> bool {
+    ///     matches!(rejection, AuthRejection::UserLoadFailed(failed) if failed.status() == 503)
+    /// }
+    /// # let _ = is_outage;
+    /// ```
     #[must_use]
     pub fn status(&self) -> StatusCode {
-        StatusCode::SERVICE_UNAVAILABLE
+        self.responder.respond(&self.error).status()
     }
+}
 
-    /// The response body (it does not include the error).
-    #[must_use]
-    pub fn body_text(&self) -> String {
-        "User store unavailable; please retry.\n".to_owned()
+impl fmt::Debug for UserLoadFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("UserLoadFailed").field(&self.error).finish()
     }
 }
 
 impl fmt::Display for UserLoadFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "loading the user failed: {}", self.source)
+        match &*self.error {
+            Error::Backend { source, .. } => write!(f, "loading the user failed: {source}"),
+            other => write!(f, "loading the user failed: {other}"),
+        }
     }
 }
 
 impl std::error::Error for UserLoadFailed {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&**self.source)
+        Some(&*self.error)
     }
 }
 
 impl IntoResponse for UserLoadFailed {
     fn into_response(self) -> Response {
-        tracing::warn!(error = %self.source, "loading the user failed");
-        (self.status(), self.body_text()).into_response()
+        tracing::warn!(error = %self, "loading the user failed");
+        self.responder.respond(&self.error)
     }
 }
 
 /// Everything an auth extractor, guard or [`Auth`](crate::Auth) method can
-/// fail with. Each variant answers with its own status: 401, 403, 503 for a
-/// failed user load, the session layer's error response for a failed session
-/// store, and 500 for a missing layer.
+/// fail with; handlers can `?` it (a [`SessionError`] converts into it).
+///
+/// How each variant answers:
+///
+/// - [`Unauthenticated`]: 401 (or the login redirect of
+///   [`login_required`](crate::login_required)), and [`Forbidden`]: 403.
+///   These are access decisions, not failures, so they do not go through the
+///   [`ErrorResponder`]: it only ever sees a session [`Error`].
+/// - [`UserLoadFailed`] and [`Session`](Self::Session): runtime failures of
+///   the user loader or the session store. They answer through the
+///   [`ErrorResponder`] configured on the session layer, like
+///   [`SessionError`] does (503 for an outage by default).
+/// - [`MissingAuthLayer`] and [`MissingSessionLayer`]: the app is wired
+///   wrongly. Always 500 with a message naming the missing layer, logged
+///   at error level; not the responder's, since without the session layer
+///   there is none to ask, and its answer would hide which layer to add.
 ///
 /// ```
 /// use session_axum::auth::{AuthRejection, Unauthenticated};
 ///
 /// let rejection = AuthRejection::from(Unauthenticated::default());
 /// assert_eq!(rejection.status(), 401);
-/// assert_eq!(rejection.body_text(), "Login required.\n");
+/// assert_eq!(rejection.to_string(), "Login required.\n");
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
@@ -218,10 +292,11 @@ pub enum AuthRejection {
     Unauthenticated(Unauthenticated),
     /// The user lacks a permission: 403.
     Forbidden(Forbidden),
-    /// The user loader failed: 503.
-    UserLoadFailed(UserLoadFailed),
-    /// The session store failed: the session layer's error response (503 by
+    /// The user loader failed: the configured error response (503 by
     /// default).
+    UserLoadFailed(UserLoadFailed),
+    /// The session store failed: the configured error response (503 by
+    /// default for a store that is down).
     Session(SessionError),
     /// No [`AuthLayer`](crate::AuthLayer) for this user type: 500.
     MissingAuthLayer(MissingAuthLayer),
@@ -230,35 +305,24 @@ pub enum AuthRejection {
 }
 
 impl AuthRejection {
-    /// The response status. For [`Session`](Self::Session) this is what the
-    /// default error responder answers (503 for a store that is down, 500
-    /// otherwise); a custom responder decides for itself.
+    /// The response status. For [`UserLoadFailed`](Self::UserLoadFailed)
+    /// and [`Session`](Self::Session) it is what the configured
+    /// [`ErrorResponder`] answers (it is called, and the body dropped).
+    ///
+    /// ```
+    /// use session_axum::auth::{AuthRejection, Forbidden};
+    ///
+    /// assert_eq!(AuthRejection::from(Forbidden::default()).status(), 403);
+    /// ```
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthenticated(inner) => inner.status(),
             Self::Forbidden(inner) => inner.status(),
             Self::UserLoadFailed(inner) => inner.status(),
-            Self::Session(inner) if inner.error().is_unavailable() => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::Session(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Session(inner) => inner.status(),
             Self::MissingAuthLayer(inner) => inner.status(),
             Self::MissingSessionLayer(inner) => inner.status(),
-        }
-    }
-
-    /// The response body (for [`Session`](Self::Session), see
-    /// [`status`](Self::status)).
-    #[must_use]
-    pub fn body_text(&self) -> String {
-        match self {
-            Self::Unauthenticated(inner) => inner.body_text(),
-            Self::Forbidden(inner) => inner.body_text(),
-            Self::UserLoadFailed(inner) => inner.body_text(),
-            Self::Session(_) => "Session error.\n".to_owned(),
-            Self::MissingAuthLayer(inner) => inner.body_text(),
-            Self::MissingSessionLayer(inner) => inner.body_text(),
         }
     }
 }

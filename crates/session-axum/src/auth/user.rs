@@ -67,8 +67,9 @@ pub trait AuthUser: Send + Sync + 'static {
 /// Register it with [`AuthLayer::new`](crate::AuthLayer::new). It is called
 /// at most once per request, however many extractors and layers ask for the
 /// current user. Return `Ok(None)` for a user that does not exist (any
-/// more): the request is then anonymous. An error makes the request fail
-/// with 503 ([`UserLoadFailed`](crate::auth::UserLoadFailed)).
+/// more): the request is then anonymous. An error fails the request with
+/// [`UserLoadFailed`](crate::auth::UserLoadFailed), answered by the session
+/// layer's configured error responder (503 by default).
 ///
 /// Implement it with `async fn`:
 ///

@@ -8,18 +8,21 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query};
-use axum::response::Redirect;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Router, http::StatusCode};
 use http::{HeaderMap, Method, Request, header};
 use http_body_util::BodyExt;
-use session_axum::auth::{AuthRejection, LoginOptions};
-use session_axum::core::SessionId;
+use session_axum::auth::{AuthRejection, LoginOptions, permission_required_async};
+use session_axum::core::{
+    Error, LockGuard, LockOptions, Record, SessionId, SessionStore, StorageKey, Timestamp,
+    async_trait,
+};
 use session_axum::{
     Auth, AuthLayer, AuthUser, CurrentUser, LockingStore, Session, SessionConfig, SessionError,
     SessionExpiry, SessionLayer, UserLoader, login_required, permission_required, safe_next,
@@ -204,9 +207,9 @@ pub fn app(layer: SessionLayer, users: TestUsers, numeric: NumericUsers) -> Rout
             )
             .options(|| async { "preflight" }),
         )
-        .route_layer(permission_required(|user: &TestUser| user.admin))
+        .route_layer(permission_required::<TestUser>(|user| user.admin))
         .route("/admin-async", get(|| async { "async admin" }))
-        .route_layer(permission_required(|user: Arc<TestUser>| async move {
+        .route_layer(permission_required_async::<TestUser>(|user| async move {
             tokio::task::yield_now().await;
             user.admin
         }))
@@ -222,7 +225,7 @@ pub fn app(layer: SessionLayer, users: TestUsers, numeric: NumericUsers) -> Rout
                     let users = login_users.clone();
                     async move {
                         let Some(user) = users.get(&id) else {
-                            return Ok::<_, SessionError>(Redirect::to("/login?failed=1"));
+                            return Ok::<_, AuthRejection>(Redirect::to("/login?failed=1"));
                         };
                         let mut options =
                             LoginOptions::new().clear_data(query.clear.unwrap_or(false));
@@ -250,7 +253,7 @@ pub fn app(layer: SessionLayer, users: TestUsers, numeric: NumericUsers) -> Rout
                         if query.relogin.unwrap_or(false) {
                             auth.login(&user).await?;
                         }
-                        Ok::<_, SessionError>("password changed")
+                        Ok::<_, AuthRejection>("password changed")
                     }
                 },
             ),
@@ -276,6 +279,15 @@ pub fn app(layer: SessionLayer, users: TestUsers, numeric: NumericUsers) -> Rout
             ),
         )
         .route(
+            "/rejection-status",
+            get(|user: Result<CurrentUser<TestUser>, AuthRejection>| async move {
+                match user {
+                    Ok(user) => format!("ok {}", user.name),
+                    Err(rejection) => format!("{} {rejection}", rejection.status().as_u16()),
+                }
+            }),
+        )
+        .route(
             "/numeric-me",
             get(|user: CurrentUser<NumericUser>| async move { user.id.to_string() }),
         )
@@ -289,7 +301,7 @@ pub fn app(layer: SessionLayer, users: TestUsers, numeric: NumericUsers) -> Rout
             "/logout",
             get(|auth: Auth<TestUser>| async move {
                 auth.logout().await?;
-                Ok::<_, SessionError>("logged out")
+                Ok::<_, AuthRejection>("logged out")
             }),
         )
         .route(
@@ -433,6 +445,124 @@ pub fn fixture<S: LockingStore + Clone>(store: S, config: SessionConfig) -> Fixt
         SessionLayer::new(store.clone()).with_config(config).expect("a valid session config");
     let app = app(layer, users.clone(), numeric.clone());
     Fixture { app, store, users, numeric }
+}
+
+/// A session store that is down: every call fails as a backend error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DownStore;
+
+impl DownStore {
+    fn down<T>() -> Result<T, Error> {
+        Err(Error::backend("down", std::io::Error::other("connection refused")))
+    }
+}
+
+#[async_trait]
+impl SessionStore for DownStore {
+    async fn create(&self, _: &Record) -> Result<(), Error> {
+        Self::down()
+    }
+    async fn load(&self, _: &StorageKey, _: Timestamp) -> Result<Option<Record>, Error> {
+        Self::down()
+    }
+    async fn save(&self, _: &Record) -> Result<(), Error> {
+        Self::down()
+    }
+    async fn delete(&self, _: &StorageKey) -> Result<(), Error> {
+        Self::down()
+    }
+    async fn touch(&self, _: &Record) -> Result<(), Error> {
+        Self::down()
+    }
+    async fn delete_expired(&self, _: Timestamp) -> Result<u64, Error> {
+        Self::down()
+    }
+    async fn list_for_user(&self, _: &str, _: Timestamp) -> Result<Vec<Record>, Error> {
+        Self::down()
+    }
+    async fn delete_for_user(&self, _: &str) -> Result<u64, Error> {
+        Self::down()
+    }
+}
+
+#[async_trait]
+impl LockingStore for DownStore {
+    async fn lock(&self, _: &StorageKey, _: LockOptions) -> Result<LockGuard, Error> {
+        Self::down()
+    }
+}
+
+/// A well-formed session cookie for a session no store knows: enough to make
+/// the session layer ask its store.
+pub fn unknown_session_cookie() -> String {
+    format!("id={}", SessionId::random().expose())
+}
+
+/// A custom error responder: 418 with the error in the body, so a test can
+/// tell it answered (and what it was given).
+pub fn teapot(error: &Error) -> Response {
+    (StatusCode::IM_A_TEAPOT, format!("teapot: {error}")).into_response()
+}
+
+/// Error-level log events of the current thread, while the guard lives.
+pub struct ErrorLog {
+    events: Arc<Mutex<Vec<String>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl ErrorLog {
+    /// Starts recording (the tests run on a current-thread runtime, so
+    /// everything the request logs happens on this thread).
+    pub fn start() -> Self {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let guard = tracing::subscriber::set_default(Capture { events: Arc::clone(&events) });
+        Self { events, _guard: guard }
+    }
+
+    /// The messages recorded since the last call.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.events.lock().unwrap())
+    }
+}
+
+/// A minimal subscriber: keeps the message of each error-level event.
+struct Capture {
+    events: Arc<Mutex<Vec<String>>>,
+}
+
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            write!(self.0, "{value:?}").unwrap();
+        }
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        // Other tests' threads have no subscriber: ask per event, never cache.
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() == tracing::Level::ERROR
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        self.events.lock().unwrap().push(message.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }
 
 /// Expands to one test per auth scenario on the store built by `$make_store`
@@ -822,7 +952,9 @@ macro_rules! auth_tests {
                     assert_eq!(reply.status, 503, "{path}");
                     assert_eq!(reply.set_cookie(), None, "{path}");
                 }
-                assert_eq!(send(&f.app, "/maybe", &[&cookie]).await.body, "anonymous");
+                // A failure is not an anonymous visitor, for the Option too.
+                let reply = send(&f.app, "/maybe", &[&cookie]).await;
+                assert_eq!(reply.status, 503, "{}", reply.body);
                 f.users.fail(false);
                 assert_eq!(send(&f.app, "/me", &[&cookie]).await.body, "alice");
             }
