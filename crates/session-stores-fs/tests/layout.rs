@@ -11,7 +11,7 @@ use session_core::{
     Clock, Error, ExpiryPolicy, LockOptions, LockingStore, ManualClock, Record, SessionId,
     SessionStore, StorageKey, Timestamp,
 };
-use session_stores_fs::FsStore;
+use session_stores_fs::{FsStore, SpawnCleanup};
 use sha2::{Digest, Sha256};
 
 fn record(now: Timestamp) -> Record {

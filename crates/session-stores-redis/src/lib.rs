@@ -50,4 +50,8 @@ mod store;
 mod value;
 
 pub use deadpool_redis;
+/// The background task that deletes expired sessions (Redis expires records by
+/// itself; the task prunes the per-user indexes): `store.spawn_cleanup(interval)`
+/// through [`SpawnCleanup`], stopped through its [`CleanupHandle`].
+pub use session_core::{CleanupHandle, SpawnCleanup};
 pub use store::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, RedisStore};
