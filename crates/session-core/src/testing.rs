@@ -566,19 +566,8 @@ pub async fn lock_and_reload_reports_changes(store: DynStore) {
 
 /// The user ids of [`row07_path_like_user_ids`]: shaped like paths, path
 /// traversal or Windows device names, or empty, NUL or key separators.
-pub const PATH_LIKE_USER_IDS: &[&str] = &[
-    "../../etc/passwd",
-    "..%2f..",
-    "a\\b",
-    "/etc/passwd",
-    "NUL",
-    "CON",
-    "",
-    "\0",
-    ".",
-    "..",
-    ":",
-];
+pub const PATH_LIKE_USER_IDS: &[&str] =
+    &["../../etc/passwd", "..%2f..", "a\\b", "/etc/passwd", "NUL", "CON", "", "\0", ".", "..", ":"];
 
 /// The user ids of [`row08_sql_shaped_user_ids`]: SQL injection, `LIKE` and
 /// glob patterns, placeholders, and an injected Redis command.
