@@ -21,6 +21,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::TempStore;
 use session_core::testing;
 use session_core::{
     ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
@@ -40,7 +41,9 @@ fn short_wait() -> LockOptions {
 /// row.
 #[tokio::test]
 async fn row05_unknown_key_leaves_no_row() {
-    let (store, other, _dir) = common::two_stores().await;
+    let temp = TempStore::new().await;
+    let store = &temp.store;
+    let other = temp.open_again().await;
     testing::row05_unknown_key_is_not_created(Arc::new(store.clone()), Arc::new(other)).await;
     let table = store.table_name();
     let rows: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM \"{table}\"")))
@@ -54,7 +57,8 @@ async fn row05_unknown_key_leaves_no_row() {
 /// removes what expired (corrupt or not) and nothing else.
 #[tokio::test]
 async fn row19_corrupt_rows_are_absent_and_cleanup_goes_on() {
-    let (store, other, _dir) = common::two_stores().await;
+    let temp = TempStore::new().await;
+    let (store, other) = (temp.store.clone(), temp.open_again().await);
     let now = Timestamp::now();
     let (mut live_corrupt, mut expired_corrupt, good) = (record(now), record(now), record(now));
     expired_corrupt.created_at = now - Duration::from_secs(100);
@@ -96,12 +100,12 @@ async fn row19_corrupt_rows_are_absent_and_cleanup_goes_on() {
 /// free. (The held-lock half of row 23 is `conformance::row23_*`.)
 #[tokio::test]
 async fn row23_exhausted_pool_fails_after_the_acquire_timeout() {
-    let (_, _, dir) = common::two_stores().await;
+    let temp = TempStore::new().await;
     let key = SessionId::random().storage_key();
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_millis(200))
-        .connect_with(SqliteConnectOptions::new().filename(common::file(dir.path())))
+        .connect_with(SqliteConnectOptions::new().filename(temp.file()))
         .await
         .unwrap();
     let small = SqliteStore::new(pool.clone());

@@ -3,4 +3,4 @@
 
 mod common;
 
-session_core::conformance_tests!(common::backend);
+session_core::conformance_tests!(common::TempStore::backend);

@@ -8,7 +8,8 @@ use session_core::testing::Backend;
 use session_stores_sqlite::SqliteStore;
 use tempfile::TempDir;
 
-/// A store on a fresh database file that is deleted with it.
+/// A store on a fresh database file that is deleted with it: the one
+/// temporary-directory helper of these tests.
 #[derive(Debug)]
 pub struct TempStore {
     // Declared first so it is dropped (pool closed) before the directory.
@@ -22,27 +23,30 @@ impl TempStore {
         let store = open(&file(dir.path())).await;
         Self { store, dir }
     }
+
+    /// The database file.
+    pub fn file(&self) -> PathBuf {
+        file(self.dir.path())
+    }
+
+    /// A second store opened on the same file: it shares the file and its
+    /// locks, as a second user of it in this process does.
+    pub async fn open_again(&self) -> SqliteStore {
+        open(&self.file()).await
+    }
+
+    /// The store and a second one on its file, for the conformance suite.
+    pub async fn backend() -> Backend {
+        let temp = Self::new().await;
+        let other = temp.open_again().await;
+        Backend::new(temp.store.clone(), other).keeping(temp)
+    }
 }
 
-/// The database file in `dir`.
-pub fn file(dir: &Path) -> PathBuf {
+fn file(dir: &Path) -> PathBuf {
     dir.join("sessions.db")
 }
 
 async fn open(path: &Path) -> SqliteStore {
     SqliteStore::open(path).await.unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
-}
-
-/// Two stores opened on one fresh database file (they share the file and its
-/// locks, as two users of it in one process do), and the directory holding it.
-pub async fn two_stores() -> (SqliteStore, SqliteStore, TempDir) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let path = file(dir.path());
-    (open(&path).await, open(&path).await, dir)
-}
-
-/// [`two_stores`] for the conformance suite.
-pub async fn backend() -> Backend {
-    let (store, other, dir) = two_stores().await;
-    Backend::new(store, other).keeping(dir)
 }
