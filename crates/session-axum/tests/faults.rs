@@ -6,9 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers.
 
 mod common;
-// The private `redis-server` helper of the Redis store's own fault tests.
-#[path = "../../session-stores-redis/tests/common/mod.rs"]
-mod redis_server;
 
 use std::time::Duration;
 
@@ -16,6 +13,8 @@ use common::{app, config, send};
 use http::StatusCode;
 use session_axum::redis::RedisStore;
 use session_axum::{LockOptions, SessionLayer};
+// The private `redis-server` of the Redis store's own fault tests.
+use session_stores_redis::testing as redis_server;
 
 /// Requests until one succeeds, at most `attempts`: the first request on a
 /// connection Redis dropped may fail once before the pool reconnects.

@@ -168,9 +168,10 @@ mod tests {
     use super::*;
     use crate::{Error, ExpiryPolicy, ManualClock, Record, SessionId, StorageKey, Timestamp};
 
-    /// Just enough of a store to watch the cleanup task work.
-    #[derive(Debug, Default)]
-    struct MapStore(Mutex<HashMap<StorageKey, Record>>);
+    /// Just enough of a store to watch the cleanup task work. Clones share
+    /// the map, as the real stores' clones share their backend.
+    #[derive(Debug, Default, Clone)]
+    struct MapStore(Arc<Mutex<HashMap<StorageKey, Record>>>);
 
     impl MapStore {
         fn len(&self) -> usize {
@@ -221,6 +222,36 @@ mod tests {
 
         let cleanup =
             spawn_cleanup(store.clone(), Duration::from_millis(5), Arc::new(clock.clone()));
+        clock.advance(Duration::from_secs(10));
+        // Bounded wait for the sweep: no timing assertion, just a cap.
+        for _ in 0..2000 {
+            if store.len() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(store.len(), 0, "the task removed the expired record");
+        cleanup.stop().await;
+
+        let late =
+            policy.new_record(SessionId::random().storage_key(), Timestamp::from_unix_seconds(0));
+        store.create(&late).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(store.len(), 1, "a stopped task deletes no more");
+    }
+
+    /// The method every `Clone` store gets works on the caller's store (its
+    /// clone shares the state) and stops like the free function.
+    #[tokio::test]
+    async fn the_method_sweeps_the_callers_store_until_stopped() {
+        let clock = ManualClock::starting_now();
+        let store = MapStore::default();
+        let policy = ExpiryPolicy::default().with_idle_timeout(Duration::from_secs(10));
+        let record = policy.new_record(SessionId::random().storage_key(), clock.now());
+        store.create(&record).await.unwrap();
+
+        let cleanup =
+            store.spawn_cleanup_with_clock(Duration::from_millis(5), Arc::new(clock.clone()));
         clock.advance(Duration::from_secs(10));
         // Bounded wait for the sweep: no timing assertion, just a cap.
         for _ in 0..2000 {

@@ -1,11 +1,15 @@
 //! The conformance suite every [`SessionStore`](crate::SessionStore) + [`LockingStore`] must pass.
 //!
-//! A store crate runs it from its tests with one macro:
+//! A store crate runs it from its tests with one macro, given an async fn
+//! that opens two instances of the store on one fresh [`Backend`]:
 //!
 //! ```ignore
-//! async fn store() -> MyStore { MyStore::new() }
+//! async fn backend() -> session_core::testing::Backend {
+//!     let store = MyStore::new();
+//!     session_core::testing::Backend::new(store.clone(), store)
+//! }
 //!
-//! session_core::conformance_tests!(store);
+//! session_core::conformance_tests!(backend);
 //! ```
 //!
 //! which expands to one `#[tokio::test]` per behaviour (the store crate needs
@@ -13,8 +17,14 @@
 //! [`run_all`] directly. Every check uses fresh random keys and user names, so
 //! the suite can run against a shared Redis or Postgres alongside other tests.
 //!
+//! Besides the contract checks, the macro runs the rows of the hostile-input
+//! catalogue (BAD_INPUTS) that only need the store traits, as `rowNN_*`
+//! checks; a store's own tests add what only it can check (its files, rows or
+//! keys).
+//!
 //! Not semver-stable: checks are added as the contract is refined.
 
+use std::any::Any;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,6 +60,54 @@ impl Capabilities {
 
 /// The store under test, as the suite sees it.
 pub type DynStore = Arc<dyn LockingStore>;
+
+/// What [`conformance_tests!`](crate::conformance_tests) runs on: two
+/// instances of the store on one fresh backend, standing for two processes
+/// that share it (each with its own pool or handle where the store has one),
+/// and whatever must outlive them, such as a temporary directory.
+///
+/// ```ignore
+/// async fn backend() -> Backend {
+///     let dir = tempfile::tempdir().expect("tempdir");
+///     let open = || FsStore::new(dir.path().join("store")).expect("open store");
+///     Backend::new(open(), open()).keeping(dir)
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Backend {
+    store: DynStore,
+    other: DynStore,
+    // Declared last, so it is dropped after both stores: a store may still
+    // hold its files (or a pool on them) until it is dropped.
+    _keep: Box<dyn Any + Send + Sync>,
+}
+
+impl Backend {
+    /// Two instances on one backend: what `store` writes, `other` must see,
+    /// and a lock held through one must exclude the other.
+    pub fn new(store: impl LockingStore, other: impl LockingStore) -> Self {
+        Self { store: Arc::new(store), other: Arc::new(other), _keep: Box::new(()) }
+    }
+
+    /// Keeps `keep` alive until the backend is dropped, after both stores
+    /// (for a temporary directory that the stores live in).
+    #[must_use]
+    pub fn keeping(self, keep: impl Any + Send + Sync) -> Self {
+        Self { _keep: Box::new(keep), ..self }
+    }
+
+    /// The instance the single-store checks run on.
+    #[must_use]
+    pub fn store(&self) -> DynStore {
+        Arc::clone(&self.store)
+    }
+
+    /// The second instance, for the checks across instances.
+    #[must_use]
+    pub fn other(&self) -> DynStore {
+        Arc::clone(&self.other)
+    }
+}
 
 /// Number of concurrent increments in [`lock_serializes_increments`].
 pub const CONCURRENT_INCREMENTS: usize = 50;
@@ -506,6 +564,135 @@ pub async fn lock_and_reload_reports_changes(store: DynStore) {
     guard.release().await.unwrap_or_else(|e| panic!("release: {e}"));
 }
 
+/// The user ids of [`row07_path_like_user_ids`]: shaped like paths, path
+/// traversal or Windows device names, or empty, NUL or key separators.
+pub const PATH_LIKE_USER_IDS: &[&str] =
+    &["../../etc/passwd", "..%2f..", "a\\b", "/etc/passwd", "NUL", "CON", "", "\0", ".", "..", ":"];
+
+/// The user ids of [`row08_sql_shaped_user_ids`]: SQL injection, `LIKE` and
+/// glob patterns, placeholders, and an injected Redis command.
+pub const SQL_SHAPED_USER_IDS: &[&str] = &[
+    "' OR 1=1--",
+    "'; DROP TABLE sessions; --",
+    "\" OR \"\"=\"",
+    "%",
+    "_",
+    "*",
+    "?",
+    "[a-z]",
+    "$1",
+    "?1",
+    "\\",
+    "\r\nFLUSHALL\r\n",
+];
+
+/// Row 5, a well-formed key that was never issued (a forged or stale
+/// cookie): it loads as absent through either instance, and neither `save`
+/// nor a lock on it creates a session.
+pub async fn row05_unknown_key_is_not_created(store: DynStore, other: DynStore) {
+    unknown_key_loads_nothing(Arc::clone(&store)).await;
+    save_never_resurrects(Arc::clone(&store)).await;
+    let now = Timestamp::now();
+    let record = fresh_record(now);
+    let (guard, loaded) = store
+        .lock_and_load(&record.key, LockOptions::default(), now)
+        .await
+        .unwrap_or_else(|e| panic!("lock_and_load of an unknown key: {e}"));
+    assert!(loaded.is_none(), "an unknown key loads nothing under the lock");
+    guard.release().await.unwrap_or_else(|e| panic!("release: {e}"));
+    assert_absent(&store, &record, now, "after a lock on an unknown key").await;
+    assert_absent(&other, &record, now, "through the other instance").await;
+}
+
+/// Row 7, user ids shaped like paths ([`PATH_LIKE_USER_IDS`]): the per-user
+/// index keeps each apart, across instances.
+pub async fn row07_path_like_user_ids(store: DynStore, other: DynStore) {
+    hostile_user_ids(&*store, &*other, PATH_LIKE_USER_IDS).await;
+}
+
+/// Row 8, user ids shaped like SQL or patterns ([`SQL_SHAPED_USER_IDS`]):
+/// the per-user index matches each exactly, never as a pattern.
+pub async fn row08_sql_shaped_user_ids(store: DynStore, other: DynStore) {
+    hostile_user_ids(&*store, &*other, SQL_SHAPED_USER_IDS).await;
+}
+
+/// Row 23, a session whose lock someone holds forever: `lock` and
+/// `lock_and_load` through the other instance give up with
+/// [`Error::LockTimeout`] after the wait, and take it once it is released.
+pub async fn row23_held_lock_times_out_elsewhere(store: DynStore, other: DynStore) {
+    let key = SessionId::random().storage_key();
+    let short =
+        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_millis(200) };
+    let held =
+        store.lock(&key, LockOptions::default()).await.unwrap_or_else(|e| panic!("lock: {e}"));
+    match other.lock(&key, short).await {
+        Err(Error::LockTimeout { .. }) => {}
+        Err(error) => panic!("lock of a held key: expected LockTimeout, got {error}"),
+        Ok(_) => panic!("lock of a held key was granted through the other instance"),
+    }
+    match other.lock_and_load(&key, short, Timestamp::now()).await {
+        Err(Error::LockTimeout { .. }) => {}
+        Err(error) => panic!("lock_and_load of a held key: expected LockTimeout, got {error}"),
+        Ok(_) => panic!("lock_and_load of a held key was granted through the other instance"),
+    }
+    held.release().await.unwrap_or_else(|e| panic!("release: {e}"));
+    let taken = other.lock(&key, short).await.unwrap_or_else(|e| panic!("lock once free: {e}"));
+    taken.release().await.unwrap_or_else(|e| panic!("release: {e}"));
+}
+
+/// Row 25, concurrent read-modify-write of one session from two instances:
+/// under the lock, none of [`CONCURRENT_INCREMENTS`] increments is lost.
+pub async fn row25_concurrent_locked_writers_lose_nothing(store: DynStore, other: DynStore) {
+    concurrent_increments(&[store, other], CONCURRENT_INCREMENTS).await;
+}
+
+/// Row 26, a `create` under a key that is taken (an id collision), also
+/// from the other instance: it fails with [`Error::IdCollision`] and hands
+/// over nothing of the first session.
+pub async fn row26_id_collision_on_create_hands_over_nothing(store: DynStore, other: DynStore) {
+    create_refuses_collision(Arc::clone(&store)).await;
+    let now = Timestamp::now();
+    let mut first = fresh_record(now);
+    first.data.insert_value("owner", "first".into());
+    create(&store, &first).await;
+    let mut second = first.clone();
+    second.data.insert_value("owner", "second".into());
+    match other.create(&second).await {
+        Err(Error::IdCollision) => {}
+        result => panic!("create of a taken key: expected IdCollision, got {result:?}"),
+    }
+    let loaded = load_live(&other, &first, now).await;
+    assert_eq!(loaded.data.get::<String>("owner").ok().flatten().as_deref(), Some("first"));
+}
+
+/// Row 28, a session used after it was deleted (logout in another tab, or
+/// on another instance): it is gone for the other instance, under the lock
+/// too, and a late `save` or `touch` brings nothing back.
+pub async fn row28_deleted_session_is_gone_everywhere(store: DynStore, other: DynStore) {
+    let now = Timestamp::now();
+    let mut record = fresh_record(now);
+    create(&store, &record).await;
+    load_live(&other, &record, now).await;
+    store.delete(&record.key).await.unwrap_or_else(|e| panic!("delete: {e}"));
+    assert_absent(&other, &record, now, "deleted through the first instance").await;
+    let (guard, loaded) = other
+        .lock_and_load(&record.key, LockOptions::default(), now)
+        .await
+        .unwrap_or_else(|e| panic!("lock_and_load: {e}"));
+    assert!(loaded.is_none(), "a deleted session loads nothing under the lock");
+    guard.release().await.unwrap_or_else(|e| panic!("release: {e}"));
+    record.version += 1;
+    match other.save(&record).await {
+        Err(Error::NotFound) => {}
+        result => panic!("save of a deleted session must be NotFound, got {result:?}"),
+    }
+    match other.touch(&record).await {
+        Err(Error::NotFound) => {}
+        result => panic!("touch of a deleted session must be NotFound, got {result:?}"),
+    }
+    assert_absent(&store, &record, now, "no resurrection").await;
+}
+
 /// Runs every check in order.
 pub async fn run_all(store: DynStore, capabilities: Capabilities) {
     unknown_key_loads_nothing(Arc::clone(&store)).await;
@@ -522,25 +709,24 @@ pub async fn run_all(store: DynStore, capabilities: Capabilities) {
     lock_serializes_increments(store).await;
 }
 
-/// Expands to one `#[tokio::test]` per conformance check, in a module named
+/// Expands to one `#[tokio::test]` per conformance check and per
+/// store-level BAD_INPUTS row (`row05_*` and so on), in a module named
 /// `conformance`.
 ///
-/// `$make_store` is an `async fn() -> impl LockingStore`; an optional second
-/// argument gives the store's [`Capabilities`].
+/// `$make_backend` is an `async fn() -> Backend` opening two instances of the
+/// store on one fresh [`Backend`]; the single-store checks run on
+/// [`Backend::store`]. An optional second argument gives the store's
+/// [`Capabilities`].
 #[macro_export]
 macro_rules! conformance_tests {
-    ($make_store:path) => {
-        $crate::conformance_tests!($make_store, $crate::testing::Capabilities::default());
+    ($make_backend:path) => {
+        $crate::conformance_tests!($make_backend, $crate::testing::Capabilities::default());
     };
-    ($make_store:path, $capabilities:expr) => {
+    ($make_backend:path, $capabilities:expr) => {
         mod conformance {
             use super::*;
 
-            async fn store() -> $crate::testing::DynStore {
-                ::std::sync::Arc::new($make_store().await)
-            }
-
-            $crate::conformance_tests!(@each
+            $crate::conformance_tests!(@each $make_backend;
                 unknown_key_loads_nothing,
                 create_then_load_round_trips,
                 create_refuses_collision,
@@ -554,17 +740,39 @@ macro_rules! conformance_tests {
                 lock_serializes_increments,
             );
 
+            $crate::conformance_tests!(@across $make_backend;
+                row05_unknown_key_is_not_created,
+                row07_path_like_user_ids,
+                row08_sql_shaped_user_ids,
+                row23_held_lock_times_out_elsewhere,
+                row25_concurrent_locked_writers_lose_nothing,
+                row26_id_collision_on_create_hands_over_nothing,
+                row28_deleted_session_is_gone_everywhere,
+            );
+
             #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn delete_expired_removes_only_expired() {
-                $crate::testing::delete_expired_removes_only_expired(store().await, $capabilities)
-                    .await;
+                let backend: $crate::testing::Backend = $make_backend().await;
+                $crate::testing::delete_expired_removes_only_expired(
+                    backend.store(),
+                    $capabilities,
+                )
+                .await;
             }
         }
     };
-    (@each $($check:ident),* $(,)?) => {$(
+    (@each $make_backend:path; $($check:ident),* $(,)?) => {$(
         #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn $check() {
-            $crate::testing::$check(store().await).await;
+            let backend: $crate::testing::Backend = $make_backend().await;
+            $crate::testing::$check(backend.store()).await;
+        }
+    )*};
+    (@across $make_backend:path; $($check:ident),* $(,)?) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $check() {
+            let backend: $crate::testing::Backend = $make_backend().await;
+            $crate::testing::$check(backend.store(), backend.other()).await;
         }
     )*};
 }

@@ -103,16 +103,18 @@
 //!   so it costs O(all sessions); it walks `sessions/`, `locks/` and `users/`
 //!   in batches ([`FsStore::with_scan_batch`], 1000 entries by default), each
 //!   on a blocking thread. Run it every few minutes with
-//!   [`FsStore::spawn_cleanup`], not per request. It also removes temporary
-//!   files and index markers without a session once they are ten minutes old
-//!   (by the system clock), orphaned lock files and empty user directories.
+//!   [`SpawnCleanup::spawn_cleanup`], not per request; with several processes
+//!   on one directory, running it in one of them is enough, though running it
+//!   in all is safe. It also removes temporary files and index markers
+//!   without a session once they are ten minutes old (by the system clock),
+//!   orphaned lock files and empty user directories.
 //!
 //! # Example
 //!
 //! ```
 //! use std::time::Duration;
 //! use session_core::{ExpiryPolicy, LockOptions, SessionId, LockingStore, SessionStore, Timestamp};
-//! use session_stores_fs::FsStore;
+//! use session_stores_fs::{FsStore, SpawnCleanup};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), session_core::Error> {
@@ -139,11 +141,13 @@
 #[cfg(not(unix))]
 compile_error!("session-stores-fs supports Unix only");
 
-mod cleanup;
 mod error;
 mod files;
 mod lock;
 mod store;
+mod sweep;
 
-pub use session_core::CleanupHandle;
+/// The background task that deletes expired sessions: `store.spawn_cleanup(interval)`
+/// through [`SpawnCleanup`], stopped through its [`CleanupHandle`].
+pub use session_core::{CleanupHandle, SpawnCleanup};
 pub use store::FsStore;

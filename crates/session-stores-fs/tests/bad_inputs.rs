@@ -1,53 +1,51 @@
-//! `shared/BAD_INPUTS.md`, store level, for the filesystem store: one test
-//! per row that a store answers for, named after the row. Two stores on one
-//! directory stand for two processes (`processes.rs` runs a real second
-//! process).
+//! The hostile-input catalogue (BAD_INPUTS), store level, for the filesystem
+//! store: where each row that a store answers for is tested, and the checks
+//! only this store can make. Two stores on one directory stand for two
+//! processes (`processes.rs` runs a real second process).
 //!
 //! | row | here |
 //! |-----|------|
 //! | 1-4, 6, 20-22, 27 | the layer: `session-axum/tests/bad_inputs.rs` (file names come from hashed keys only) |
-//! | 5 | `row05_unknown_key_is_not_created` |
-//! | 7, 8 | hostile user ids in the per-user index: nothing is created outside the store |
+//! | 5 | `conformance::row05_unknown_key_is_not_created` (`session_core::testing`); below: no file is left behind |
+//! | 7, 8 | `conformance::row07_*`, `conformance::row08_*`: hostile user ids in the per-user index; below: nothing is created outside the store |
 //! | 9-18 | cookie formats only |
 //! | 19 | corrupt or truncated files; symlinks and FIFOs in place of session files |
 //! | 22 | not applicable: no server (a failing disk is row 24) |
-//! | 23 | a lock held by another store on the directory |
+//! | 23 | `conformance::row23_held_lock_times_out_elsewhere`: a lock held by another store on the directory |
 //! | 24 | `row24_failed_write_keeps_old_file` |
-//! | 25, 26, 28 | below, and through the layer |
+//! | 25, 26, 28 | `conformance::row25_*`, `row26_*`, `row28_*`, and through the layer |
 #![allow(clippy::expect_used)] // Test helpers outside #[test] functions.
+
+mod common;
 
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{open, record, session_file, two_stores};
 use session_core::testing;
 use session_core::{
-    Error, ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, StorageKey,
-    Timestamp,
+    Error, LockOptions, LockingStore, SessionId, SessionStore, StorageKey, Timestamp,
 };
 use session_stores_fs::FsStore;
-
-fn open(dir: &Path) -> FsStore {
-    FsStore::new(dir.join("store")).expect("open store")
-}
-
-fn record(now: Timestamp) -> Record {
-    ExpiryPolicy::default()
-        .with_idle_timeout(Duration::from_secs(600))
-        .new_record(SessionId::random().storage_key(), now)
-}
-
-fn session_file(store: &FsStore, key: &StorageKey) -> PathBuf {
-    store.dir().join("sessions").join(format!("{}.json", key.to_hex()))
-}
 
 fn session_dir_names(store: &FsStore) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(store.dir().join("sessions"))
         .expect("read sessions dir")
         .map(|entry| entry.expect("entry").file_name().into_string().expect("utf-8"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The names directly in `dir`.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("read dir")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
     names
@@ -293,112 +291,23 @@ async fn row19_fifo_session_file_does_not_block() {
     assert!(fs::symlink_metadata(&path).is_err(), "delete removed the FIFO");
 }
 
-fn short_wait() -> LockOptions {
-    LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_millis(200) }
-}
-
-/// Two stores on one fresh directory, and the temporary directory holding it.
-fn stores() -> (FsStore, FsStore, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    (open(tmp.path()), open(tmp.path()), tmp)
-}
-
-/// The names directly in `dir`.
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .expect("read dir")
-        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
+/// Row 5 on disk: the unknown keys the generic check used left no session
+/// file.
 #[tokio::test]
-async fn row05_unknown_key_is_not_created() {
-    let (store, _, _tmp) = stores();
-    session_core::testing::unknown_key_loads_nothing(Arc::new(store.clone())).await;
-    session_core::testing::save_never_resurrects(Arc::new(store.clone())).await;
+async fn row05_unknown_key_leaves_no_file() {
+    let (store, other, _tmp) = two_stores();
+    testing::row05_unknown_key_is_not_created(Arc::new(store.clone()), Arc::new(other)).await;
     assert!(session_dir_names(&store).is_empty(), "no file was left behind");
 }
 
+/// Row 7 on disk: path-like user ids (`..` and `/` included) create nothing
+/// next to the store or in its root; the index is hashed names under
+/// `users/` only.
 #[tokio::test]
-async fn row07_path_like_user_ids() {
-    let (store, other, tmp) = stores();
+async fn row07_path_like_user_ids_stay_inside_the_store() {
+    let (store, other, tmp) = two_stores();
     let before = names(tmp.path());
-    testing::hostile_user_ids(
-        &store,
-        &other,
-        &["../../etc/passwd", "..%2f..", "a\\b", "/etc/passwd", "NUL", "CON", "", "\0", ".", ".."],
-    )
-    .await;
+    testing::row07_path_like_user_ids(Arc::new(store.clone()), Arc::new(other)).await;
     assert_eq!(names(tmp.path()), before, "nothing appeared next to the store");
     assert_eq!(names(store.dir()), ["locks", "sessions", "users"]);
-}
-
-#[tokio::test]
-async fn row08_sql_shaped_user_ids() {
-    let (store, other, _tmp) = stores();
-    testing::hostile_user_ids(
-        &store,
-        &other,
-        &["' OR 1=1--", "'; DROP TABLE sessions; --", "%", "_", "*"],
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn row23_held_lock_times_out_elsewhere() {
-    let (store, other, _tmp) = stores();
-    let key = SessionId::random().storage_key();
-    let held = store.lock(&key, LockOptions::default()).await.expect("lock");
-    assert!(matches!(other.lock(&key, short_wait()).await, Err(Error::LockTimeout { .. })));
-    let waited = other.lock_and_load(&key, short_wait(), Timestamp::now()).await;
-    assert!(matches!(waited, Err(Error::LockTimeout { .. })));
-    held.release().await.expect("release");
-    other.lock(&key, short_wait()).await.expect("relock").release().await.expect("release");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn row25_concurrent_locked_writers_lose_nothing() {
-    let (store, other, _tmp) = stores();
-    let stores: [session_core::testing::DynStore; 2] = [Arc::new(store), Arc::new(other)];
-    session_core::testing::concurrent_increments(
-        &stores,
-        session_core::testing::CONCURRENT_INCREMENTS,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn row26_id_collision_on_create_hands_over_nothing() {
-    let (store, other, _tmp) = stores();
-    session_core::testing::create_refuses_collision(Arc::new(store.clone())).await;
-    let now = Timestamp::now();
-    let mut first = record(now);
-    first.data.insert("owner", "first").expect("insert");
-    store.create(&first).await.expect("create");
-    let mut second = first.clone();
-    second.data.insert("owner", "second").expect("insert");
-    assert!(matches!(other.create(&second).await, Err(Error::IdCollision)));
-    let loaded = other.load(&first.key, now).await.expect("load").expect("first");
-    assert_eq!(loaded.data.get::<String>("owner").expect("get").as_deref(), Some("first"));
-}
-
-#[tokio::test]
-async fn row28_deleted_session_is_gone_everywhere() {
-    let (store, other, _tmp) = stores();
-    let now = Timestamp::now();
-    let mut record = record(now);
-    store.create(&record).await.expect("create");
-    assert!(other.load(&record.key, now).await.expect("load").is_some());
-    store.delete(&record.key).await.expect("delete");
-    assert!(other.load(&record.key, now).await.expect("load").is_none());
-    let (guard, loaded) =
-        other.lock_and_load(&record.key, LockOptions::default(), now).await.expect("lock");
-    assert!(loaded.is_none());
-    guard.release().await.expect("release");
-    record.version += 1;
-    assert!(matches!(other.save(&record).await, Err(Error::NotFound)), "no resurrection");
-    assert!(matches!(other.touch(&record).await, Err(Error::NotFound)));
-    assert!(store.load(&record.key, now).await.expect("load").is_none());
 }

@@ -1,24 +1,21 @@
 //! The directory layout: modes, refusing shared directories, lock file
 //! lifecycle, and the cleanup of expired sessions and leftovers.
 
+mod common;
+
 use std::fs::{self, File};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use common::{record, session_file};
 use session_core::{
-    Clock, Error, ExpiryPolicy, LockOptions, LockingStore, ManualClock, Record, SessionId,
-    SessionStore, StorageKey, Timestamp,
+    Clock, Error, LockOptions, LockingStore, ManualClock, SessionId, SessionStore, StorageKey,
+    Timestamp,
 };
-use session_stores_fs::FsStore;
+use session_stores_fs::{FsStore, SpawnCleanup};
 use sha2::{Digest, Sha256};
-
-fn record(now: Timestamp) -> Record {
-    ExpiryPolicy::default()
-        .with_idle_timeout(Duration::from_secs(600))
-        .new_record(SessionId::random().storage_key(), now)
-}
 
 fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path)
@@ -26,10 +23,6 @@ fn mode(path: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o7777
-}
-
-fn session_file(store: &FsStore, key: &StorageKey) -> PathBuf {
-    store.dir().join("sessions").join(format!("{}.json", key.to_hex()))
 }
 
 fn lock_file(store: &FsStore, key: &StorageKey) -> PathBuf {

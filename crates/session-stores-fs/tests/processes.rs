@@ -2,27 +2,19 @@
 //! processes, and one test uses a real second process.
 #![allow(clippy::expect_used)] // Test helpers outside #[test] functions.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{record, short_wait};
 use session_core::testing::{DynStore, concurrent_increments};
 use session_core::{
-    Error, ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, StorageKey,
-    Timestamp,
+    Error, LockOptions, LockingStore, SessionId, SessionStore, StorageKey, Timestamp,
 };
 use session_stores_fs::FsStore;
-
-fn record(now: Timestamp) -> Record {
-    ExpiryPolicy::default()
-        .with_idle_timeout(Duration::from_secs(600))
-        .new_record(SessionId::random().storage_key(), now)
-}
-
-fn short_wait() -> LockOptions {
-    LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_millis(200) }
-}
 
 fn long_wait() -> LockOptions {
     LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(20) }

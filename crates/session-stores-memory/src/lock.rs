@@ -171,12 +171,6 @@ impl MemoryStore {
     }
 }
 
-async fn release_quietly(guard: LockGuard) {
-    if let Err(error) = guard.release().await {
-        tracing::warn!(%error, "releasing a session lock failed");
-    }
-}
-
 /// A first-come-first-served lock per session, within this process, shared by
 /// the store and its clones.
 ///
@@ -246,11 +240,11 @@ impl LockingStore for MemoryStore {
         let Some(lock) = ours else {
             // Another store's lock, or another key's: save, then release it.
             if !guard.is_held() {
-                release_quietly(guard).await;
+                guard.release_quietly().await;
                 return Err(Error::LockTimeout { waited: Duration::ZERO });
             }
             let saved = self.save(record).await;
-            release_quietly(guard).await;
+            guard.release_quietly().await;
             return saved;
         };
         let saved = with_encoded(record, |bytes| {

@@ -122,7 +122,7 @@ impl Packed {
     }
 
     /// Whether the record is over at `now` ([`Record::is_expired`]). Malformed
-    /// bytes count as expired, so the sweeper removes them.
+    /// bytes count as expired, so `delete_expired` removes them.
     pub(crate) fn is_expired(&self, now: Timestamp) -> bool {
         self.expires_at().is_none_or(|deadline| now >= deadline)
     }

@@ -25,7 +25,8 @@ const SHARDS: usize = 64;
 ///
 /// Expired records are invisible at once and removed by
 /// [`delete_expired`](SessionStore::delete_expired), which
-/// [`MemoryStore::spawn_sweeper`] runs periodically.
+/// [`SpawnCleanup::spawn_cleanup`](crate::SpawnCleanup::spawn_cleanup) runs
+/// periodically.
 ///
 /// ```
 /// use session_core::{ExpiryPolicy, SessionId, SessionStore, Timestamp};
@@ -418,7 +419,7 @@ mod tests {
         store.save(&record).await.unwrap();
         assert_eq!(store.load(&record.key, now).await.unwrap().unwrap().version, 1);
 
-        // Not even a header: counts as expired, so the sweeper removes it.
+        // Not even a header: counts as expired, so `delete_expired` removes it.
         write(store.shard(&record.key)).records.insert(record.key, Packed::new(b"\0"));
         assert!(store.load(&record.key, now).await.unwrap().is_none());
         assert_eq!(store.delete_expired(now).await.unwrap(), 1);

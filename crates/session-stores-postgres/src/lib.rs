@@ -10,8 +10,9 @@
 //! - [`lock`](session_core::LockingStore::lock) takes a PostgreSQL advisory
 //!   lock on the session, exclusive across every process using the database,
 //!   so read-modify-write under `session.lock()` loses no update.
-//! - Expired sessions never load; [`PostgresStore::spawn_cleanup`] deletes
-//!   them in bounded batches in the background.
+//! - Expired sessions never load; [`SpawnCleanup::spawn_cleanup`] deletes
+//!   them in bounded batches in the background. Running it in several
+//!   processes at once is fine.
 //! - A row whose data is not valid JSON is logged and treated as no session.
 //! - Errors (database down, pool exhausted) are
 //!   [`session_core::Error::Backend`] with `store: "postgres"`, which the
@@ -19,7 +20,7 @@
 //!
 //! ```rust,no_run
 //! use std::time::Duration;
-//! use session_stores_postgres::{PgPoolOptions, PostgresStore};
+//! use session_stores_postgres::{PgPoolOptions, PostgresStore, SpawnCleanup};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let pool = PgPoolOptions::new()
@@ -41,14 +42,15 @@
 //! Not for direct use; see the `session-axum` crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod cleanup;
 mod error;
 mod lock;
 mod row;
 mod store;
 mod table;
 
-pub use session_core::CleanupHandle;
+/// The background task that deletes expired sessions: `store.spawn_cleanup(interval)`
+/// through [`SpawnCleanup`], stopped through its [`CleanupHandle`].
+pub use session_core::{CleanupHandle, SpawnCleanup};
 pub use session_stores_sql::InvalidTableName;
 pub use store::{DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, PostgresStore};
 

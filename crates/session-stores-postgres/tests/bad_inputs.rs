@@ -1,19 +1,20 @@
-//! `shared/BAD_INPUTS.md`, store level, for the PostgreSQL store: one test
-//! per row that a store answers for, named after the row. Two stores with
-//! pools of their own on one table stand for two processes. Needs
-//! `DATABASE_URL` (`cargo xtask test` sets it).
+//! The hostile-input catalogue (BAD_INPUTS), store level, for the PostgreSQL
+//! store: where each row that a store answers for is tested, and the checks
+//! only this store can make. Two stores with pools of their own on one table
+//! stand for two processes. Needs `DATABASE_URL` (`cargo xtask test` sets
+//! it).
 //!
 //! | row | here |
 //! |-----|------|
 //! | 1-4, 6, 20, 21, 27 | the layer: `session-axum/tests/bad_inputs.rs` (rows are keyed by hashed ids only) |
-//! | 5 | `row05_unknown_key_is_not_created` |
-//! | 7, 8 | hostile user ids in the per-user index (bound parameters, never SQL text; NUL too: user ids are `BYTEA`) |
+//! | 5 | `conformance::row05_unknown_key_is_not_created` (`session_core::testing`); below: no row is left in the table |
+//! | 7, 8 | `conformance::row07_*`, `conformance::row08_*`: hostile user ids in the per-user index (bound parameters, never SQL text); below: NUL in user ids (`BYTEA`) |
 //! | 9-18 | cookie formats only |
 //! | 19 | `row19_corrupt_rows_are_absent_and_cleanup_goes_on`; more corruptions in `postgres.rs` (`corrupt_rows_load_as_absent_and_spare_their_neighbours`) |
-//! | 22 | `fault.rs`: `store_fails_cleanly_while_postgres_is_down_and_recovers_after`; through the layer: `row22_*` in `session-axum/tests/bad_inputs.rs` |
-//! | 23 | `postgres.rs`: `exhausted_pool_errors_after_the_acquire_timeout`, `a_held_lock_times_out_other_processes`; through the layer: `row23_*` |
+//! | 22 | `faults.rs`: `store_fails_cleanly_while_postgres_is_down_and_recovers_after`; through the layer: `row22_*` in `session-axum/tests/bad_inputs.rs` |
+//! | 23 | `conformance::row23_held_lock_times_out_elsewhere`; `postgres.rs`: `exhausted_pool_errors_after_the_acquire_timeout`, `a_held_lock_times_out_other_processes`; through the layer: `row23_*` |
 //! | 24 | filesystem store only |
-//! | 25, 26, 28 | below, and through the layer |
+//! | 25, 26, 28 | `conformance::row25_*`, `row26_*`, `row28_*`, and through the layer |
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -21,29 +22,22 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::testing::{self, DynStore};
+use session_core::testing;
 use session_core::{
-    Error, ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
+    ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
 };
-use session_stores_postgres::PostgresStore;
 use sqlx::AssertSqlSafe;
-
-/// Two stores, each with its own pool, on one fresh table.
-async fn stores() -> (PostgresStore, PostgresStore) {
-    let table = common::random_table();
-    let store = common::store_on(common::pool(4).await, &table).await;
-    (store, common::store_on(common::pool(4).await, &table).await)
-}
 
 fn record(now: Timestamp) -> Record {
     ExpiryPolicy::default().new_record(SessionId::random().storage_key(), now)
 }
 
+/// Row 5 in the database: the unknown keys the generic check used left no
+/// row.
 #[tokio::test]
-async fn row05_unknown_key_is_not_created() {
-    let (store, _) = stores().await;
-    testing::unknown_key_loads_nothing(Arc::new(store.clone())).await;
-    testing::save_never_resurrects(Arc::new(store.clone())).await;
+async fn row05_unknown_key_leaves_no_row() {
+    let (store, other) = common::two_stores().await;
+    testing::row05_unknown_key_is_not_created(Arc::new(store.clone()), Arc::new(other)).await;
     let table = common::quoted(&store.table_name());
     let rows: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
         .fetch_one(store.pool())
@@ -52,23 +46,12 @@ async fn row05_unknown_key_is_not_created() {
     assert_eq!(rows, 0, "nothing was left behind");
 }
 
-#[tokio::test]
-async fn row07_path_like_user_ids() {
-    let (store, other) = stores().await;
-    testing::hostile_user_ids(
-        &store,
-        &other,
-        &["../../etc/passwd", "..%2f..", "a\\b", "/etc/passwd", "NUL", "CON", "", "."],
-    )
-    .await;
-}
-
 /// User ids are stored as their UTF-8 bytes (`BYTEA`): PostgreSQL `TEXT`
 /// cannot hold NUL, and a user id may. One with NUL (and other control
 /// characters) is indexed, listed, moved by `save` and deleted like any other.
 #[tokio::test]
 async fn row07_nul_in_a_user_id_works() {
-    let (store, other) = stores().await;
+    let (store, other) = common::two_stores().await;
     testing::hostile_user_ids(&store, &other, &["a\0b", "\0", "nul\0\0end", "\u{1}\r\n\t"]).await;
     let now = Timestamp::now();
     let user = format!("a\0b-{}", &SessionId::random().storage_key().to_hex()[..8]);
@@ -96,22 +79,11 @@ async fn row07_nul_in_a_user_id_works() {
     assert!(other.load(&plain.key, now).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn row08_sql_shaped_user_ids() {
-    let (store, other) = stores().await;
-    testing::hostile_user_ids(
-        &store,
-        &other,
-        &["' OR 1=1--", "'; DROP TABLE sessions; --", "\" OR \"\"=\"", "%", "_", "$1", "\\"],
-    )
-    .await;
-}
-
 /// A corrupt row is absent for readers of either store; the cleanup still
 /// removes what expired (corrupt or not) and nothing else.
 #[tokio::test]
 async fn row19_corrupt_rows_are_absent_and_cleanup_goes_on() {
-    let (store, other) = stores().await;
+    let (store, other) = common::two_stores().await;
     let now = Timestamp::now();
     let (mut live_corrupt, mut expired_corrupt, good) = (record(now), record(now), record(now));
     expired_corrupt.created_at = now - Duration::from_secs(100);
@@ -147,45 +119,4 @@ async fn row19_corrupt_rows_are_absent_and_cleanup_goes_on() {
     store.save(&live_corrupt).await.unwrap();
     let repaired = other.load(&live_corrupt.key, now).await.unwrap().unwrap();
     assert_eq!(repaired.data.get::<u64>("n").unwrap(), Some(1));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn row25_concurrent_locked_writers_lose_nothing() {
-    let (store, other) = stores().await;
-    let stores: [DynStore; 2] = [Arc::new(store), Arc::new(other)];
-    testing::concurrent_increments(&stores, testing::CONCURRENT_INCREMENTS).await;
-}
-
-#[tokio::test]
-async fn row26_id_collision_on_create_hands_over_nothing() {
-    let (store, other) = stores().await;
-    testing::create_refuses_collision(Arc::new(store.clone())).await;
-    let now = Timestamp::now();
-    let mut first = record(now);
-    first.data.insert("owner", "first").unwrap();
-    store.create(&first).await.unwrap();
-    let mut second = first.clone();
-    second.data.insert("owner", "second").unwrap();
-    assert!(matches!(other.create(&second).await, Err(Error::IdCollision)));
-    let loaded = other.load(&first.key, now).await.unwrap().unwrap();
-    assert_eq!(loaded.data.get::<String>("owner").unwrap().as_deref(), Some("first"));
-}
-
-#[tokio::test]
-async fn row28_deleted_session_is_gone_everywhere() {
-    let (store, other) = stores().await;
-    let now = Timestamp::now();
-    let mut record = record(now);
-    store.create(&record).await.unwrap();
-    assert!(other.load(&record.key, now).await.unwrap().is_some());
-    store.delete(&record.key).await.unwrap();
-    assert!(other.load(&record.key, now).await.unwrap().is_none());
-    let (guard, loaded) =
-        other.lock_and_load(&record.key, LockOptions::default(), now).await.unwrap();
-    assert!(loaded.is_none());
-    guard.release().await.unwrap();
-    record.version += 1;
-    assert!(matches!(other.save(&record).await, Err(Error::NotFound)), "no resurrection");
-    assert!(matches!(other.touch(&record).await, Err(Error::NotFound)));
-    assert!(store.load(&record.key, now).await.unwrap().is_none());
 }

@@ -1,11 +1,6 @@
-//! The shared store conformance suite, on PostgreSQL (needs `DATABASE_URL`).
+//! The store conformance suite, on two stores (each with its own pool) on one
+//! fresh PostgreSQL table (needs `DATABASE_URL`).
 
 mod common;
 
-use session_stores_postgres::PostgresStore;
-
-async fn make_store() -> PostgresStore {
-    common::fresh_store().await
-}
-
-session_core::conformance_tests!(make_store);
+session_core::conformance_tests!(common::backend);

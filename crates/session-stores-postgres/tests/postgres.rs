@@ -11,7 +11,7 @@ use session_core::testing::{DynStore, concurrent_increments};
 use session_core::{
     Error, ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
 };
-use session_stores_postgres::{PgPoolOptions, PostgresStore};
+use session_stores_postgres::{PgPoolOptions, PostgresStore, SpawnCleanup};
 use sqlx::AssertSqlSafe;
 
 fn policy() -> ExpiryPolicy {

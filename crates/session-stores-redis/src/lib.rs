@@ -38,6 +38,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The `testing` feature adds `testing::PrivateRedis`: a `redis-server` of a
+//! test's own, to kill and start again in fault tests.
+//!
 //! Not for direct use; see the `session-axum` crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -47,7 +50,14 @@ mod lock;
 mod renewer;
 mod scripts;
 mod store;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod value;
 
 pub use deadpool_redis;
+/// The background task that deletes expired sessions (Redis expires records by
+/// itself; the task prunes the per-user indexes): `store.spawn_cleanup(interval)`
+/// through [`SpawnCleanup`], stopped through its [`CleanupHandle`].
+pub use session_core::{CleanupHandle, SpawnCleanup};
 pub use store::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, RedisStore};

@@ -361,12 +361,6 @@ impl RedisStore {
     }
 }
 
-async fn release_quietly(guard: LockGuard) {
-    if let Err(error) = guard.release().await {
-        tracing::warn!(%error, "releasing a session lock failed; its lease will end it");
-    }
-}
-
 /// A per-session lock shared by every process using the same Redis and prefix.
 ///
 /// - Taking it: `SET <prefix>lock:<hex> <random token> NX PX <lease>`,
@@ -412,15 +406,15 @@ impl LockingStore for RedisStore {
         let Some(state) = ours else {
             // Not a lock of this store: save, then release through the guard.
             if !guard.is_held() {
-                release_quietly(guard).await;
+                guard.release_quietly().await;
                 return Err(Error::LockTimeout { waited: Duration::ZERO });
             }
             let saved = self.save(record).await;
-            release_quietly(guard).await;
+            guard.release_quietly().await;
             return saved;
         };
         if !state.is_held() {
-            release_quietly(guard).await;
+            guard.release_quietly().await;
             return Err(Error::LockTimeout { waited: Duration::ZERO });
         }
         // From here the script releases the lock; the guard must not.

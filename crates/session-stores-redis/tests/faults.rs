@@ -13,8 +13,7 @@ use session_core::{
     Error, ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
 };
 use session_stores_redis::RedisStore;
-
-use common::PrivateRedis;
+use session_stores_redis::testing::PrivateRedis;
 
 fn fresh_record(now: Timestamp) -> Record {
     let mut record = ExpiryPolicy::default().new_record(SessionId::random().storage_key(), now);

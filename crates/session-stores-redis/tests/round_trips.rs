@@ -16,10 +16,9 @@ use std::time::Duration;
 use deadpool_redis::redis::{self, aio::MultiplexedConnection};
 use session_core::{ExpiryPolicy, LockOptions, LockingStore, SessionId, SessionStore, Timestamp};
 use session_stores_redis::RedisStore;
+use session_stores_redis::testing::PrivateRedis;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-
-use common::PrivateRedis;
 
 struct Monitor {
     lines: tokio::io::Lines<BufReader<TcpStream>>,

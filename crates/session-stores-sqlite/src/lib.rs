@@ -3,7 +3,7 @@
 //!
 //! ```rust,no_run
 //! use std::time::Duration;
-//! use session_stores_sqlite::SqliteStore;
+//! use session_stores_sqlite::{SpawnCleanup, SqliteStore};
 //!
 //! # async fn demo() -> Result<(), session_core::Error> {
 //! // Creates the file and the table if they are missing.
@@ -20,7 +20,7 @@
 //! - `create` is one `INSERT ... ON CONFLICT DO NOTHING`, so an id collision
 //!   is detected atomically; `save` and `touch` are `UPDATE`s that never
 //!   bring back a deleted session.
-//! - Expired sessions never load; [`SqliteStore::spawn_cleanup`] deletes
+//! - Expired sessions never load; [`SpawnCleanup::spawn_cleanup`] deletes
 //!   them in bounded batches in the background.
 //! - A row whose data is not valid JSON is logged and treated as no session.
 //! - Errors (unwritable file, database busy beyond the busy timeout, pool
@@ -45,13 +45,14 @@
 //! Not for direct use; see the `session-axum` crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod cleanup;
 mod error;
 mod lock;
 mod store;
 mod table;
 
-pub use session_core::CleanupHandle;
+/// The background task that deletes expired sessions: `store.spawn_cleanup(interval)`
+/// through [`SpawnCleanup`], stopped through its [`CleanupHandle`].
+pub use session_core::{CleanupHandle, SpawnCleanup};
 pub use session_stores_sql::InvalidTableName;
 pub use store::{DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, SqliteStore};
 

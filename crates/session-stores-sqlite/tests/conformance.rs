@@ -1,11 +1,6 @@
-//! The shared store conformance suite, on a temporary SQLite file.
+//! The store conformance suite, on two stores opened on one temporary SQLite
+//! file.
 
 mod common;
 
-use common::TempStore;
-
-async fn make_store() -> TempStore {
-    TempStore::new().await
-}
-
-session_core::conformance_tests!(make_store);
+session_core::conformance_tests!(common::TempStore::backend);

@@ -12,7 +12,7 @@ use session_core::{
     Clock, Error, ExpiryPolicy, LockOptions, LockingStore, ManualClock, Record, SessionId,
     SessionStore, Timestamp,
 };
-use session_stores_sqlite::{SqlitePool, SqlitePoolOptions, SqliteStore};
+use session_stores_sqlite::{SpawnCleanup, SqlitePool, SqlitePoolOptions, SqliteStore};
 use sqlx::AssertSqlSafe;
 
 fn policy() -> ExpiryPolicy {

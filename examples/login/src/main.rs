@@ -7,7 +7,7 @@ use std::time::Duration;
 use login::{Users, app, create_demo_user, session_config};
 use session_axum::SessionLayer;
 use session_axum::cookie_store::{FernetFormat, JwtFormat, Key, Keyring};
-use session_axum::core::CleanupHandle;
+use session_axum::core::{CleanupHandle, SpawnCleanup};
 use session_axum::fs::FsStore;
 use session_axum::memory::MemoryStore;
 use session_axum::postgres::{PgPool, PostgresStore};
@@ -102,7 +102,7 @@ async fn sessions(
     Ok(match store {
         Store::Memory => {
             let store = MemoryStore::new();
-            let cleanup = store.spawn_sweeper(every);
+            let cleanup = store.spawn_cleanup(every);
             (SessionLayer::new(store), Some(cleanup))
         }
         Store::Sqlite => {

@@ -10,6 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use axum::Router;
 use axum::routing::get;
+use session_axum::core::SpawnCleanup;
 use session_axum::memory::MemoryStore;
 use session_axum::{Session, SessionError, SessionLayer};
 
@@ -47,7 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => 3000,
     };
     let store = MemoryStore::new();
-    let sweeper = store.spawn_sweeper(std::time::Duration::from_secs(60));
+    let cleanup = store.spawn_cleanup(std::time::Duration::from_secs(60));
 
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let listener = tokio::net::TcpListener::bind(address).await?;
@@ -57,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
-    sweeper.stop().await;
+    cleanup.stop().await;
     Ok(())
 }
 

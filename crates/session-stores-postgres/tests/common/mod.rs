@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use session_core::SessionId;
+use session_core::testing::Backend;
 use session_stores_postgres::{PgPool, PgPoolOptions, PostgresStore};
 
 /// The test database, from `DATABASE_URL`. Never skips: without it, fail.
@@ -76,4 +77,18 @@ pub async fn store_on(pool: PgPool, table: &str) -> PostgresStore {
 /// A store on a fresh pool and a fresh table.
 pub async fn fresh_store() -> PostgresStore {
     store_on(pool(4).await, &random_table()).await
+}
+
+/// Two stores, each with its own pool, on one fresh table: two processes
+/// sharing sessions.
+pub async fn two_stores() -> (PostgresStore, PostgresStore) {
+    let table = random_table();
+    let store = store_on(pool(4).await, &table).await;
+    (store, store_on(pool(4).await, &table).await)
+}
+
+/// [`two_stores`] for the conformance suite.
+pub async fn backend() -> Backend {
+    let (store, other) = two_stores().await;
+    Backend::new(store, other)
 }

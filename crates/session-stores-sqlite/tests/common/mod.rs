@@ -1,14 +1,15 @@
-//! Shared helpers for the SQLite tests.
-#![allow(dead_code, unreachable_pub)]
+//! Helpers for the SQLite test binaries: stores on a fresh database file in a
+//! temporary directory that is removed with them.
+#![allow(dead_code, unreachable_pub)] // Each test binary uses a different part.
 
-use session_core::{
-    Error, LockGuard, LockOptions, LockingStore, Record, SessionStore, StorageKey, Timestamp,
-    async_trait,
-};
+use std::path::{Path, PathBuf};
+
+use session_core::testing::Backend;
 use session_stores_sqlite::SqliteStore;
 use tempfile::TempDir;
 
-/// A store on a fresh database file that is deleted with it.
+/// A store on a fresh database file that is deleted with it: the one
+/// temporary-directory helper of these tests.
 #[derive(Debug)]
 pub struct TempStore {
     // Declared first so it is dropped (pool closed) before the directory.
@@ -19,44 +20,33 @@ pub struct TempStore {
 impl TempStore {
     pub async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let store = SqliteStore::open(dir.path().join("sessions.db"))
-            .await
-            .unwrap_or_else(|e| panic!("open: {e}"));
+        let store = open(&file(dir.path())).await;
         Self { store, dir }
     }
-}
 
-#[async_trait]
-impl SessionStore for TempStore {
-    async fn create(&self, record: &Record) -> Result<(), Error> {
-        self.store.create(record).await
+    /// The database file.
+    pub fn file(&self) -> PathBuf {
+        file(self.dir.path())
     }
-    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, Error> {
-        self.store.load(key, now).await
+
+    /// A second store opened on the same file: it shares the file and its
+    /// locks, as a second user of it in this process does.
+    pub async fn open_again(&self) -> SqliteStore {
+        open(&self.file()).await
     }
-    async fn save(&self, record: &Record) -> Result<(), Error> {
-        self.store.save(record).await
-    }
-    async fn delete(&self, key: &StorageKey) -> Result<(), Error> {
-        self.store.delete(key).await
-    }
-    async fn touch(&self, record: &Record) -> Result<(), Error> {
-        self.store.touch(record).await
-    }
-    async fn delete_expired(&self, now: Timestamp) -> Result<u64, Error> {
-        self.store.delete_expired(now).await
-    }
-    async fn list_for_user(&self, user: &str, now: Timestamp) -> Result<Vec<Record>, Error> {
-        self.store.list_for_user(user, now).await
-    }
-    async fn delete_for_user(&self, user: &str) -> Result<u64, Error> {
-        self.store.delete_for_user(user).await
+
+    /// The store and a second one on its file, for the conformance suite.
+    pub async fn backend() -> Backend {
+        let temp = Self::new().await;
+        let other = temp.open_again().await;
+        Backend::new(temp.store.clone(), other).keeping(temp)
     }
 }
 
-#[async_trait]
-impl LockingStore for TempStore {
-    async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
-        self.store.lock(key, options).await
-    }
+fn file(dir: &Path) -> PathBuf {
+    dir.join("sessions.db")
+}
+
+async fn open(path: &Path) -> SqliteStore {
+    SqliteStore::open(path).await.unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
 }

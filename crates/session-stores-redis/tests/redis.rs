@@ -414,7 +414,7 @@ fn renewal_outlives_the_runtime_that_started_it() {
 /// lock behind either.
 #[tokio::test]
 async fn abandoned_lock_requests_leave_no_lock_behind() {
-    let server = common::PrivateRedis::start();
+    let server = session_stores_redis::testing::PrivateRedis::start();
     let store = RedisStore::from_url(&server.url()).unwrap();
     let other = RedisStore::from_url(&server.url()).unwrap();
     let mut raw = common::raw_connection(&server.url()).await;

@@ -1,13 +1,14 @@
-//! `delete_expired` (a batched directory scan) and the background cleanup
-//! task.
+//! What `delete_expired` does on disk: batched scans of `sessions/`, `locks/`
+//! and `users/` that remove expired sessions and the leftovers of crashes.
+//! The background task that calls it periodically is core's
+//! [`SpawnCleanup`](session_core::SpawnCleanup).
 
 use std::fs::{self, DirEntry, ReadDir};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use session_core::{CleanupHandle, Clock, Error, StorageKey, SystemClock, Timestamp};
+use session_core::{Error, StorageKey, Timestamp};
 
 use crate::FsStore;
 use crate::error::FsError;
@@ -65,47 +66,6 @@ impl FsStore {
             None => Ok(total),
             Some(error) => Err(error),
         }
-    }
-
-    /// Starts a task on the current tokio runtime that calls
-    /// [`delete_expired`](session_core::SessionStore::delete_expired) every `interval`.
-    ///
-    /// Expired sessions are invisible whether or not the task runs; it frees
-    /// their disk space and removes leftovers (see the crate docs). With
-    /// several processes on one directory, running it in one of them is
-    /// enough, though running it in all is safe. Stop it with
-    /// [`CleanupHandle::stop`]; dropping the handle stops it too.
-    ///
-    /// # Panics
-    ///
-    /// Panics if called outside a tokio runtime.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use session_stores_fs::FsStore;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), session_core::Error> {
-    /// # let tmp = tempfile::tempdir().unwrap();
-    /// let store = FsStore::new(tmp.path().join("sessions"))?;
-    /// let cleanup = store.spawn_cleanup(Duration::from_secs(300));
-    /// // ... serve requests ...
-    /// cleanup.stop().await;
-    /// # Ok(()) }
-    /// ```
-    #[must_use = "the cleanup task stops when its handle is dropped"]
-    pub fn spawn_cleanup(&self, interval: Duration) -> CleanupHandle {
-        self.spawn_cleanup_with_clock(interval, Arc::new(SystemClock))
-    }
-
-    /// Like [`spawn_cleanup`](Self::spawn_cleanup), reading time from `clock`.
-    #[must_use = "the cleanup task stops when its handle is dropped"]
-    pub fn spawn_cleanup_with_clock(
-        &self,
-        interval: Duration,
-        clock: Arc<dyn Clock>,
-    ) -> CleanupHandle {
-        session_core::spawn_cleanup(Arc::new(self.clone()), interval, clock)
     }
 }
 
