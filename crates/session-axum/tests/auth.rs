@@ -183,8 +183,9 @@ async fn without_any_layer_the_auth_layer_is_named_first() {
 async fn a_missing_layer_is_a_500_even_with_a_custom_error_responder() {
     // The responder answers failures; a wiring mistake must still name the
     // layer to add.
-    let sessions =
-        SessionLayer::new(MemoryStore::new()).with_config(config().with_error_responder(teapot));
+    let sessions = SessionLayer::new(MemoryStore::new())
+        .with_config(config().with_error_responder(teapot))
+        .expect("a valid session config");
     let app = unwrapped_routes().layer(sessions);
     assert_missing_layer(&app, &["Missing auth layer", "TestUser"]).await;
 }
@@ -340,7 +341,9 @@ async fn a_failing_loader_is_503_with_the_default_responder() {
 async fn a_failing_session_store_answers_through_the_configured_responder() {
     let users = TestUsers::default();
     let alice = users.add("alice", false);
-    let layer = SessionLayer::new(DownStore).with_config(config().with_error_responder(teapot));
+    let layer = SessionLayer::new(DownStore)
+        .with_config(config().with_error_responder(teapot))
+        .expect("a valid session config");
     let app = auth_common::app(layer, users, NumericUsers::default());
     let cookie = unknown_session_cookie();
     let login = format!("/login/{}", alice.id);

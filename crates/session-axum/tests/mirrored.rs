@@ -9,11 +9,16 @@ use std::sync::Arc;
 
 use common::{Probe, app, send};
 use session_axum::SessionLayer;
+use session_axum::core::testing::Backend;
 use session_axum::core::{Mirrored, ReplicaFailure, SessionId, SessionStore, Timestamp};
 use session_axum::memory::MemoryStore;
 
-async fn mirrored_memory() -> Mirrored {
-    Mirrored::new(Arc::new(MemoryStore::new())).with_replica(Arc::new(MemoryStore::new()))
+/// Two mirrors over one primary and one replica, standing for two processes.
+async fn mirrored_memory() -> Backend {
+    let primary = MemoryStore::new();
+    let replica = MemoryStore::new();
+    let open = || Mirrored::new(Arc::new(primary.clone())).with_replica(Arc::new(replica.clone()));
+    Backend::new(open(), open())
 }
 
 session_axum::core::conformance_tests!(mirrored_memory);
