@@ -42,9 +42,9 @@
 //! Not for direct use; see the `session-axum` crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod driver;
 mod error;
 mod lock;
-mod row;
 mod store;
 mod table;
 

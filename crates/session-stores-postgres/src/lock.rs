@@ -19,14 +19,14 @@ use session_core::{
     Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, SessionStore, StorageKey,
     Timestamp, async_trait,
 };
-use session_stores_sql::Encoded;
+use session_stores_sql::{Encoded, SessionTable, Write};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, Postgres, Row};
 use tokio::time::Instant;
 
 use crate::PostgresStore;
+use crate::driver::Pg;
 use crate::error::{PgStoreError, STORE, backend};
-use crate::row;
 
 /// First pause between attempts to take a busy lock.
 const FIRST_BACKOFF: Duration = Duration::from_millis(2);
@@ -127,7 +127,7 @@ async fn try_lock(
     let record = match attempt {
         Attempt::Lock => Ok(None),
         Attempt::LockAndLoad(_) => match row.try_get::<Option<bool>, _>(1) {
-            Ok(Some(true)) => row::decode(&row, 2, Some(*key), &store.table.name),
+            Ok(Some(true)) => store.table.sessions.decode(&row, 2, Some(*key)),
             Ok(_) => Ok(None),
             Err(error) => Err(backend(error)),
         },
@@ -252,15 +252,9 @@ impl PostgresStore {
                 return Err(error);
             }
         };
-        let done = sqlx::query(self.table.save_and_unlock.clone())
-            .bind(row.key)
-            .bind(row.data)
-            .bind(row.last_seen)
-            .bind(row.idle_deadline)
-            .bind(row.absolute_deadline)
-            .bind(row.expiry)
-            .bind(row.user.map(str::as_bytes))
-            .bind(row.version)
+        // The procedure takes an update's parameters, then the lock id.
+        let save = sqlx::query(self.table.save_and_unlock.clone());
+        let done = SessionTable::<Pg>::bind(Write::Update, save, &row)
             .bind(lock_id)
             .fetch_one(conn.get()?)
             .await

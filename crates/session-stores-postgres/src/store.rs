@@ -4,11 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, async_trait};
-use session_stores_sql::{Encoded, InvalidTableName};
-use sqlx::{AssertSqlSafe, PgPool, SqlSafeStr, SqlStr};
+use session_stores_sql::{InvalidTableName, SessionTable, trusted_sql};
+use sqlx::{PgPool, SqlStr};
 
+use crate::driver::Pg;
 use crate::error::backend;
-use crate::row::{self, RECORD_COLUMNS};
 use crate::table::TableName;
 
 /// The table used unless [`PostgresStore::with_table_name`] says otherwise.
@@ -68,29 +68,16 @@ pub struct PostgresStore {
 /// A table name with the statements that use it, built once.
 pub(crate) struct Table {
     pub(crate) name: TableName,
-    batch_size: u32,
     migrate: SqlStr,
     user_id_type: SqlStr,
     user_id_to_bytea: SqlStr,
     routines: SqlStr,
-    create: SqlStr,
-    load: SqlStr,
-    save: SqlStr,
-    delete: SqlStr,
-    touch: SqlStr,
-    delete_expired: SqlStr,
-    list_for_user: SqlStr,
-    delete_for_user: SqlStr,
+    /// The statements PostgreSQL shares with SQLite.
+    pub(crate) sessions: SessionTable<Pg>,
     /// `CALL` of the procedure that takes the lock and loads (see `lock.rs`).
     pub(crate) lock_and_load: SqlStr,
     /// `CALL` of the procedure that saves, commits and unlocks.
     pub(crate) save_and_unlock: SqlStr,
-}
-
-/// Only ever called with SQL built from a validated [`TableName`] (quoted
-/// identifiers of `[A-Za-z0-9_]`) and constant text; values are always bound.
-fn sql(text: String) -> SqlStr {
-    AssertSqlSafe(Arc::<str>::from(text)).into_sql_str()
 }
 
 impl Table {
@@ -165,51 +152,23 @@ impl Table {
             $proc$;"
         );
         Self {
-            migrate: sql(migrate),
-            user_id_type: sql("SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+            migrate: trusted_sql(migrate),
+            user_id_type: trusted_sql(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
                  WHERE attrelid = to_regclass($1) AND attname = 'user_id' AND NOT attisdropped"
-                .to_owned()),
+                    .to_owned(),
+            ),
             // Tables made before user ids became bytes (TEXT cannot hold NUL).
-            user_id_to_bytea: sql(format!(
+            user_id_to_bytea: trusted_sql(format!(
                 "ALTER TABLE {t} ALTER COLUMN user_id TYPE BYTEA USING convert_to(user_id, 'UTF8')"
             )),
-            routines: sql(routines),
-            create: sql(format!(
-                "INSERT INTO {t} (session_key, data, created_at, last_seen, idle_deadline, \
-                 absolute_deadline, expiry, user_id, version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (session_key) DO NOTHING"
-            )),
-            load: sql(format!(
-                "SELECT {RECORD_COLUMNS} FROM {t} WHERE session_key = $1 AND expires_at > $2"
-            )),
-            save: sql(format!(
-                "UPDATE {t} SET data = $2, last_seen = $3, idle_deadline = $4, \
-                 absolute_deadline = $5, expiry = $6, user_id = $7, version = $8 \
-                 WHERE session_key = $1"
-            )),
-            delete: sql(format!("DELETE FROM {t} WHERE session_key = $1")),
-            touch: sql(format!(
-                "UPDATE {t} SET last_seen = $2, idle_deadline = $3 WHERE session_key = $1"
-            )),
-            // SKIP LOCKED: several app instances can clean up at once without
-            // queueing behind each other or behind a request's UPDATE.
-            delete_expired: sql(format!(
-                "DELETE FROM {t} WHERE session_key IN (\
-                 SELECT session_key FROM {t} WHERE expires_at <= $1 \
-                 LIMIT $2 FOR UPDATE SKIP LOCKED)"
-            )),
-            list_for_user: sql(format!(
-                "SELECT session_key, {RECORD_COLUMNS} FROM {t} \
-                 WHERE user_id = $1 AND expires_at > $2"
-            )),
-            delete_for_user: sql(format!("DELETE FROM {t} WHERE user_id = $1")),
-            lock_and_load: sql(format!("CALL {lock_and_load}($1, $2, $3)")),
-            save_and_unlock: sql(format!(
+            routines: trusted_sql(routines),
+            sessions: SessionTable::new(&t, &name, batch_size),
+            lock_and_load: trusted_sql(format!("CALL {lock_and_load}($1, $2, $3)")),
+            save_and_unlock: trusted_sql(format!(
                 "CALL {save_and_unlock}($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             )),
             name,
-            batch_size,
         }
     }
 }
@@ -249,7 +208,10 @@ impl PostgresStore {
     /// ```
     pub fn with_table_name(self, name: &str) -> Result<Self, InvalidTableName> {
         let name = TableName::parse(name)?;
-        Ok(Self { table: Arc::new(Table::new(name, self.table.batch_size)), pool: self.pool })
+        Ok(Self {
+            table: Arc::new(Table::new(name, self.table.sessions.batch_size())),
+            pool: self.pool,
+        })
     }
 
     /// Sets how many rows one cleanup statement deletes at most (default
@@ -319,121 +281,34 @@ impl fmt::Debug for PostgresStore {
 #[async_trait]
 impl SessionStore for PostgresStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
-        let row = Encoded::new(record)?;
-        let done = sqlx::query(self.table.create.clone())
-            .bind(row.key)
-            .bind(row.data)
-            .bind(row.created_at)
-            .bind(row.last_seen)
-            .bind(row.idle_deadline)
-            .bind(row.absolute_deadline)
-            .bind(row.expiry)
-            .bind(row.user.map(str::as_bytes))
-            .bind(row.version)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(Error::IdCollision);
-        }
-        Ok(())
+        self.table.sessions.create(&self.pool, record).await
     }
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, Error> {
-        let row = sqlx::query(self.table.load.clone())
-            .bind(key.as_bytes().as_slice())
-            .bind(now.unix_seconds())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        match row {
-            Some(row) => row::decode(&row, 0, Some(*key), &self.table.name),
-            None => Ok(None),
-        }
+        self.table.sessions.load(&self.pool, key, now).await
     }
 
     async fn save(&self, record: &Record) -> Result<(), Error> {
-        let row = Encoded::new(record)?;
-        let done = sqlx::query(self.table.save.clone())
-            .bind(row.key)
-            .bind(row.data)
-            .bind(row.last_seen)
-            .bind(row.idle_deadline)
-            .bind(row.absolute_deadline)
-            .bind(row.expiry)
-            .bind(row.user.map(str::as_bytes))
-            .bind(row.version)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound);
-        }
-        Ok(())
+        self.table.sessions.save(&self.pool, record).await
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<(), Error> {
-        sqlx::query(self.table.delete.clone())
-            .bind(key.as_bytes().as_slice())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        self.table.sessions.delete(&self.pool, key).await
     }
 
     async fn touch(&self, record: &Record) -> Result<(), Error> {
-        let done = sqlx::query(self.table.touch.clone())
-            .bind(record.key.as_bytes().as_slice())
-            .bind(record.last_seen.unix_seconds())
-            .bind(record.idle_deadline.unix_seconds())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound);
-        }
-        Ok(())
+        self.table.sessions.touch(&self.pool, record).await
     }
 
     async fn delete_expired(&self, now: Timestamp) -> Result<u64, Error> {
-        let batch = self.table.batch_size;
-        let mut total = 0;
-        loop {
-            let done = sqlx::query(self.table.delete_expired.clone())
-                .bind(now.unix_seconds())
-                .bind(i64::from(batch))
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?;
-            total += done.rows_affected();
-            if done.rows_affected() < u64::from(batch) {
-                return Ok(total);
-            }
-        }
+        self.table.sessions.delete_expired(&self.pool, now).await
     }
 
     async fn list_for_user(&self, user: &str, now: Timestamp) -> Result<Vec<Record>, Error> {
-        let rows = sqlx::query(self.table.list_for_user.clone())
-            .bind(user.as_bytes())
-            .bind(now.unix_seconds())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        let mut records = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if let Some(record) = row::decode(row, 0, None, &self.table.name)? {
-                records.push(record);
-            }
-        }
-        Ok(records)
+        self.table.sessions.list_for_user(&self.pool, user, now).await
     }
 
     async fn delete_for_user(&self, user: &str) -> Result<u64, Error> {
-        let done = sqlx::query(self.table.delete_for_user.clone())
-            .bind(user.as_bytes())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected())
+        self.table.sessions.delete_for_user(&self.pool, user).await
     }
 }

@@ -1,21 +1,29 @@
 //! What the SQL session stores (`session-stores-postgres`,
 //! `session-stores-sqlite`) share, independent of the driver:
 //!
-//! - the column list and [`Encoded`], a record as bindable column values;
-//! - [`decode_row`], a row back into a record for any sqlx driver, with a
-//!   corrupt row logged and treated as an absent session;
+//! - [`Driver`], what a store crate tells this one: its sqlx database, the
+//!   few places its SQL dialect differs, its error type;
+//! - [`SessionTable`], the statements of the
+//!   [`SessionStore`](session_core::SessionStore) operations in a driver's
+//!   dialect, their binds (records as [`Encoded`] columns, in [`COLUMNS`]
+//!   order), rows read back into records (a corrupt row logged and treated
+//!   as an absent session), and [`Write::outcome`], what a write that changed
+//!   no row means;
 //! - table name checks: [`check_identifier`], [`quote`] and the error
 //!   [`InvalidTableName`], which the stores re-export.
 //!
-//! The queries themselves stay in the driver crates: placeholders, column
-//! types and locking differ, and sqlx has no driver-independent way to read
-//! affected row counts.
+//! The table's DDL, locks and anything else one database does its own way
+//! stay in the driver crates.
 //!
 //! Not for direct use; see the `session-axum` crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod driver;
 mod ident;
 mod row;
+mod table;
 
+pub use driver::{Driver, UserIds, ValueTypes, Write, trusted_sql};
 pub use ident::{InvalidTableName, MAX_IDENT, check_identifier, quote};
-pub use row::{COLUMNS, Encoded, decode_row};
+pub use row::{Bound, COLUMNS, Encoded, RECORD_COLUMNS, UPDATED_COLUMNS};
+pub use table::SessionTable;

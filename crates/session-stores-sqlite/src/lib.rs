@@ -45,6 +45,7 @@
 //! Not for direct use; see the `session-axum` crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod driver;
 mod error;
 mod lock;
 mod store;

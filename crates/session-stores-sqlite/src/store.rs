@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use session_core::{Error, LocalLocks, Record, SessionStore, StorageKey, Timestamp, async_trait};
-use session_stores_sql::{COLUMNS, Encoded, InvalidTableName, decode_row};
+use session_stores_sql::{InvalidTableName, SessionTable, trusted_sql};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr, SqlitePool};
+use sqlx::{SqlStr, SqlitePool};
 
-use crate::error::{STORE, backend};
+use crate::driver::Sqlite;
+use crate::error::backend;
 use crate::table::TableName;
 
 /// The table used unless [`SqliteStore::with_table_name`] says otherwise.
@@ -58,22 +59,9 @@ pub struct SqliteStore {
 /// A table name with the statements that use it, built once.
 pub(crate) struct Table {
     name: TableName,
-    batch_size: u32,
     migrate: SqlStr,
-    create: SqlStr,
-    load: SqlStr,
-    save: SqlStr,
-    delete: SqlStr,
-    touch: SqlStr,
-    delete_expired: SqlStr,
-    list_for_user: SqlStr,
-    delete_for_user: SqlStr,
-}
-
-/// Only ever called with SQL built from a validated [`TableName`] (a quoted
-/// identifier of `[A-Za-z0-9_]`) and constant text; values are always bound.
-fn sql(text: String) -> SqlStr {
-    AssertSqlSafe(Arc::<str>::from(text)).into_sql_str()
+    /// The statements SQLite shares with PostgreSQL.
+    sessions: SessionTable<Sqlite>,
 }
 
 impl Table {
@@ -99,35 +87,9 @@ impl Table {
             user_idx = name.derived("user_id_idx"),
         );
         Self {
-            migrate: sql(migrate),
-            create: sql(format!(
-                "INSERT INTO {t} (session_key, data, created_at, last_seen, idle_deadline, \
-                 absolute_deadline, expiry, user_id, version) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                 ON CONFLICT (session_key) DO NOTHING"
-            )),
-            load: sql(format!(
-                "SELECT {COLUMNS} FROM {t} WHERE session_key = ?1 AND expires_at > ?2"
-            )),
-            save: sql(format!(
-                "UPDATE {t} SET data = ?2, last_seen = ?3, idle_deadline = ?4, \
-                 absolute_deadline = ?5, expiry = ?6, user_id = ?7, version = ?8 \
-                 WHERE session_key = ?1"
-            )),
-            delete: sql(format!("DELETE FROM {t} WHERE session_key = ?1")),
-            touch: sql(format!(
-                "UPDATE {t} SET last_seen = ?2, idle_deadline = ?3 WHERE session_key = ?1"
-            )),
-            delete_expired: sql(format!(
-                "DELETE FROM {t} WHERE session_key IN (\
-                 SELECT session_key FROM {t} WHERE expires_at <= ?1 LIMIT ?2)"
-            )),
-            list_for_user: sql(format!(
-                "SELECT {COLUMNS} FROM {t} WHERE user_id = ?1 AND expires_at > ?2"
-            )),
-            delete_for_user: sql(format!("DELETE FROM {t} WHERE user_id = ?1")),
+            migrate: trusted_sql(migrate),
+            sessions: SessionTable::new(&t, &name, batch_size),
             name,
-            batch_size,
         }
     }
 }
@@ -205,7 +167,7 @@ impl SqliteStore {
     /// ```
     pub fn with_table_name(self, name: &str) -> Result<Self, InvalidTableName> {
         let name = TableName::parse(name)?;
-        Ok(Self { table: Arc::new(Table::new(name, self.table.batch_size)), ..self })
+        Ok(Self { table: Arc::new(Table::new(name, self.table.sessions.batch_size())), ..self })
     }
 
     /// Sets how many rows one cleanup statement deletes at most (default
@@ -253,121 +215,34 @@ impl fmt::Debug for SqliteStore {
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
-        let row = Encoded::new(record)?;
-        let done = sqlx::query(self.table.create.clone())
-            .bind(row.key)
-            .bind(row.data)
-            .bind(row.created_at)
-            .bind(row.last_seen)
-            .bind(row.idle_deadline)
-            .bind(row.absolute_deadline)
-            .bind(row.expiry)
-            .bind(row.user)
-            .bind(row.version)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(Error::IdCollision);
-        }
-        Ok(())
+        self.table.sessions.create(&self.pool, record).await
     }
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, Error> {
-        let row = sqlx::query(self.table.load.clone())
-            .bind(key.as_bytes().as_slice())
-            .bind(now.unix_seconds())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        match row {
-            Some(row) => decode_row(&row, STORE, &self.table.name).map_err(backend),
-            None => Ok(None),
-        }
+        self.table.sessions.load(&self.pool, key, now).await
     }
 
     async fn save(&self, record: &Record) -> Result<(), Error> {
-        let row = Encoded::new(record)?;
-        let done = sqlx::query(self.table.save.clone())
-            .bind(row.key)
-            .bind(row.data)
-            .bind(row.last_seen)
-            .bind(row.idle_deadline)
-            .bind(row.absolute_deadline)
-            .bind(row.expiry)
-            .bind(row.user)
-            .bind(row.version)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound);
-        }
-        Ok(())
+        self.table.sessions.save(&self.pool, record).await
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<(), Error> {
-        sqlx::query(self.table.delete.clone())
-            .bind(key.as_bytes().as_slice())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        self.table.sessions.delete(&self.pool, key).await
     }
 
     async fn touch(&self, record: &Record) -> Result<(), Error> {
-        let done = sqlx::query(self.table.touch.clone())
-            .bind(record.key.as_bytes().as_slice())
-            .bind(record.last_seen.unix_seconds())
-            .bind(record.idle_deadline.unix_seconds())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound);
-        }
-        Ok(())
+        self.table.sessions.touch(&self.pool, record).await
     }
 
     async fn delete_expired(&self, now: Timestamp) -> Result<u64, Error> {
-        let batch = self.table.batch_size;
-        let mut total = 0;
-        loop {
-            let done = sqlx::query(self.table.delete_expired.clone())
-                .bind(now.unix_seconds())
-                .bind(i64::from(batch))
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?;
-            total += done.rows_affected();
-            if done.rows_affected() < u64::from(batch) {
-                return Ok(total);
-            }
-        }
+        self.table.sessions.delete_expired(&self.pool, now).await
     }
 
     async fn list_for_user(&self, user: &str, now: Timestamp) -> Result<Vec<Record>, Error> {
-        let rows = sqlx::query(self.table.list_for_user.clone())
-            .bind(user)
-            .bind(now.unix_seconds())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        let mut records = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if let Some(record) = decode_row(row, STORE, &self.table.name).map_err(backend)? {
-                records.push(record);
-            }
-        }
-        Ok(records)
+        self.table.sessions.list_for_user(&self.pool, user, now).await
     }
 
     async fn delete_for_user(&self, user: &str) -> Result<u64, Error> {
-        let done = sqlx::query(self.table.delete_for_user.clone())
-            .bind(user)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected())
+        self.table.sessions.delete_for_user(&self.pool, user).await
     }
 }
