@@ -5,9 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
-use cookie::SameSite;
 use http::StatusCode;
 use session_core::{Clock, Error, ExpiryPolicy, IdGenerator, LockOptions, RandomIds, SystemClock};
+
+/// The cookie's `SameSite` attribute, for [`SessionConfig::with_same_site`].
+#[doc(no_inline)]
+pub use cookie::SameSite;
 
 /// The largest cookie (name plus value) browsers are required to keep.
 pub const MAX_COOKIE_BYTES: usize = 4096;

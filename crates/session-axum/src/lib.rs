@@ -49,35 +49,29 @@ mod cookie;
 mod extract;
 mod kind;
 mod layer;
-mod rejection;
+pub mod rejection;
 mod save;
+pub mod service;
 mod session;
 
 pub use auth::{
     Auth, AuthLayer, AuthUser, CurrentUser, UserLoader, login_required, permission_required,
-    safe_next,
 };
-pub use config::{
-    ConfigError, DefaultErrorResponder, ErrorResponder, MAX_COOKIE_BYTES, SessionConfig,
-};
+pub use config::SessionConfig;
 pub use kind::{DefaultSession, SessionKind};
-pub use layer::{ResponseFuture, SessionLayer, SessionService};
-pub use rejection::{MissingSessionLayer, SessionError};
+pub use layer::SessionLayer;
+pub use rejection::SessionError;
 pub use session::{LockedSession, Session};
 
-#[doc(no_inline)]
-pub use ::cookie::SameSite;
+/// The store-independent core: ids, records, the store and lock traits,
+/// expiry, clocks, [`Mirrored`](core::Mirrored) and the store conformance
+/// suite, for store authors and for tests (say, `core::ManualClock`).
+pub use session_core as core;
 
 /// The README's examples, compiled as doc tests so they cannot rot.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
-#[doc(inline)]
-pub use session_core::{
-    self as core, Clock, CookieFormat, Error, ExpiryPolicy, LockOptions, LockingStore, ManualClock,
-    SessionExpiry, SessionStore, SystemClock,
-};
-
 /// The in-process store.
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]

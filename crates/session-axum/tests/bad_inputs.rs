@@ -35,11 +35,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use http::StatusCode;
+use session_axum::core::LockingStore;
 use session_axum::core::testing::RepeatingIds;
 use session_axum::core::{
     CookieFormat, Error, LockOptions, Opened, Record, SessionId, StorageKey, Timestamp,
 };
-use session_axum::{LockingStore, Session, SessionConfig, SessionError, SessionLayer};
+use session_axum::{Session, SessionConfig, SessionError, SessionLayer};
 
 use common::{Probe, Reply, app, config, send};
 

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use common::{app, config, send};
 use http::StatusCode;
+use session_axum::SessionLayer;
+use session_axum::core::LockOptions;
 use session_axum::redis::RedisStore;
-use session_axum::{LockOptions, SessionLayer};
 // The private `redis-server` of the Redis store's own fault tests.
 use session_stores_redis::testing as redis_server;
 

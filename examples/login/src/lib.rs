@@ -38,11 +38,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
+use session_axum::auth::safe_next;
 use session_axum::auth::{AuthRejection, LoginOptions};
-use session_axum::{
-    Auth, AuthLayer, CurrentUser, SessionConfig, SessionExpiry, SessionLayer, login_required,
-    safe_next,
-};
+use session_axum::core::SessionExpiry;
+use session_axum::{Auth, AuthLayer, CurrentUser, SessionConfig, SessionLayer, login_required};
 
 pub use argon2::Params as HashParams;
 pub use users::{User, UserError, Users, random_password};
@@ -167,7 +166,7 @@ async fn account(user: CurrentUser<User>) -> Response {
 /// (client-side cookie sessions), so they cannot be listed or ended there.
 fn client_side_only(rejection: &AuthRejection) -> bool {
     matches!(rejection, AuthRejection::Session(error)
-        if matches!(error.error(), session_axum::Error::Unsupported { .. }))
+        if matches!(error.error(), session_axum::core::Error::Unsupported { .. }))
 }
 
 async fn my_sessions(user: CurrentUser<User>, auth: Auth<User>) -> Page {

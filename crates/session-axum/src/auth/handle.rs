@@ -97,7 +97,7 @@ impl<U, K: SessionKind> fmt::Debug for Auth<U, K> {
 /// ```
 /// use std::time::Duration;
 /// use session_axum::auth::LoginOptions;
-/// use session_axum::SessionExpiry;
+/// use session_axum::core::SessionExpiry;
 ///
 /// let remember_me = LoginOptions::new()
 ///     .clear_data(true)
@@ -203,7 +203,8 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use session_axum::{Auth, SessionExpiry, auth::{AuthRejection, LoginOptions}};
+    /// use session_axum::core::SessionExpiry;
+    /// use session_axum::{Auth, auth::{AuthRejection, LoginOptions}};
     /// # #[derive(Clone)] struct User;
     /// # impl session_axum::AuthUser for User {
     /// #     type Id = u64;
@@ -302,7 +303,7 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     /// [`AuthRejection::Session`] if the session store fails,
     /// [`AuthRejection::UserLoadFailed`] if the user loader does.
     /// Client-side (cookie) sessions have no server-side index: their store
-    /// answers [`Error::Unsupported`](crate::Error::Unsupported) (in
+    /// answers [`Error::Unsupported`](crate::core::Error::Unsupported) (in
     /// [`AuthRejection::Session`]).
     pub async fn logout_everywhere(&self) -> Result<u64, AuthRejection> {
         let ended = match self.context.user(&self.session).await? {
@@ -347,7 +348,7 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     /// [`AuthRejection::Session`] if the session store fails,
     /// [`AuthRejection::UserLoadFailed`] if the user loader does.
     /// Client-side (cookie) sessions answer
-    /// [`Error::Unsupported`](crate::Error::Unsupported) (in
+    /// [`Error::Unsupported`](crate::core::Error::Unsupported) (in
     /// [`AuthRejection::Session`]).
     pub async fn sessions(&self) -> Result<Vec<SessionInfo>, AuthRejection> {
         let Some(user) = self.context.user(&self.session).await? else {

@@ -100,7 +100,7 @@ impl<U: AuthUser, K: SessionKind> LoginRequiredLayer<U, K> {
     /// Redirects anonymous requests (`303 See Other`) to `login_url`, adding
     /// `next=<original path and query>` (percent-encoded) to its query. The
     /// `next` value is always a local path; read it back through
-    /// [`safe_next`](crate::safe_next) all the same, since anyone can
+    /// [`safe_next`](crate::auth::safe_next) all the same, since anyone can
     /// craft a link to the login page.
     ///
     /// ```

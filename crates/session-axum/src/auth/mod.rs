@@ -26,10 +26,10 @@
 //!   no permission: 403. These are answers, not failures, and are not the
 //!   error responder's.
 //! - the user loader or the session store failed: the response of the
-//!   [`ErrorResponder`](crate::ErrorResponder) configured with
+//!   [`ErrorResponder`](crate::config::ErrorResponder) configured with
 //!   [`SessionConfig::with_error_responder`](crate::SessionConfig::with_error_responder)
 //!   (503 by default), as for any session failure. A loader failure
-//!   reaches it as [`Error::Backend`](crate::Error::Backend) with `store`
+//!   reaches it as [`Error::Backend`](crate::core::Error::Backend) with `store`
 //!   [`UserLoadFailed::STORE`].
 //! - an extractor or guard without its [`AuthLayer`] or
 //!   [`SessionLayer`](crate::SessionLayer): 500 with a message naming the
@@ -42,9 +42,10 @@
 //! use std::sync::{Arc, RwLock};
 //!
 //! use axum::{Form, Router, response::Redirect, routing::{get, post}};
+//! use session_axum::auth::{AuthRejection, safe_next};
 //! use session_axum::{
 //!     Auth, AuthLayer, AuthUser, CurrentUser, SessionLayer, UserLoader, login_required,
-//!     memory::MemoryStore, permission_required, safe_next, auth::AuthRejection,
+//!     memory::MemoryStore, permission_required,
 //! };
 //!
 //! #[derive(Clone)]
@@ -151,7 +152,7 @@
 //! Login, logout, [`CurrentUser`] and the guards work on client-side
 //! (cookie) sessions too, but there is no server-side index:
 //! [`Auth::sessions`] and [`Auth::logout_everywhere`] fail with
-//! [`Error::Unsupported`](crate::Error::Unsupported), and a copied cookie
+//! [`Error::Unsupported`](crate::core::Error::Unsupported), and a copied cookie
 //! stays valid until its deadline or the next password change.
 
 mod context;

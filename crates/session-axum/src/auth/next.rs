@@ -23,7 +23,7 @@ const DECODE_ROUNDS: usize = 3;
 /// over 2 KiB are refused too.
 ///
 /// ```
-/// use session_axum::safe_next;
+/// use session_axum::auth::safe_next;
 ///
 /// assert_eq!(safe_next("/account/settings?tab=2"), "/account/settings?tab=2");
 /// assert_eq!(safe_next("https://evil.example/"), "/");
@@ -37,7 +37,7 @@ const DECODE_ROUNDS: usize = 3;
 ///
 /// ```
 /// use axum::{Form, response::Redirect};
-/// use session_axum::safe_next;
+/// use session_axum::auth::safe_next;
 ///
 /// #[derive(serde::Deserialize)]
 /// struct LoginForm {

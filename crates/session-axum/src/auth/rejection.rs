@@ -157,7 +157,8 @@ impl IntoResponse for MissingAuthLayer {
 /// ```
 /// use axum::response::{IntoResponse, Response};
 /// use http::StatusCode;
-/// use session_axum::{Error, SessionConfig, auth::UserLoadFailed};
+/// use session_axum::{SessionConfig, auth::UserLoadFailed};
+/// use session_axum::core::Error;
 ///
 /// fn respond(error: &Error) -> Response {
 ///     match error {
@@ -186,7 +187,8 @@ impl UserLoadFailed {
     /// The `store` name of the [`Error::Backend`] the responder sees.
     ///
     /// ```
-    /// use session_axum::{Error, auth::UserLoadFailed};
+    /// use session_axum::auth::UserLoadFailed;
+    /// use session_axum::core::Error;
     ///
     /// let error = Error::backend(UserLoadFailed::STORE, std::io::Error::other("timeout"));
     /// assert_eq!(error.to_string(), "user store: timeout");

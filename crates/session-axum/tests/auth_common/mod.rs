@@ -18,14 +18,16 @@ use axum::routing::get;
 use axum::{Router, http::StatusCode};
 use http::{HeaderMap, Method, Request, header};
 use http_body_util::BodyExt;
+use session_axum::auth::safe_next;
 use session_axum::auth::{AuthRejection, LoginOptions, permission_required_async};
 use session_axum::core::{
     Error, LockGuard, LockOptions, Record, SessionId, SessionStore, StorageKey, Timestamp,
     async_trait,
 };
+use session_axum::core::{LockingStore, SessionExpiry};
 use session_axum::{
-    Auth, AuthLayer, AuthUser, CurrentUser, LockingStore, Session, SessionConfig, SessionError,
-    SessionExpiry, SessionLayer, UserLoader, login_required, permission_required, safe_next,
+    Auth, AuthLayer, AuthUser, CurrentUser, Session, SessionConfig, SessionError, SessionLayer,
+    UserLoader, login_required, permission_required,
 };
 use tower::ServiceExt;
 
@@ -575,7 +577,7 @@ macro_rules! auth_tests {
             use std::time::Duration;
 
             use http::Method;
-            use session_axum::SessionStore;
+            use session_axum::core::SessionStore;
             use session_axum::core::{Clock, ExpiryPolicy, ManualClock, Timestamp};
 
             use super::*;
@@ -583,7 +585,7 @@ macro_rules! auth_tests {
                 Fixture, REMEMBER_SECONDS, config, encode, fixture, login, request, send,
             };
 
-            async fn setup() -> Fixture<impl session_axum::LockingStore + Clone> {
+            async fn setup() -> Fixture<impl session_axum::core::LockingStore + Clone> {
                 fixture($make_store().await, config())
             }
 

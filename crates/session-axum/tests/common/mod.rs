@@ -11,11 +11,12 @@ use axum::routing::get;
 use axum::{Router, http::StatusCode};
 use http::{HeaderMap, Request, header};
 use http_body_util::BodyExt;
+use session_axum::core::SessionExpiry;
 use session_axum::core::{
     Error, LockGuard, LockOptions, LockingStore, Record, SessionStore, StorageKey, Timestamp,
     async_trait,
 };
-use session_axum::{Session, SessionConfig, SessionError, SessionExpiry, SessionLayer};
+use session_axum::{Session, SessionConfig, SessionError, SessionLayer};
 use tower::ServiceExt;
 
 /// Counts writes to the wrapped store and fails every call on demand.
@@ -245,11 +246,11 @@ macro_rules! route_tests {
             use super::*;
             use $crate::common::{Probe, app, config, send};
 
-            async fn probe() -> Probe<impl session_axum::LockingStore + Clone> {
+            async fn probe() -> Probe<impl session_axum::core::LockingStore + Clone> {
                 Probe::new($make_store().await)
             }
 
-            fn layer<S: session_axum::LockingStore + Clone>(
+            fn layer<S: session_axum::core::LockingStore + Clone>(
                 probe: &Probe<S>,
                 config: session_axum::SessionConfig,
             ) -> SessionLayer {
