@@ -112,12 +112,7 @@ pub trait LockingStore: SessionStore {
     /// one round trip override this. The lock is released even if the save
     /// fails.
     async fn save_and_release(&self, record: &Record, guard: LockGuard) -> Result<(), Error> {
-        if !guard.is_held() {
-            return Err(Error::LockTimeout { waited: Duration::ZERO });
-        }
-        let saved = self.save(record).await;
-        guard.release_quietly().await;
-        saved
+        guard.save_through(self, record).await
     }
 }
 
@@ -191,6 +186,42 @@ impl LockGuard {
         if let Err(error) = self.release().await {
             tracing::warn!(%error, "releasing a session lock failed; its lease will end it");
         }
+    }
+
+    /// Saves `record` through `store`'s plain [`save`](SessionStore::save),
+    /// then releases the lock, even if the save failed. A guard that no
+    /// longer holds its lock (its lease ran out) saves nothing and answers
+    /// [`Error::LockTimeout`]: someone else may hold the lock by now.
+    ///
+    /// The default [`LockingStore::save_and_release`], and what a store
+    /// that overrides it does with another store's guard.
+    ///
+    /// # Errors
+    ///
+    /// The save's error, or [`Error::LockTimeout`] for a lost lock.
+    ///
+    /// ```
+    /// # use session_core::{ExpiryPolicy, LockOptions, LockingStore, SessionId, Timestamp};
+    /// # async fn demo(store: &dyn LockingStore) -> Result<(), session_core::Error> {
+    /// let record = ExpiryPolicy::default().new_record(SessionId::random().storage_key(), Timestamp::now());
+    /// store.create(&record).await?;
+    /// let guard = store.lock(&record.key, LockOptions::default()).await?;
+    /// guard.save_through(store, &record).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn save_through<S: SessionStore + ?Sized>(
+        self,
+        store: &S,
+        record: &Record,
+    ) -> Result<(), Error> {
+        if !self.is_held() {
+            self.release_quietly().await;
+            return Err(Error::LockTimeout { waited: Duration::ZERO });
+        }
+        let saved = store.save(record).await;
+        self.release_quietly().await;
+        saved
     }
 
     /// Whether the lock is still held (see [`HeldLock::is_held`]).

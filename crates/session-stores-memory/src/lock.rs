@@ -14,8 +14,8 @@ use std::sync::{Arc, RwLockWriteGuard};
 use std::time::Duration;
 
 use session_core::{
-    Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, Reloaded, SessionStore as _,
-    StorageKey, Timestamp, async_trait,
+    Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, Reloaded, StorageKey, Timestamp,
+    async_trait,
 };
 use tokio::sync::Notify;
 
@@ -239,13 +239,7 @@ impl LockingStore for MemoryStore {
             .filter(|lock| lock.key == record.key && Arc::ptr_eq(&lock.inner, &self.inner));
         let Some(lock) = ours else {
             // Another store's lock, or another key's: save, then release it.
-            if !guard.is_held() {
-                guard.release_quietly().await;
-                return Err(Error::LockTimeout { waited: Duration::ZERO });
-            }
-            let saved = self.save(record).await;
-            guard.release_quietly().await;
-            return saved;
+            return guard.save_through(self, record).await;
         };
         let saved = with_encoded(record, |bytes| {
             let mut shard = write(self.shard(&record.key));

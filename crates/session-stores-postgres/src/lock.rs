@@ -16,8 +16,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use session_core::{
-    Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, SessionStore, StorageKey,
-    Timestamp, async_trait,
+    Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, StorageKey, Timestamp,
+    async_trait,
 };
 use session_stores_sql::{Encoded, SessionTable, Write};
 use sqlx::pool::PoolConnection;
@@ -326,11 +326,8 @@ impl LockingStore for PostgresStore {
     /// through the pool, then released.
     async fn save_and_release(&self, record: &Record, guard: LockGuard) -> Result<(), Error> {
         let Some(lock) = guard.downcast_ref::<PgLock>() else {
-            let saved = self.save(record).await;
-            if let Err(error) = guard.release().await {
-                tracing::warn!(store = STORE, %error, "releasing a foreign session lock failed");
-            }
-            return saved;
+            // Another store's lock, or another key's: save, then release it.
+            return guard.save_through(self, record).await;
         };
         let (conn, lock_id) = (lock.take(), lock.lock_id);
         drop(guard); // holds no connection any more: nothing to unlock

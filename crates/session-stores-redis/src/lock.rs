@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use deadpool_redis::redis::{Cmd, Value};
 use session_core::{
-    Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, SessionStore, StorageKey,
-    Timestamp, async_trait,
+    Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, StorageKey, Timestamp,
+    async_trait,
 };
 
 use crate::RedisStore;
@@ -404,14 +404,8 @@ impl LockingStore for RedisStore {
             .map(|lock| Arc::clone(&lock.state))
             .filter(|state| Arc::ptr_eq(&state.store.connections, &self.connections));
         let Some(state) = ours else {
-            // Not a lock of this store: save, then release through the guard.
-            if !guard.is_held() {
-                guard.release_quietly().await;
-                return Err(Error::LockTimeout { waited: Duration::ZERO });
-            }
-            let saved = self.save(record).await;
-            guard.release_quietly().await;
-            return saved;
+            // Another store's lock, or another key's: save, then release it.
+            return guard.save_through(self, record).await;
         };
         if !state.is_held() {
             guard.release_quietly().await;

@@ -1,20 +1,15 @@
 //! [`login_required`]: a route layer that turns anonymous requests away.
 
 use std::fmt;
-use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::body::{Body, Bytes, HttpBody};
 use axum::response::{IntoResponse, Response as AxumResponse};
 use http::header::LOCATION;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, StatusCode};
 use tower_layer::Layer;
-use tower_service::Service;
 
-use crate::auth::context::AuthContext;
+use crate::auth::guard::{Guard, Rule};
 use crate::auth::next::{encode_query_value, safe_next};
 use crate::auth::rejection::Unauthenticated;
 use crate::auth::user::AuthUser;
@@ -175,125 +170,16 @@ impl<U, K: SessionKind> fmt::Debug for LoginRequiredLayer<U, K> {
 }
 
 impl<Inner, U, K> Layer<Inner> for LoginRequiredLayer<U, K> {
-    type Service = LoginRequired<Inner, U, K>;
+    type Service = Guard<Inner, U, K>;
 
     fn layer(&self, inner: Inner) -> Self::Service {
-        LoginRequired { inner, login_url: self.login_url.clone(), _marker: PhantomData }
+        Guard::new(inner, Rule::LoggedIn { login_url: self.login_url.clone() })
     }
-}
-
-/// The service built by [`LoginRequiredLayer`]; `route_layer` builds it
-/// for you.
-///
-/// ```
-/// # #[derive(Clone)] struct User;
-/// # impl session_axum::AuthUser for User {
-/// #     type Id = u64;
-/// #     fn id(&self) -> u64 { 0 }
-/// #     fn session_auth_hash(&self) -> &[u8] { b"" }
-/// # }
-/// use axum::{Router, routing::get};
-/// use session_axum::{auth::LoginRequired, login_required};
-/// use tower_layer::Layer;
-///
-/// let router: Router = Router::new().route("/", get(|| async { "hi" }));
-/// let guarded: LoginRequired<Router, User> = login_required::<User>().layer(router);
-/// # let _ = guarded;
-/// ```
-pub struct LoginRequired<Inner, U, K = DefaultSession> {
-    inner: Inner,
-    login_url: Option<Arc<str>>,
-    _marker: PhantomData<fn() -> (U, K)>,
-}
-
-impl<Inner: Clone, U, K> Clone for LoginRequired<Inner, U, K> {
-    fn clone(&self) -> Self {
-        Self { inner: self.inner.clone(), login_url: self.login_url.clone(), _marker: PhantomData }
-    }
-}
-
-impl<Inner: fmt::Debug, U, K: SessionKind> fmt::Debug for LoginRequired<Inner, U, K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoginRequired")
-            .field("user", &std::any::type_name::<U>())
-            .field("kind", &K::NAME)
-            .field("login_url", &self.login_url)
-            .field("inner", &self.inner)
-            .finish()
-    }
-}
-
-impl<Inner, U, K, ReqBody, ResBody> Service<Request<ReqBody>> for LoginRequired<Inner, U, K>
-where
-    Inner: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    Inner::Future: Send + 'static,
-    U: AuthUser,
-    K: SessionKind,
-    ReqBody: Send + 'static,
-    ResBody: HttpBody<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<axum::BoxError>,
-{
-    type Response = Response<Body>;
-    type Error = Inner::Error;
-    type Future = GuardFuture<Inner::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let inner = take_ready(&mut self.inner);
-        let login_url = self.login_url.clone();
-        GuardFuture::new(async move {
-            if request.method() == Method::OPTIONS {
-                return pass(inner, request).await;
-            }
-            let (context, session) =
-                match AuthContext::<U, K>::from_extensions(request.extensions()) {
-                    Ok(found) => found,
-                    Err(rejection) => return Ok(rejection.into_response()),
-                };
-            match context.user(&session).await {
-                Ok(Some(_)) => pass(inner, request).await,
-                Ok(None) => Ok(match login_url {
-                    Some(login_url) => {
-                        let target = context
-                            .original_target
-                            .as_ref()
-                            .map_or_else(|| request.uri().to_string(), ToString::to_string);
-                        login_redirect(&login_url, &target)
-                    }
-                    None => Unauthenticated.into_response(),
-                }),
-                Err(rejection) => Ok(rejection.into_response()),
-            }
-        })
-    }
-}
-
-/// The service that was driven to readiness, leaving a fresh clone in its
-/// place (the usual tower pattern for services called from a future).
-pub(crate) fn take_ready<Inner: Clone>(inner: &mut Inner) -> Inner {
-    let clone = inner.clone();
-    std::mem::replace(inner, clone)
-}
-
-/// Hands the request on to the route.
-pub(crate) async fn pass<Inner, ReqBody, ResBody>(
-    mut inner: Inner,
-    request: Request<ReqBody>,
-) -> Result<Response<Body>, Inner::Error>
-where
-    Inner: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: HttpBody<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<axum::BoxError>,
-{
-    Ok(inner.call(request).await?.map(Body::new))
 }
 
 /// `303 See Other` to the login page, with `next` when the original target
 /// is a local path.
-fn login_redirect(login_url: &str, target: &str) -> AxumResponse {
+pub(crate) fn login_redirect(login_url: &str, target: &str) -> AxumResponse {
     let mut location = login_url.to_owned();
     let next = safe_next(target);
     if next == target {
@@ -312,53 +198,6 @@ fn login_redirect(login_url: &str, target: &str) -> AxumResponse {
         Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
         // The login URL was checked at startup and `next` is encoded.
         Err(_) => Unauthenticated.into_response(),
-    }
-}
-
-/// The response future of [`LoginRequired`] and
-/// [`PermissionRequired`](crate::auth::PermissionRequired).
-///
-/// ```
-/// # #[derive(Clone)] struct User;
-/// # impl session_axum::AuthUser for User {
-/// #     type Id = u64;
-/// #     fn id(&self) -> u64 { 0 }
-/// #     fn session_auth_hash(&self) -> &[u8] { b"" }
-/// # }
-/// use std::convert::Infallible;
-/// use axum::{Router, body::Body, http::Request, routing::get};
-/// use session_axum::{auth::GuardFuture, login_required};
-/// use tower_layer::Layer;
-/// use tower_service::Service;
-///
-/// let router: Router = Router::new().route("/", get(|| async { "hi" }));
-/// let mut guarded = login_required::<User>().layer(router);
-/// let future: GuardFuture<Infallible> = guarded.call(Request::new(Body::empty()));
-/// # drop(future);
-/// ```
-pub struct GuardFuture<E> {
-    inner: Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>,
-}
-
-impl<E> GuardFuture<E> {
-    pub(crate) fn new(
-        future: impl Future<Output = Result<Response<Body>, E>> + Send + 'static,
-    ) -> Self {
-        Self { inner: Box::pin(future) }
-    }
-}
-
-impl<E> Future for GuardFuture<E> {
-    type Output = Result<Response<Body>, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl<E> fmt::Debug for GuardFuture<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GuardFuture").finish_non_exhaustive()
     }
 }
 

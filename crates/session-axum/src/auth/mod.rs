@@ -157,6 +157,7 @@
 
 mod context;
 mod current_user;
+mod guard;
 mod handle;
 mod layer;
 mod login_required;
@@ -166,13 +167,13 @@ mod rejection;
 mod user;
 
 pub use current_user::CurrentUser;
+pub use guard::{Guard, GuardFuture};
 pub use handle::{Auth, LoginOptions, SessionInfo};
 pub use layer::{AuthLayer, AuthService};
-pub use login_required::{GuardFuture, LoginRequired, LoginRequiredLayer, login_required};
+pub use login_required::{LoginRequiredLayer, login_required};
 pub use next::safe_next;
 pub use permission::{
-    AsyncPredicate, PermissionLayer, PermissionRequired, permission_required,
-    permission_required_async,
+    AsyncPredicate, PermissionLayer, permission_required, permission_required_async,
 };
 pub use rejection::{AuthRejection, Forbidden, MissingAuthLayer, Unauthenticated, UserLoadFailed};
 pub use user::{AuthUser, UserLoader};

@@ -4,23 +4,16 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::body::{Body, Bytes, HttpBody};
-use axum::response::IntoResponse;
-use http::{Method, Request, Response};
 use tower_layer::Layer;
-use tower_service::Service;
 
-use crate::auth::context::AuthContext;
-use crate::auth::login_required::{GuardFuture, pass, take_ready};
-use crate::auth::rejection::{Forbidden, Unauthenticated};
+use crate::auth::guard::{Guard, Rule};
 use crate::auth::user::{AuthUser, BoxFuture};
 use crate::kind::{DefaultSession, SessionKind};
 
 /// A route layer that lets through only logged-in users for whom `predicate`
-/// holds: others get 403 ([`Forbidden`]), anonymous requests 401
-/// ([`Unauthenticated`]). `OPTIONS` requests pass.
+/// holds: others get 403 ([`Forbidden`](crate::auth::Forbidden)), anonymous requests 401
+/// ([`Unauthenticated`](crate::auth::Unauthenticated)). `OPTIONS` requests pass.
 ///
 /// Like [`login_required::<U>()`](crate::login_required), it takes the user
 /// type as a turbofish, `permission_required::<User>(..)`, and the
@@ -148,13 +141,13 @@ where
 
 /// A check's outcome: synchronous checks answer at once, so the common case
 /// allocates nothing; asynchronous ones hand back a boxed future.
-enum Check<'a> {
+pub(crate) enum Check<'a> {
     Done(bool),
     Pending(BoxFuture<'a, bool>),
 }
 
 /// A permission check with its closure type erased.
-trait DynPredicate<U>: Send + Sync + 'static {
+pub(crate) trait DynPredicate<U>: Send + Sync + 'static {
     fn check(&self, user: Arc<U>) -> Check<'_>;
 }
 
@@ -250,99 +243,9 @@ impl<U, K: SessionKind> fmt::Debug for PermissionLayer<U, K> {
 }
 
 impl<Inner, U, K> Layer<Inner> for PermissionLayer<U, K> {
-    type Service = PermissionRequired<Inner, U, K>;
+    type Service = Guard<Inner, U, K>;
 
     fn layer(&self, inner: Inner) -> Self::Service {
-        PermissionRequired { inner, predicate: Arc::clone(&self.predicate), _kind: PhantomData }
-    }
-}
-
-/// The service built by [`PermissionLayer`]; `route_layer` builds it for
-/// you.
-///
-/// ```
-/// use axum::{Router, routing::get};
-/// use session_axum::{auth::PermissionRequired, permission_required};
-/// use tower_layer::Layer;
-/// # #[derive(Clone)] struct User { is_admin: bool }
-/// # impl session_axum::AuthUser for User {
-/// #     type Id = u64;
-/// #     fn id(&self) -> u64 { 0 }
-/// #     fn session_auth_hash(&self) -> &[u8] { b"" }
-/// # }
-///
-/// let router: Router = Router::new().route("/", get(|| async { "hi" }));
-/// let guarded: PermissionRequired<Router, User> =
-///     permission_required::<User>(|user| user.is_admin).layer(router);
-/// # let _ = guarded;
-/// ```
-pub struct PermissionRequired<Inner, U, K = DefaultSession> {
-    inner: Inner,
-    predicate: Arc<dyn DynPredicate<U>>,
-    _kind: PhantomData<fn() -> K>,
-}
-
-impl<Inner: Clone, U, K> Clone for PermissionRequired<Inner, U, K> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            predicate: Arc::clone(&self.predicate),
-            _kind: PhantomData,
-        }
-    }
-}
-
-impl<Inner: fmt::Debug, U, K: SessionKind> fmt::Debug for PermissionRequired<Inner, U, K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PermissionRequired")
-            .field("user", &std::any::type_name::<U>())
-            .field("kind", &K::NAME)
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<Inner, U, K, ReqBody, ResBody> Service<Request<ReqBody>> for PermissionRequired<Inner, U, K>
-where
-    Inner: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    Inner::Future: Send + 'static,
-    U: AuthUser,
-    K: SessionKind,
-    ReqBody: Send + 'static,
-    ResBody: HttpBody<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<axum::BoxError>,
-{
-    type Response = Response<Body>;
-    type Error = Inner::Error;
-    type Future = GuardFuture<Inner::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let inner = take_ready(&mut self.inner);
-        let predicate = Arc::clone(&self.predicate);
-        GuardFuture::new(async move {
-            if request.method() == Method::OPTIONS {
-                return pass(inner, request).await;
-            }
-            let (context, session) =
-                match AuthContext::<U, K>::from_extensions(request.extensions()) {
-                    Ok(found) => found,
-                    Err(rejection) => return Ok(rejection.into_response()),
-                };
-            match context.user(&session).await {
-                Ok(Some(user)) => {
-                    let allowed = match predicate.check(user) {
-                        Check::Done(allowed) => allowed,
-                        Check::Pending(future) => future.await,
-                    };
-                    if allowed { pass(inner, request).await } else { Ok(Forbidden.into_response()) }
-                }
-                Ok(None) => Ok(Unauthenticated.into_response()),
-                Err(rejection) => Ok(rejection.into_response()),
-            }
-        })
+        Guard::new(inner, Rule::Permitted(Arc::clone(&self.predicate)))
     }
 }
