@@ -3,20 +3,15 @@
 use std::fmt;
 use std::sync::Arc;
 
-use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, async_trait};
-use session_stores_sql::{InvalidTableName, SessionTable, trusted_sql};
+use session_core::Error;
+use session_stores_sql::{
+    DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, InvalidTableName, SessionTable, trusted_sql,
+};
 use sqlx::{PgPool, SqlStr};
 
 use crate::driver::Pg;
 use crate::error::backend;
 use crate::table::TableName;
-
-/// The table used unless [`PostgresStore::with_table_name`] says otherwise.
-pub const DEFAULT_TABLE_NAME: &str = "axum_sessions";
-
-/// Rows deleted per statement by [`SessionStore::delete_expired`] unless
-/// [`PostgresStore::with_cleanup_batch_size`] says otherwise.
-pub const DEFAULT_CLEANUP_BATCH_SIZE: u32 = 1000;
 
 /// Sessions in a PostgreSQL table, with advisory locks.
 ///
@@ -262,6 +257,12 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// The statements shared with the other SQL store, for
+    /// `impl_session_store!`.
+    fn sessions(&self) -> &SessionTable<Pg> {
+        &self.table.sessions
+    }
+
     /// The table name, as given (unquoted).
     #[must_use]
     pub fn table_name(&self) -> String {
@@ -278,37 +279,4 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
-#[async_trait]
-impl SessionStore for PostgresStore {
-    async fn create(&self, record: &Record) -> Result<(), Error> {
-        self.table.sessions.create(&self.pool, record).await
-    }
-
-    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, Error> {
-        self.table.sessions.load(&self.pool, key, now).await
-    }
-
-    async fn save(&self, record: &Record) -> Result<(), Error> {
-        self.table.sessions.save(&self.pool, record).await
-    }
-
-    async fn delete(&self, key: &StorageKey) -> Result<(), Error> {
-        self.table.sessions.delete(&self.pool, key).await
-    }
-
-    async fn touch(&self, record: &Record) -> Result<(), Error> {
-        self.table.sessions.touch(&self.pool, record).await
-    }
-
-    async fn delete_expired(&self, now: Timestamp) -> Result<u64, Error> {
-        self.table.sessions.delete_expired(&self.pool, now).await
-    }
-
-    async fn list_for_user(&self, user: &str, now: Timestamp) -> Result<Vec<Record>, Error> {
-        self.table.sessions.list_for_user(&self.pool, user, now).await
-    }
-
-    async fn delete_for_user(&self, user: &str) -> Result<u64, Error> {
-        self.table.sessions.delete_for_user(&self.pool, user).await
-    }
-}
+session_stores_sql::impl_session_store!(PostgresStore);

@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn the_default_name_is_valid() {
-        assert!(TableName::parse(crate::store::DEFAULT_TABLE_NAME).is_ok());
+        assert!(TableName::parse(crate::DEFAULT_TABLE_NAME).is_ok());
     }
 
     #[test]

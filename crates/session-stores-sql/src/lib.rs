@@ -9,6 +9,9 @@
 //!   order), rows read back into records (a corrupt row logged and treated
 //!   as an absent session), and [`Write::outcome`], what a write that changed
 //!   no row means;
+//! - [`impl_session_store!`], a store's `SessionStore` impl as its table's
+//!   operations on its pool, and the defaults [`DEFAULT_TABLE_NAME`] and
+//!   [`DEFAULT_CLEANUP_BATCH_SIZE`];
 //! - table name checks: [`check_identifier`], [`quote`] and the error
 //!   [`InvalidTableName`], which the stores re-export.
 //!
@@ -21,9 +24,15 @@
 mod driver;
 mod ident;
 mod row;
+mod store;
 mod table;
 
 pub use driver::{Driver, UserIds, ValueTypes, Write, trusted_sql};
 pub use ident::{InvalidTableName, MAX_IDENT, check_identifier, quote};
 pub use row::{Bound, COLUMNS, Encoded, RECORD_COLUMNS, UPDATED_COLUMNS};
+pub use store::{DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME};
 pub use table::SessionTable;
+
+/// For [`impl_session_store!`]: core, as the store crates see it.
+#[doc(hidden)]
+pub use session_core as __core;

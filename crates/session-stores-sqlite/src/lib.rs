@@ -54,8 +54,8 @@ mod table;
 /// The background task that deletes expired sessions: `store.spawn_cleanup(interval)`
 /// through [`SpawnCleanup`], stopped through its [`CleanupHandle`].
 pub use session_core::{CleanupHandle, SpawnCleanup};
-pub use session_stores_sql::InvalidTableName;
-pub use store::{DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, SqliteStore};
+pub use session_stores_sql::{DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, InvalidTableName};
+pub use store::SqliteStore;
 
 // The pool, its options and connect options, so applications need no direct
 // sqlx dependency (and cannot pick a mismatched sqlx version).

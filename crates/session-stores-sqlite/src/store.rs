@@ -5,21 +5,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::{Error, LocalLocks, Record, SessionStore, StorageKey, Timestamp, async_trait};
-use session_stores_sql::{InvalidTableName, SessionTable, trusted_sql};
+use session_core::{Error, LocalLocks};
+use session_stores_sql::{
+    DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, InvalidTableName, SessionTable, trusted_sql,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlStr, SqlitePool};
 
 use crate::driver::Sqlite;
 use crate::error::backend;
 use crate::table::TableName;
-
-/// The table used unless [`SqliteStore::with_table_name`] says otherwise.
-pub const DEFAULT_TABLE_NAME: &str = "axum_sessions";
-
-/// Rows deleted per statement by [`SessionStore::delete_expired`] unless
-/// [`SqliteStore::with_cleanup_batch_size`] says otherwise.
-pub const DEFAULT_CLEANUP_BATCH_SIZE: u32 = 1000;
 
 /// Sessions in a SQLite database file: the embedded, persistent store.
 ///
@@ -196,6 +191,12 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// The statements shared with the other SQL store, for
+    /// `impl_session_store!`.
+    fn sessions(&self) -> &SessionTable<Sqlite> {
+        &self.table.sessions
+    }
+
     /// The table name, as given (unquoted).
     #[must_use]
     pub fn table_name(&self) -> String {
@@ -212,37 +213,4 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
-#[async_trait]
-impl SessionStore for SqliteStore {
-    async fn create(&self, record: &Record) -> Result<(), Error> {
-        self.table.sessions.create(&self.pool, record).await
-    }
-
-    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, Error> {
-        self.table.sessions.load(&self.pool, key, now).await
-    }
-
-    async fn save(&self, record: &Record) -> Result<(), Error> {
-        self.table.sessions.save(&self.pool, record).await
-    }
-
-    async fn delete(&self, key: &StorageKey) -> Result<(), Error> {
-        self.table.sessions.delete(&self.pool, key).await
-    }
-
-    async fn touch(&self, record: &Record) -> Result<(), Error> {
-        self.table.sessions.touch(&self.pool, record).await
-    }
-
-    async fn delete_expired(&self, now: Timestamp) -> Result<u64, Error> {
-        self.table.sessions.delete_expired(&self.pool, now).await
-    }
-
-    async fn list_for_user(&self, user: &str, now: Timestamp) -> Result<Vec<Record>, Error> {
-        self.table.sessions.list_for_user(&self.pool, user, now).await
-    }
-
-    async fn delete_for_user(&self, user: &str) -> Result<u64, Error> {
-        self.table.sessions.delete_for_user(&self.pool, user).await
-    }
-}
+session_stores_sql::impl_session_store!(SqliteStore);

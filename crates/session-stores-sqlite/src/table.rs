@@ -58,7 +58,7 @@ mod tests {
         for good in ["sessions", "_s", "S1", "sqlitesessions", &"a".repeat(63)] {
             assert!(TableName::parse(good).is_ok(), "{good}");
         }
-        assert!(TableName::parse(crate::store::DEFAULT_TABLE_NAME).is_ok());
+        assert!(TableName::parse(crate::DEFAULT_TABLE_NAME).is_ok());
         assert_eq!(TableName::parse("Sessions").unwrap().quoted(), r#""Sessions""#);
     }
 
