@@ -35,6 +35,7 @@ pub const DEFAULT_CLEANUP_BATCH_SIZE: u32 = 1000;
 /// # }
 /// use session_stores_sql::SessionTable;
 ///
+/// #[derive(Debug)]
 /// struct MyStore {
 ///     pool: sqlx::SqlitePool,
 ///     sessions: SessionTable<Sqlite>,
