@@ -72,7 +72,7 @@ SERVICES:
     `postgres` OS user (created if missing), which is given search permission
     (o+x) on the directories leading to its data.
     Redis keeps nothing on disk; PostgreSQL runs with fsync off: test data only.
-    The default ports differ from the ones of shared/reference/*.sh
+    The default ports differ from the usual developer ones
     (6391/54329), so both can run side by side; a Redis on our port that is not
     ours (told apart by its pid file) is never used nor stopped.
 

@@ -1,8 +1,8 @@
 //! Redis and PostgreSQL for the tests: installed from Debian packages when
 //! missing, run on private ports with their data under `target/services/`.
 //!
-//! A port of the verified scripts `shared/reference/redis.sh` and
-//! `shared/reference/postgres.sh`, with these differences:
+//! The start-up sequences follow shell scripts verified on the development
+//! machines, with these differences:
 //! - other default ports (6392 / 54330), so we never touch the servers those
 //!   scripts run for other developers (6391 / 54329);
 //! - Redis is probed with a tiny RESP client instead of `redis-cli`, and is

@@ -44,6 +44,12 @@ pub(crate) fn ci() -> Result<ExitCode> {
     ]);
     steps.run("clippy", &mut clippy)?;
 
+    // What docs.rs builds, with broken links and bad doc markup as errors.
+    let mut doc = cmd::cargo();
+    doc.args(["doc", "--workspace", "--all-features", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    steps.run("doc", &mut doc)?;
+
     // Tests and doc tests share one services session.
     let session = steps.time("services start", start_services)?;
     let tested = (|| {

@@ -1,6 +1,6 @@
-//! `shared/BAD_INPUTS.md`, layer level: every row that the `SessionLayer` (and
-//! the auth layer on top of it) answers for, as one test per row and store,
-//! named after the row.
+//! The hostile-input catalogue (`docs/hostile-inputs.md`), layer level:
+//! every row that the `SessionLayer` (and the auth layer on top of it)
+//! answers for, as one test per row and store, named after the row.
 //!
 //! | row | what | stores |
 //! |-----|------|--------|

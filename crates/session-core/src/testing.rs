@@ -18,7 +18,7 @@
 //! the suite can run against a shared Redis or Postgres alongside other tests.
 //!
 //! Besides the contract checks, the macro runs the rows of the hostile-input
-//! catalogue (BAD_INPUTS) that only need the store traits, as `rowNN_*`
+//! catalogue (`docs/hostile-inputs.md`) that only need the store traits, as `rowNN_*`
 //! checks; a store's own tests add what only it can check (its files, rows or
 //! keys).
 //!
@@ -710,7 +710,7 @@ pub async fn run_all(store: DynStore, capabilities: Capabilities) {
 }
 
 /// Expands to one `#[tokio::test]` per conformance check and per
-/// store-level BAD_INPUTS row (`row05_*` and so on), in a module named
+/// store-level hostile-input row (`row05_*` and so on), in a module named
 /// `conformance`.
 ///
 /// `$make_backend` is an `async fn() -> Backend` opening two instances of the

@@ -1,5 +1,6 @@
-//! `shared/BAD_INPUTS.md` for the cookie formats: where each row that applies
-//! to a client-side format is tested, and the rows that cut across formats.
+//! The hostile-input catalogue (`docs/hostile-inputs.md`) for the cookie
+//! formats: where each row that applies to a client-side format is tested,
+//! and the rows that cut across formats.
 //!
 //! Formats: Fernet, Fernet with a TTL, JWT HS256, JWT EdDSA, signed.
 //!

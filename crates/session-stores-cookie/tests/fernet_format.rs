@@ -1,4 +1,4 @@
-//! BAD_INPUTS rows 9-15 against `FernetFormat`, with hostile tokens built by
+//! hostile-input rows 9-15 against `FernetFormat`, with hostile tokens built by
 //! hand: every forged field carries a valid HMAC, so the checks after the
 //! HMAC are what refuses them.
 #![allow(clippy::unwrap_used)] // Test helpers outside #[test] functions.

@@ -1,4 +1,4 @@
-//! BAD_INPUTS rows 16-18 against `JwtFormat`, with hostile tokens built by
+//! hostile-input rows 16-18 against `JwtFormat`, with hostile tokens built by
 //! hand (header and claims as raw JSON, signatures computed here).
 #![allow(clippy::unwrap_used)] // Test helpers outside #[test] functions.
 

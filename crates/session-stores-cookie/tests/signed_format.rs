@@ -1,4 +1,4 @@
-//! Hostile values against `SignedFormat`: the BAD_INPUTS rows that apply to a
+//! Hostile values against `SignedFormat`: the hostile-input rows that apply to a
 //! signed (not encrypted) value, with tags computed here so the checks after
 //! the tag are what refuses them.
 #![allow(clippy::unwrap_used)] // Test helpers outside #[test] functions.

@@ -1,4 +1,4 @@
-//! The hostile-input catalogue (BAD_INPUTS), store level, for the filesystem
+//! The hostile-input catalogue (`docs/hostile-inputs.md`), store level, for the filesystem
 //! store: where each row that a store answers for is tested, and the checks
 //! only this store can make. Two stores on one directory stand for two
 //! processes (`processes.rs` runs a real second process).

@@ -1,4 +1,4 @@
-//! The hostile-input catalogue (BAD_INPUTS), store level, for the memory
+//! The hostile-input catalogue (`docs/hostile-inputs.md`), store level, for the memory
 //! store: where each row that a store answers for is tested, and the checks
 //! only this store can make.
 //!

@@ -1,4 +1,4 @@
-//! The hostile-input catalogue (BAD_INPUTS), store level, for the PostgreSQL
+//! The hostile-input catalogue (`docs/hostile-inputs.md`), store level, for the PostgreSQL
 //! store: where each row that a store answers for is tested, and the checks
 //! only this store can make. Two stores with pools of their own on one table
 //! stand for two processes. Needs `DATABASE_URL` (`cargo xtask test` sets

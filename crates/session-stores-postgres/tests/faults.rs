@@ -1,4 +1,4 @@
-//! BAD_INPUTS row 22: PostgreSQL goes away mid-run and comes back.
+//! hostile-input row 22: PostgreSQL goes away mid-run and comes back.
 //!
 //! Runs its own private cluster (initdb + pg_ctl in a temporary directory on a
 //! free port, as the unprivileged `postgres` OS user when running as root),

@@ -1,4 +1,4 @@
-//! The hostile-input catalogue (BAD_INPUTS), store level, for the Redis
+//! The hostile-input catalogue (`docs/hostile-inputs.md`), store level, for the Redis
 //! store: where each row that a store answers for is tested, and the checks
 //! only this store can make. Two stores with pools of their own on one Redis
 //! and prefix stand for two processes. Needs `REDIS_URL` (`cargo xtask test`

@@ -1,4 +1,4 @@
-//! Faults (BAD_INPUTS rows 22 and 23): Redis down before a request and
+//! Faults (hostile-input rows 22 and 23): Redis down before a request and
 //! killed during one, on a private redis-server so the shared one is never
 //! stopped; an exhausted pool; a lock that is never free.
 #![allow(clippy::unwrap_used)] // Test helpers outside #[test] functions.

@@ -1,5 +1,5 @@
 //! Redis-specific behaviour on the shared Redis (`REDIS_URL`): two processes'
-//! worth of stores, corrupt records (BAD_INPUTS row 19), TTLs, key layout,
+//! worth of stores, corrupt records (hostile-input row 19), TTLs, key layout,
 //! index pruning, and the lock's lease: renewal, loss, and a crashed holder.
 #![allow(clippy::unwrap_used)] // Test helpers outside #[test] functions.
 
@@ -49,7 +49,7 @@ async fn two_processes_lose_no_updates() {
     concurrent_increments(&stores, 100).await;
 }
 
-/// BAD_INPUTS row 19: a corrupt or truncated record loads as absent (and is
+/// hostile-input row 19: a corrupt or truncated record loads as absent (and is
 /// logged); its neighbour still loads; nothing fails.
 #[tokio::test]
 async fn corrupt_records_load_as_absent() {

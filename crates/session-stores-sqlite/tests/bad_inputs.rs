@@ -1,4 +1,4 @@
-//! The hostile-input catalogue (BAD_INPUTS), store level, for the SQLite
+//! The hostile-input catalogue (`docs/hostile-inputs.md`), store level, for the SQLite
 //! store: where each row that a store answers for is tested, and the checks
 //! only this store can make. Two stores opened on one file stand for two
 //! users of it (they share the file and its locks).

@@ -36,7 +36,7 @@ pub(super) struct Tools {
     taskset: PathBuf,
     /// Root: run server and wrk at nice -20, ahead of other work on the box.
     nice: bool,
-    /// `setsid`, to give server and wrk autogroups of their own (see [`boost`]).
+    /// `setsid`, to give server and wrk autogroups of their own (see [`boost`](Self::boost)).
     setsid: Option<PathBuf>,
 }
 
@@ -74,7 +74,7 @@ impl Tools {
         Ok(Self { wrk, taskset, nice: root, setsid })
     }
 
-    /// `[setsid nice -n -20] taskset -c <cpu> <program>`; [`boost`] the
+    /// `[setsid nice -n -20] taskset -c <cpu> <program>`; [`boost`](Self::boost) the
     /// process once it runs.
     pub(super) fn pinned(&self, cpu: &str, program: &Path) -> Command {
         let mut cmd = match (&self.setsid, self.nice) {

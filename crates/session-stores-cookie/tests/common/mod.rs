@@ -55,7 +55,7 @@ pub fn record() -> Record {
     record
 }
 
-/// Cookie values that are not sessions in any format (BAD_INPUTS rows 1, 2, 4).
+/// Cookie values that are not sessions in any format (hostile-input rows 1, 2, 4).
 pub fn garbage_values() -> Vec<String> {
     let mut values: Vec<String> = [
         "",
