@@ -47,6 +47,7 @@ pub mod auth;
 pub mod config;
 mod cookie;
 mod extract;
+pub mod flash;
 mod kind;
 mod layer;
 pub mod rejection;
@@ -72,6 +73,11 @@ pub use session_core as core;
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The migration guide's example, compiled as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/coming-from-tower-sessions.md")]
+struct MigrationGuideDoctests;
 /// The in-process store.
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]

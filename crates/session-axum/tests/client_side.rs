@@ -64,6 +64,11 @@ macro_rules! client_side_tests {
             use $crate::common::{app, config, send};
 
             #[tokio::test]
+            async fn flash_messages_are_read_once_in_order() {
+                $crate::common::flash_scenario(&app($make_layer(config()))).await;
+            }
+
+            #[tokio::test]
             async fn the_session_travels_in_a_secure_cookie() {
                 let app = app($make_layer(config()));
                 let reply = send(&app, "/set?v=hello", &[]).await;

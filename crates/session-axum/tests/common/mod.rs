@@ -16,6 +16,7 @@ use session_axum::core::{
     Error, LockGuard, LockOptions, LockingStore, Record, SessionStore, StorageKey, Timestamp,
     async_trait,
 };
+use session_axum::flash::{Flash, Level};
 use session_axum::{Session, SessionConfig, SessionError, SessionLayer};
 use tower::ServiceExt;
 
@@ -109,6 +110,12 @@ struct Value {
     v: String,
 }
 
+#[derive(serde::Deserialize)]
+struct Note {
+    level: Level,
+    text: String,
+}
+
 /// The test app: one route per session operation.
 pub fn app(layer: SessionLayer) -> Router {
     Router::new()
@@ -176,6 +183,33 @@ pub fn app(layer: SessionLayer) -> Router {
             get(|session: Session| async move {
                 session.insert("v", "x".repeat(100 * 1024)).await?;
                 Ok::<_, SessionError>("big")
+            }),
+        )
+        .route(
+            "/flash/add",
+            get(|flash: Flash, Query(note): Query<Note>| async move {
+                flash.push(note.level, note.text).await?;
+                Ok::<_, SessionError>("added")
+            }),
+        )
+        .route(
+            "/flash/take",
+            get(|flash: Flash| async move {
+                let taken = flash.take::<String>().await?;
+                let shown: Vec<String> =
+                    taken.iter().map(|m| format!("{}:{}", m.level, m.content)).collect();
+                Ok::<_, SessionError>(if shown.is_empty() {
+                    "none".into()
+                } else {
+                    shown.join("|")
+                })
+            }),
+        )
+        .route(
+            "/flash/take-number",
+            get(|flash: Flash| async move {
+                let taken = flash.take::<u64>().await?;
+                Ok::<_, SessionError>(format!("{}", taken.len()))
             }),
         )
         .route(
@@ -257,6 +291,12 @@ macro_rules! route_tests {
                 SessionLayer::new(probe.clone())
                     .with_config(config)
                     .expect("a valid session config")
+            }
+
+            #[tokio::test]
+            async fn flash_messages_are_read_once_in_order() {
+                let store = probe().await;
+                $crate::common::flash_scenario(&app(layer(&store, config()))).await;
             }
 
             #[tokio::test]
@@ -660,4 +700,33 @@ pub fn scratch_dir() -> std::path::PathBuf {
 /// A short random suffix for key prefixes and table names.
 pub fn unique() -> String {
     session_axum::core::SessionId::random().storage_key().to_hex()[..12].to_owned()
+}
+
+/// Flash messages on `app`, whatever keeps the session: read once, in
+/// order, across a redirect-like sequence of requests; a wrong payload type
+/// is an error that loses nothing; a request that only reads writes nothing.
+pub async fn flash_scenario(app: &Router) {
+    let reply = send(app, "/flash/take", &[]).await;
+    assert_eq!((reply.body.as_str(), reply.set_cookie()), ("none", None), "no session, none");
+
+    let cookie = send(app, "/flash/add?level=success&text=Saved", &[]).await.cookie();
+    let reply = send(app, "/flash/add?level=warning&text=Check%20mail", &[&cookie]).await;
+    let cookie = reply.set_cookie().map_or(cookie, |_| reply.cookie());
+
+    // A wrong payload type: an error, and the messages are still there.
+    let reply = send(app, "/flash/take-number", &[&cookie]).await;
+    assert!(reply.status.is_server_error(), "{}", reply.status);
+
+    let reply = send(app, "/flash/take", &[&cookie]).await;
+    assert_eq!(reply.body, "success:Saved|warning:Check mail");
+    let cookie = reply.set_cookie().map_or(cookie, |_| reply.cookie());
+    assert_eq!(send(app, "/flash/take", &[&cookie]).await.body, "none", "read once");
+
+    // Messages sit beside the session's own data and leave it alone.
+    let reply = send(app, "/set?v=kept", &[&cookie]).await;
+    let cookie = reply.set_cookie().map_or(cookie, |_| reply.cookie());
+    let reply = send(app, "/flash/add?level=info&text=Hi", &[&cookie]).await;
+    let cookie = reply.set_cookie().map_or(cookie, |_| reply.cookie());
+    assert_eq!(send(app, "/get", &[&cookie]).await.body, "kept");
+    assert_eq!(send(app, "/flash/take", &[&cookie]).await.body, "info:Hi");
 }
