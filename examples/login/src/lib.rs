@@ -1,6 +1,9 @@
 //! A small site with logins on `session-axum`: a login form, a protected
 //! account page, a list of my sessions with "log out everywhere", logout and
-//! password change. Passwords are hashed with Argon2id.
+//! password change. Passwords are hashed with Argon2id. Every form post
+//! answers with a redirect (post/redirect/get); what happened ("logged out",
+//! "password changed", "wrong password") reaches the next page as a
+//! [flash message](session_axum::flash).
 //!
 //! ```text
 //! cargo run -p login                  # SQLite sessions in ./login-sessions.db
@@ -41,6 +44,7 @@ use serde::Deserialize;
 use session_axum::auth::safe_next;
 use session_axum::auth::{AuthRejection, LoginOptions};
 use session_axum::core::SessionExpiry;
+use session_axum::flash::{Flash, Level, Message};
 use session_axum::{Auth, AuthLayer, CurrentUser, SessionConfig, SessionLayer, login_required};
 
 pub use argon2::Params as HashParams;
@@ -111,19 +115,47 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await.map_err(internal_error)
 }
 
-async fn home(user: Option<CurrentUser<User>>) -> Response {
-    pages::home(user.as_ref().map(|user| user.username.as_str())).into_response()
+/// The flash messages waiting for this page, taken so a reload shows none.
+async fn messages(flash: &Flash) -> Result<Vec<Message>, Response> {
+    flash.take().await.map_err(IntoResponse::into_response)
+}
+
+/// Adds a flash message and redirects to `to`, for the page there to show it.
+async fn redirect_with(flash: &Flash, message: Message, to: &str) -> Page {
+    flash.push(message.level, message.content).await.map_err(IntoResponse::into_response)?;
+    Ok(Redirect::to(to).into_response())
+}
+
+fn success(text: &str) -> Message {
+    Message { level: Level::Success, content: text.to_owned() }
+}
+
+fn error(text: &str) -> Message {
+    Message { level: Level::Error, content: text.to_owned() }
+}
+
+async fn home(user: Option<CurrentUser<User>>, flash: Flash) -> Page {
+    let messages = messages(&flash).await?;
+    Ok(pages::home(user.as_ref().map(|user| user.username.as_str()), &messages).into_response())
 }
 
 #[derive(Deserialize)]
 struct LoginQuery {
     next: Option<String>,
-    notice: Option<String>,
 }
 
-async fn login_form(Query(query): Query<LoginQuery>) -> Response {
+async fn login_form(Query(query): Query<LoginQuery>, flash: Flash) -> Page {
     let next = safe_next(query.next.as_deref().unwrap_or("/"));
-    pages::login(next, pages::notice(query.notice.as_deref()), None).into_response()
+    Ok(pages::login(next, &messages(&flash).await?).into_response())
+}
+
+/// The login form's address, keeping where to go after logging in.
+fn login_url(next: &str) -> String {
+    if next == "/" {
+        return "/login".to_owned();
+    }
+    let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    format!("/login?next={next}")
 }
 
 #[derive(Deserialize)]
@@ -134,12 +166,17 @@ struct LoginForm {
     next: Option<String>,
 }
 
-async fn login(auth: Auth<User>, State(users): State<Users>, Form(form): Form<LoginForm>) -> Page {
+async fn login(
+    auth: Auth<User>,
+    flash: Flash,
+    State(users): State<Users>,
+    Form(form): Form<LoginForm>,
+) -> Page {
     let next = safe_next(form.next.as_deref().unwrap_or("/")).to_owned();
     let LoginForm { username, password, remember, .. } = form;
     let Some(user) = blocking(move || users.verify(&username, &password)).await? else {
-        let page = pages::login(&next, "", Some("Wrong user name or password."));
-        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+        let message = error("Wrong user name or password.");
+        return redirect_with(&flash, message, &login_url(&next)).await;
     };
     let mut options = LoginOptions::new();
     if remember.is_some() {
@@ -153,13 +190,14 @@ async fn login(auth: Auth<User>, State(users): State<Users>, Form(form): Form<Lo
     Ok(Redirect::to(&next).into_response())
 }
 
-async fn logout(auth: Auth<User>) -> Page {
+async fn logout(auth: Auth<User>, flash: Flash) -> Page {
     auth.logout().await.map_err(IntoResponse::into_response)?;
-    Ok(Redirect::to("/login?notice=logged-out").into_response())
+    // After the logout: the message goes into a new, anonymous session.
+    redirect_with(&flash, success("You have been logged out."), "/login").await
 }
 
-async fn account(user: CurrentUser<User>) -> Response {
-    pages::account(&user.username).into_response()
+async fn account(user: CurrentUser<User>, flash: Flash) -> Page {
+    Ok(pages::account(&user.username, &messages(&flash).await?).into_response())
 }
 
 /// Whether `rejection` says the store keeps no sessions on the server
@@ -179,7 +217,7 @@ async fn my_sessions(user: CurrentUser<User>, auth: Auth<User>) -> Page {
     }
 }
 
-async fn logout_everywhere(user: CurrentUser<User>, auth: Auth<User>) -> Page {
+async fn logout_everywhere(user: CurrentUser<User>, auth: Auth<User>, flash: Flash) -> Page {
     let ended = match auth.logout_everywhere().await {
         Ok(ended) => ended,
         Err(rejection) if client_side_only(&rejection) => {
@@ -188,11 +226,11 @@ async fn logout_everywhere(user: CurrentUser<User>, auth: Auth<User>) -> Page {
         Err(rejection) => return Err(rejection.into_response()),
     };
     tracing::info!(ended, "logged out everywhere");
-    Ok(Redirect::to("/login?notice=logged-out-everywhere").into_response())
+    redirect_with(&flash, success("You have been logged out of every session."), "/login").await
 }
 
-async fn password_form(user: CurrentUser<User>) -> Response {
-    pages::password(&user.username, None).into_response()
+async fn password_form(user: CurrentUser<User>, flash: Flash) -> Page {
+    Ok(pages::password(&user.username, &messages(&flash).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -204,6 +242,7 @@ struct PasswordForm {
 async fn change_password(
     user: CurrentUser<User>,
     auth: Auth<User>,
+    flash: Flash,
     State(users): State<Users>,
     Form(form): Form<PasswordForm>,
 ) -> Page {
@@ -221,18 +260,13 @@ async fn change_password(
             // logging in again keeps this one.
             auth.login(&updated).await.map_err(IntoResponse::into_response)?;
             tracing::info!(user = id, "password changed");
-            return Ok(pages::password(
-                &user.username,
-                Some(("Password changed. Your other sessions have been logged out.", true)),
-            )
-            .into_response());
+            success("Password changed. Your other sessions have been logged out.")
         }
-        Ok(None) => "The current password is wrong.".to_owned(),
-        Err(UserError::BadPassword) => UserError::BadPassword.to_string(),
+        Ok(None) => error("The current password is wrong."),
+        Err(UserError::BadPassword) => error(&UserError::BadPassword.to_string()),
         Err(error) => return Err(internal_error(error)),
     };
-    let page = pages::password(&user.username, Some((&message, false)));
-    Ok((StatusCode::BAD_REQUEST, page).into_response())
+    redirect_with(&flash, message, "/password").await
 }
 
 /// Refuses unsafe requests that a browser says come from another origin.

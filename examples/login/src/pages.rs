@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use axum::response::Html;
 use session_axum::auth::SessionInfo;
 use session_axum::core::Timestamp;
+use session_axum::flash::Message;
 
 /// Escapes text for HTML element content and double-quoted attributes.
 pub(crate) fn escape(text: &str) -> String {
@@ -22,7 +23,21 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
-fn layout(title: &str, user: Option<&str>, body: &str) -> Html<String> {
+/// The flash messages, each in a paragraph classed by its level.
+fn flash(messages: &[Message]) -> String {
+    let mut out = String::new();
+    for message in messages {
+        let _ = write!(
+            out,
+            "<p class=\"flash {level}\" role=\"status\">{}</p>",
+            escape(&message.content),
+            level = message.level
+        );
+    }
+    out
+}
+
+fn layout(title: &str, user: Option<&str>, messages: &[Message], body: &str) -> Html<String> {
     let nav = match user {
         Some(name) => format!(
             r#"<nav><a href="/">Home</a> · <a href="/account">Account</a> · <a href="/sessions">My sessions</a> · <a href="/password">Change password</a>
@@ -43,8 +58,10 @@ body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 42rem; margin: 2rem aut
 nav {{ margin-bottom: 2rem; }}
 form.inline {{ display: inline; }}
 label {{ display: block; margin: .5rem 0; }}
-.notice {{ background: #eef; padding: .5rem 1rem; }}
-.error {{ background: #fee; padding: .5rem 1rem; }}
+.flash {{ background: #eef; padding: .5rem 1rem; }}
+.flash.success {{ background: #efe; }}
+.flash.warning {{ background: #ffe; }}
+.flash.error {{ background: #fee; }}
 table {{ border-collapse: collapse; }}
 td, th {{ padding: .25rem .75rem; border-bottom: 1px solid #ddd; text-align: left; }}
 </style>
@@ -52,15 +69,17 @@ td, th {{ padding: .25rem .75rem; border-bottom: 1px solid #ddd; text-align: lef
 <body>
 {nav}
 <h1>{title}</h1>
+{messages}
 {body}
 </body>
 </html>
 "#,
         title = escape(title),
+        messages = flash(messages),
     ))
 }
 
-pub(crate) fn home(user: Option<&str>) -> Html<String> {
+pub(crate) fn home(user: Option<&str>, messages: &[Message]) -> Html<String> {
     let body = match user {
         Some(name) => {
             format!("<p>Signed in as <strong id=\"username\">{}</strong>.</p>", escape(name))
@@ -68,29 +87,11 @@ pub(crate) fn home(user: Option<&str>) -> Html<String> {
         None => "<p>You are not signed in. <a href=\"/login\">Log in</a> to see your account.</p>"
             .to_owned(),
     };
-    layout("Home", user, &body)
+    layout("Home", user, messages, &body)
 }
 
-/// Fixed messages selected by a query parameter: nothing from the URL is
-/// ever echoed into the page.
-pub(crate) fn notice(code: Option<&str>) -> &'static str {
-    match code {
-        Some("logged-out") => "You have been logged out.",
-        Some("logged-out-everywhere") => "You have been logged out of every session.",
-        _ => "",
-    }
-}
-
-pub(crate) fn login(next: &str, notice: &str, error: Option<&str>) -> Html<String> {
-    let mut body = String::new();
-    if !notice.is_empty() {
-        let _ = write!(body, "<p class=\"notice\">{}</p>", escape(notice));
-    }
-    if let Some(error) = error {
-        let _ = write!(body, "<p class=\"error\" id=\"error\">{}</p>", escape(error));
-    }
-    let _ = write!(
-        body,
+pub(crate) fn login(next: &str, messages: &[Message]) -> Html<String> {
+    let body = format!(
         r#"<form method="post" action="/login" id="login-form">
 <input type="hidden" name="next" value="{next}">
 <label>User name <input name="username" autocomplete="username" required></label>
@@ -100,15 +101,15 @@ pub(crate) fn login(next: &str, notice: &str, error: Option<&str>) -> Html<Strin
 </form>"#,
         next = escape(next)
     );
-    layout("Log in", None, &body)
+    layout("Log in", None, messages, &body)
 }
 
-pub(crate) fn account(name: &str) -> Html<String> {
+pub(crate) fn account(name: &str, messages: &[Message]) -> Html<String> {
     let body = format!(
         "<p id=\"welcome\">Welcome, {}. Only logged-in users see this page.</p>",
         escape(name)
     );
-    layout("Account", Some(name), &body)
+    layout("Account", Some(name), messages, &body)
 }
 
 pub(crate) fn sessions(name: &str, sessions: &[SessionInfo]) -> Html<String> {
@@ -133,7 +134,7 @@ pub(crate) fn sessions(name: &str, sessions: &[SessionInfo]) -> Html<String> {
 <form method="post" action="/logout-everywhere"><p><button id="logout-everywhere">Log out everywhere</button></p></form>"#,
         count = sessions.len()
     );
-    layout("My sessions", Some(name), &body)
+    layout("My sessions", Some(name), &[], &body)
 }
 
 /// For client-side sessions, which live only in browsers.
@@ -141,28 +142,21 @@ pub(crate) fn sessions_unavailable(name: &str) -> Html<String> {
     let body = "<p id=\"client-side\">Sessions are kept in the browser's cookie (client-side), so \
                 the server cannot list them or end them before they expire. Log out here, and \
                 change your password to make the other devices' sessions stop working.</p>";
-    layout("My sessions", Some(name), body)
+    layout("My sessions", Some(name), &[], body)
 }
 
-pub(crate) fn password(name: &str, message: Option<(&str, bool)>) -> Html<String> {
-    let mut body = String::new();
-    if let Some((message, ok)) = message {
-        let class = if ok { "notice" } else { "error" };
-        let _ = write!(body, "<p class=\"{class}\" id=\"message\">{}</p>", escape(message));
-    }
-    body.push_str(
-        r#"<form method="post" action="/password">
+pub(crate) fn password(name: &str, messages: &[Message]) -> Html<String> {
+    let body = r#"<form method="post" action="/password">
 <label>Current password <input name="current" type="password" autocomplete="current-password" required></label>
 <label>New password <input name="new" type="password" autocomplete="new-password" minlength="8" required></label>
 <button type="submit" id="change-password">Change password</button>
 </form>
-<p>Changing the password logs out every other session.</p>"#,
-    );
-    layout("Change password", Some(name), &body)
+<p>Changing the password logs out every other session.</p>"#;
+    layout("Change password", Some(name), messages, body)
 }
 
 pub(crate) fn forbidden() -> Html<String> {
-    layout("Forbidden", None, "<p>This request came from another site and was refused.</p>")
+    layout("Forbidden", None, &[], "<p>This request came from another site and was refused.</p>")
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC`.

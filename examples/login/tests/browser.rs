@@ -322,6 +322,13 @@ fn log_in_see_the_protected_page_log_out_in_chromium() {
     browser.wait_for_url("/login?next=/account");
     assert!(browser.exists("#login-form"));
 
+    // A wrong password: back on the form, told so once, `next` kept.
+    browser.type_into("input[name=username]", "demo");
+    browser.type_into("input[name=password]", "not-the-password");
+    browser.click("#login");
+    browser.wait_for_url("/login?next=%2Faccount");
+    assert_eq!(browser.text(".flash.error"), "Wrong user name or password.");
+
     // Log in through the form.
     browser.type_into("input[name=username]", "demo");
     browser.type_into("input[name=password]", &password);
@@ -346,9 +353,21 @@ fn log_in_see_the_protected_page_log_out_in_chromium() {
     assert!(browser.text("#current-session").contains("this device"));
 
     // Log out (a POST form); the protected page sends us back to the login form.
+    // The logged-out page says so once, from a flash message kept in a new,
+    // anonymous session: the logged-in session's id is gone from the browser.
+    let logged_in_id = session["value"].clone();
     browser.click("#logout");
-    browser.wait_for_url("/login?notice=logged-out");
-    assert!(browser.cookies().iter().all(|cookie| cookie["name"] != "id"), "cookie cleared");
+    browser.wait_for_url("/login");
+    assert_eq!(browser.text(".flash.success"), "You have been logged out.");
+    let ids: Vec<Value> = browser
+        .cookies()
+        .into_iter()
+        .filter(|cookie| cookie["name"] == "id")
+        .map(|cookie| cookie["value"].clone())
+        .collect();
+    assert!(!ids.contains(&logged_in_id), "the logged-in id is still held: {ids:?}");
+    browser.go(&format!("{base}/login"));
+    assert!(!browser.exists(".flash"), "a flash message is shown once");
     browser.go(&format!("{base}/account"));
     browser.wait_for_url("/login?next=/account");
     assert!(browser.exists("#login-form"));

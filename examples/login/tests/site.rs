@@ -75,15 +75,39 @@ async fn log_in(app: &Router, password: &str) -> String {
     reply.cookie.expect("a session cookie")
 }
 
+/// Follows a post's redirect with its cookie (a new one if it set one), as a
+/// browser does: the page it lands on, and the cookie it holds after.
+async fn follow(app: &Router, reply: Reply, cookie: Option<&str>) -> (Reply, Option<String>) {
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let cookie = reply.cookie.or(cookie.map(str::to_owned));
+    let location = reply.location.expect("a redirect");
+    let page = get(app, &location, cookie.as_deref()).await;
+    let cookie = page.cookie.clone().or(cookie);
+    (page, cookie)
+}
+
+const FLASH_ERROR: &str = r#"<p class="flash error" role="status">"#;
+const FLASH_SUCCESS: &str = r#"<p class="flash success" role="status">"#;
+
 #[tokio::test]
 async fn wrong_passwords_and_cross_origin_posts_are_refused() {
     let (app, password) = site();
-    let reply = post(&app, "/login", "username=demo&password=wrong-password", None, SAME).await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    assert!(reply.body.contains("Wrong user name or password."));
-    assert_eq!(reply.cookie, None);
+    let form = "username=demo&password=wrong-password&next=%2Fsessions%3Fa%3D1%26b%3D2";
+    let reply = post(&app, "/login", form, None, SAME).await;
+    assert_eq!(reply.location.as_deref(), Some("/login?next=%2Fsessions%3Fa%3D1%26b%3D2"));
+    let (page, cookie) = follow(&app, reply, None).await;
+    assert!(page.body.contains(&format!("{FLASH_ERROR}Wrong user name or password.</p>")));
+    assert!(page.body.contains(r#"name="next" value="/sessions?a=1&amp;b=2""#), "{}", page.body);
+    // Shown once: a reload of the form has no message.
+    let again = get(&app, "/login", cookie.as_deref()).await;
+    assert!(!again.body.contains("Wrong user name"), "{}", again.body);
+    // The visitor is still anonymous.
+    assert_eq!(get(&app, "/account", cookie.as_deref()).await.status, StatusCode::SEE_OTHER);
+
     let reply = post(&app, "/login", "username=nobody&password=whatever1", None, SAME).await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.location.as_deref(), Some("/login"));
+    let (page, _) = follow(&app, reply, None).await;
+    assert!(page.body.contains("Wrong user name or password."));
 
     // Login CSRF: a form on another site posting our credentials form.
     let form = format!("username=demo&password={password}");
@@ -124,16 +148,41 @@ async fn a_password_change_logs_out_the_other_sessions() {
 
     let form = format!("current={password}&new=a-brand-new-password");
     let reply = post(&app, "/password", &form, Some(&laptop), SAME).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    assert!(reply.body.contains("Password changed"));
-    let laptop = reply.cookie.expect("the changing session is kept, under a new id");
+    assert_eq!(reply.location.as_deref(), Some("/password"));
+    assert!(reply.cookie.is_some(), "the changing session is kept, under a new id");
+    let (page, laptop) = follow(&app, reply, Some(&laptop)).await;
+    let laptop = laptop.unwrap();
+    assert!(page.body.contains(&format!("{FLASH_SUCCESS}Password changed.")), "{}", page.body);
     assert_eq!(get(&app, "/account", Some(&laptop)).await.status, StatusCode::OK);
     let reply = get(&app, "/account", Some(&phone)).await;
     assert_eq!(reply.location.as_deref(), Some("/login?next=/account"));
 
     let form = "current=wrong-password&new=another-new-password";
     let reply = post(&app, "/password", form, Some(&laptop), SAME).await;
-    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let (page, laptop) = follow(&app, reply, Some(&laptop)).await;
+    assert!(page.body.contains(&format!("{FLASH_ERROR}The current password is wrong.</p>")));
+    let form = "current=a-brand-new-password&new=short";
+    let reply = post(&app, "/password", form, laptop.as_deref(), SAME).await;
+    let (page, laptop) = follow(&app, reply, laptop.as_deref()).await;
+    assert!(page.body.contains(FLASH_ERROR), "{}", page.body);
+    // The password did not change: logging in with it still works.
+    assert_eq!(get(&app, "/account", laptop.as_deref()).await.status, StatusCode::OK);
+    log_in(&app, "a-brand-new-password").await;
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_says_so_once() {
+    let (app, password) = site();
+    let cookie = log_in(&app, &password).await;
+    let reply = post(&app, "/logout", "", Some(&cookie), SAME).await;
+    assert_eq!(reply.location.as_deref(), Some("/login"));
+    let fresh = reply.cookie.clone().expect("a new, anonymous session for the message");
+    assert_ne!(fresh, cookie);
+    let (page, fresh) = follow(&app, reply, None).await;
+    assert!(page.body.contains(&format!("{FLASH_SUCCESS}You have been logged out.</p>")));
+    assert!(!get(&app, "/login", fresh.as_deref()).await.body.contains("logged out"));
+    assert_eq!(get(&app, "/account", Some(&cookie)).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(get(&app, "/account", fresh.as_deref()).await.status, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]
@@ -142,12 +191,12 @@ async fn logout_everywhere_ends_every_session() {
     let one = log_in(&app, &password).await;
     let two = log_in(&app, &password).await;
     let reply = post(&app, "/logout-everywhere", "", Some(&one), SAME).await;
-    assert_eq!(reply.location.as_deref(), Some("/login?notice=logged-out-everywhere"));
+    assert_eq!(reply.location.as_deref(), Some("/login"));
+    let (page, _) = follow(&app, reply, None).await;
+    assert!(page.body.contains("You have been logged out of every session."), "{}", page.body);
     for cookie in [&one, &two] {
         assert_eq!(get(&app, "/account", Some(cookie)).await.status, StatusCode::SEE_OTHER);
     }
-    let reply = get(&app, "/login?notice=logged-out-everywhere", None).await;
-    assert!(reply.body.contains("logged out of every session"));
 }
 
 #[tokio::test]
@@ -173,5 +222,6 @@ async fn client_side_sessions_log_in_and_explain_what_they_cannot_do() {
         assert!(reply.body.contains("id=\"client-side\""), "{}", reply.body);
     }
     let reply = post(&app, "/logout", "", Some(&cookie), SAME).await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let (page, _) = follow(&app, reply, Some(&cookie)).await;
+    assert!(page.body.contains("You have been logged out."), "{}", page.body);
 }
