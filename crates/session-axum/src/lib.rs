@@ -128,6 +128,10 @@ pub mod fs {
 
 /// Client-side session formats for [`SessionLayer::client_side`]: the whole
 /// session travels in the cookie, sealed with a [`Keyring`](cookie_store::Keyring).
+///
+/// An application that has an `axum_extra::extract::cookie::Key` for its
+/// `PrivateCookieJar` can build the keyring from it with the `cookie-key`
+/// feature: `Keyring::from(&key)` derives a separate key from its secret.
 #[cfg(any(feature = "cookie-fernet", feature = "cookie-jwt", feature = "cookie-signed"))]
 #[cfg_attr(
     docsrs,

@@ -108,6 +108,61 @@ impl Key {
     }
 }
 
+/// The label that separates our key from the other uses of a `cookie::Key`'s
+/// master secret. Never change it: every derived key would change with it.
+#[cfg(feature = "cookie-key")]
+const COOKIE_KEY_LABEL: &[u8] = b"session-axum client-side session key v1";
+
+/// Derives a key from the `cookie` crate's `Key`, the one
+/// `axum_extra::extract::cookie::Key` re-exports: what an application with a
+/// `PrivateCookieJar` or `SignedCookieJar` already keeps in its
+/// configuration, so it needs no second secret.
+///
+/// The key is HMAC-SHA256 of a fixed label under the 64-byte master secret,
+/// never the master's bytes themselves: the cookie jars' AES-GCM and HMAC
+/// keys come from the same master, and one secret must not serve two
+/// algorithms. The same `cookie::Key` always gives the same key, so sessions
+/// survive restarts; rotating it is rotating this key (keep the old one as a
+/// [`Keyring`] fallback).
+///
+/// Needs the `cookie-key` feature (in `session-axum`: `cookie-key`).
+///
+/// ```
+/// use session_core::{Key, Keyring};
+///
+/// // What `PrivateCookieJar` users hold: `axum_extra::extract::cookie::Key`
+/// // is this type.
+/// let jar_key = cookie::Key::generate();
+///
+/// let keyring = Keyring::from(&jar_key);
+/// assert_eq!(keyring.primary().as_bytes(), Key::from(&jar_key).as_bytes());
+/// assert_ne!(&keyring.primary().as_bytes()[..], &jar_key.master()[..32]);
+/// ```
+#[cfg(feature = "cookie-key")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cookie-key")))]
+impl From<&cookie::Key> for Key {
+    fn from(key: &cookie::Key) -> Self {
+        use hmac::{Hmac, Mac as _};
+
+        // Any key length is valid for HMAC: this cannot fail.
+        let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(key.master()) else {
+            unreachable!("HMAC takes keys of any length")
+        };
+        mac.update(COOKIE_KEY_LABEL);
+        Self(mac.finalize().into_bytes().into())
+    }
+}
+
+/// A keyring with the key derived from a `cookie::Key` (see
+/// [`Key`'s `From<&cookie::Key>`](Key#impl-From%3C%26Key%3E-for-Key)) as its primary.
+#[cfg(feature = "cookie-key")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cookie-key")))]
+impl From<&cookie::Key> for Keyring {
+    fn from(key: &cookie::Key) -> Self {
+        Self::new(Key::from(key))
+    }
+}
+
 impl FromStr for Key {
     type Err = InvalidKey;
 
@@ -257,6 +312,22 @@ mod tests {
 
     /// A Fernet key as Python's `Fernet.generate_key()` writes it.
     const FERNET_KEY: &str = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
+
+    /// Pinned with Python's `hmac` module: a change of the derivation would
+    /// log out every user of a `cookie::Key`.
+    #[cfg(feature = "cookie-key")]
+    #[test]
+    fn derives_a_stable_key_from_a_cookie_key() {
+        let jar_key = cookie::Key::from(&[7; 64]);
+        assert_eq!(Key::from(&jar_key).to_base64(), "rI-dYNFlcK4k_sGt2oJloN2L-RRfhvRri-BfhL2HJP0=");
+        let keyring = Keyring::from(&jar_key);
+        assert_eq!(
+            (keyring.len(), keyring.primary().to_base64()),
+            (1, Key::from(&jar_key).to_base64())
+        );
+        let other = cookie::Key::from(&[8; 64]);
+        assert_ne!(Key::from(&other).as_bytes(), Key::from(&jar_key).as_bytes());
+    }
 
     #[test]
     fn parses_base64url_with_and_without_padding() {
