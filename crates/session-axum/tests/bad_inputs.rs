@@ -128,6 +128,8 @@ mod rows {
 
     type Stores<S> = (S, S);
 
+    /// Cookie values that are not base64url (`!!!`, empty, `=x`, a bare name)
+    /// are no session and never reach the store.
     pub(crate) async fn row01<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let mut hostile = cookies(&["!!!", "", "====", "*", "a.b.c", "%", "\\"]);
@@ -138,6 +140,9 @@ mod rows {
         assert!(reply.cookie().strip_prefix("id=").unwrap().parse::<SessionId>().is_ok());
     }
 
+    /// Quoted, tab-split, percent-escaped (`%00`, `%0D%0A`) and non-ASCII
+    /// cookie values are no session and never reach the store; raw NUL and
+    /// CR/LF cannot even form a header.
     pub(crate) async fn row02<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let victim = id_of(&server.victim).to_owned();
@@ -169,6 +174,8 @@ mod rows {
         server.victim_intact().await;
     }
 
+    /// The id among junk cookies and across several `Cookie` headers is found;
+    /// an unknown well-formed id in front of it is not adopted and leaves it alone.
     pub(crate) async fn row03<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let victim = server.victim.as_str();
@@ -200,6 +207,7 @@ mod rows {
         server.victim_intact().await;
     }
 
+    /// Cookies of 4 KB, 100 KB and 1 MB are dropped before decoding, without a store read.
     pub(crate) async fn row04<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let victim = id_of(&server.victim).to_owned();
@@ -219,6 +227,8 @@ mod rows {
         assert_eq!(send(&server.app, "/get", &[&mega, &server.victim]).await.body, "secret");
     }
 
+    /// A well-formed id no store knows is never adopted: the stale cookie is
+    /// dropped, a write gets a new id, and the unknown one is never created.
     pub(crate) async fn row05<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let unknown = format!("id={}", SessionId::random().expose());
@@ -240,6 +250,8 @@ mod rows {
         server.victim_intact().await;
     }
 
+    /// Ids of the wrong length or alphabet, with blanks, or non-canonical
+    /// base64url, are no session and never reach the store.
     pub(crate) async fn row06<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let victim = id_of(&server.victim).to_owned();
@@ -259,6 +271,7 @@ mod rows {
         server.served_unread(&hostile).await;
     }
 
+    /// Path-like cookie values (`../../etc/passwd`, `a\b`, `CON`, ...) are no session and never reach the store.
     pub(crate) async fn row07<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         // Some have exactly the length of an id.
@@ -282,6 +295,7 @@ mod rows {
         server.served_unread(&hostile).await;
     }
 
+    /// SQL- and Redis-command-shaped cookie values are no session and never reach the store.
     pub(crate) async fn row08<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let hostile = cookies(&[
@@ -326,6 +340,8 @@ mod rows {
         assert_eq!(auth_common::send(&f.app, "/numeric-me", &[&cookie]).await.status, 401);
     }
 
+    /// A payload over the size limit fails the request (500), writes nothing
+    /// and leaves the stored session as it was.
     pub(crate) async fn row21<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config().with_max_payload_bytes(16 * 1024)).await;
         let writes = server.probe.writes();
@@ -376,6 +392,8 @@ mod rows {
         server.victim_intact().await;
     }
 
+    /// A lock held by another instance past the wait timeout: 503 and no
+    /// cookie; once released, the next locked write goes through.
     pub(crate) async fn row23<S: LockingStore + Clone>(stores: Stores<S>) {
         let wait = LockOptions {
             lease: Duration::from_secs(30),
@@ -396,6 +414,7 @@ mod rows {
         server.victim_intact().await;
     }
 
+    /// 40 concurrent locked increments over two instances lose no update.
     pub(crate) async fn row25<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let apps = [server.app.clone(), server.other_app(config())];
@@ -413,6 +432,8 @@ mod rows {
         server.victim_intact().await;
     }
 
+    /// An id collision on create (forced by a test id generator) never hands
+    /// over the existing session; a generator stuck on a taken id fails the request.
     pub(crate) async fn row26<S: LockingStore + Clone>(stores: Stores<S>) {
         let repeated = SessionId::random();
         let server = Server::new(stores, config()).await;
@@ -688,6 +709,7 @@ mod client_rows {
         }
     }
 
+    /// Cookie values that are not base64url (`!!!`, empty, `.`, a bare name) open as no session.
     pub(crate) async fn row01(format: impl CookieFormat) {
         let (app, victim, _) = client(format, config()).await;
         let mut hostile = cookies(&["!!!", "", "====", "*", "a.b.c", ".", "..", "%"]);
@@ -696,6 +718,7 @@ mod client_rows {
         assert_eq!(send(&app, "/get", &[&victim]).await.body, "secret");
     }
 
+    /// Quoted, tab-split, percent-escaped and non-ASCII cookie values open as no session.
     pub(crate) async fn row02(format: impl CookieFormat) {
         let (app, victim, _) = client(format, config()).await;
         let value = victim.strip_prefix("id=").unwrap().to_owned();
@@ -717,6 +740,8 @@ mod client_rows {
         assert_eq!(send(&app, "/get", &[&victim]).await.body, "secret");
     }
 
+    /// The real cookie among junk and across several `Cookie` headers opens;
+    /// past a few same-named values, no more are tried.
     pub(crate) async fn row03(format: impl CookieFormat) {
         let (app, victim, _) = client(format, config()).await;
         for headers in [
@@ -735,6 +760,7 @@ mod client_rows {
         assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "none"));
     }
 
+    /// Cookies of 4 KB, 100 KB and 1 MB are dropped before any decoding or opening.
     pub(crate) async fn row04(format: impl CookieFormat) {
         let (app, victim, opens) = client(format, config()).await;
         let before = opens.load(Ordering::SeqCst);
@@ -751,6 +777,7 @@ mod client_rows {
         assert_eq!(send(&app, "/get", &[&mega, &victim]).await.body, "secret");
     }
 
+    /// A sealed user of the wrong shape for `CurrentUser<U>`: 401, not 500.
     pub(crate) async fn row20(format: impl CookieFormat) {
         let users = auth_common::TestUsers::default();
         let layer = SessionLayer::client_side(format)
@@ -777,6 +804,8 @@ mod client_rows {
         assert_eq!(auth_common::send(&app, "/me", &[&cookie]).await.body, "alice");
     }
 
+    /// A session over the payload limit, or sealing over the 4096-byte cookie
+    /// limit, fails the request (500) and the old cookie keeps working.
     pub(crate) async fn row21(format: impl CookieFormat) {
         let (app, victim, _) = client(format, config().with_max_payload_bytes(16 * 1024)).await;
         let reply = send(&app, "/big", &[&victim]).await;
@@ -788,6 +817,7 @@ mod client_rows {
         assert_eq!(send(&app, "/get", &[&victim]).await.body, "secret");
     }
 
+    /// A password change makes the other cookie sessions of the user stop working.
     pub(crate) async fn row27(format: impl CookieFormat) {
         let users = auth_common::TestUsers::default();
         let layer = SessionLayer::client_side(format)
