@@ -31,6 +31,15 @@ pub enum Error {
         waited: Duration,
     },
 
+    /// The session lock was lost before the save: its lease ran out (a long
+    /// pause, a partition, a failover) or its connection ended, so another
+    /// holder may have locked and written since. Nothing was written: the
+    /// newer data is kept, never overwritten by a holder that no longer holds
+    /// the lock. Answer it like a lock timeout (503): a retry locks afresh
+    /// and sees the newer data.
+    #[error("the session lock was lost before the save; nothing was written")]
+    LockLost,
+
     /// The encoded session is larger than the configured limit. Nothing was
     /// written; the stored session keeps its previous data.
     #[error("session payload of {size} bytes exceeds the limit of {limit} bytes")]
@@ -81,10 +90,10 @@ impl Error {
         Self::Backend { store, source: source.into() }
     }
 
-    /// Whether the error means "try again later" (a backend failure or a lock
-    /// timeout) rather than a bug or bad data. Maps to 503.
+    /// Whether the error means "try again later" (a backend failure, a lock
+    /// timeout or a lost lock) rather than a bug or bad data. Maps to 503.
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Backend { .. } | Self::LockTimeout { .. })
+        matches!(self, Self::Backend { .. } | Self::LockTimeout { .. } | Self::LockLost)
     }
 }

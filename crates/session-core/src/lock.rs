@@ -198,7 +198,8 @@ impl LockGuard {
     ///
     /// # Errors
     ///
-    /// The save's error, or [`Error::LockTimeout`] for a lost lock.
+    /// The save's error, or [`Error::LockLost`] for a lost lock (nothing
+    /// written).
     ///
     /// ```
     /// # use session_core::{ExpiryPolicy, LockOptions, LockingStore, SessionId, Timestamp};
@@ -217,7 +218,7 @@ impl LockGuard {
     ) -> Result<(), Error> {
         if !self.is_held() {
             self.release_quietly().await;
-            return Err(Error::LockTimeout { waited: Duration::ZERO });
+            return Err(Error::LockLost);
         }
         let saved = store.save(record).await;
         self.release_quietly().await;

@@ -19,7 +19,10 @@ pub(crate) enum PgStoreError {
 
 impl From<PgStoreError> for session_core::Error {
     fn from(error: PgStoreError) -> Self {
-        Self::backend(STORE, error)
+        match error {
+            PgStoreError::LockLost => Self::LockLost,
+            PgStoreError::Sqlx(_) => Self::backend(STORE, error),
+        }
     }
 }
 

@@ -350,3 +350,53 @@ async fn per_session_expiry_and_large_versions_round_trip() {
     let loaded = store.load(&r.key, now).await.unwrap().unwrap();
     assert_eq!(loaded, r);
 }
+
+/// Fencing: the advisory lock lives and dies with its connection, so a holder
+/// whose connection ended (a terminated backend here; a failover or a network
+/// cut alike) cannot save at all. The next holder locks at once, saves, and
+/// keeps its data; the late save fails with a 503-class error.
+#[tokio::test]
+async fn a_holder_whose_lock_connection_died_cannot_overwrite_the_next_holder() {
+    let (first, second) = common::two_stores().await;
+    let now = Timestamp::now();
+    let mut created = record(now);
+    created.data.insert_value("n", 1.into());
+    first.create(&created).await.unwrap();
+    let wait =
+        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(10) };
+
+    let (late_guard, loaded) = first.lock_and_load(&created.key, wait, now).await.unwrap();
+    let mut late = loaded.unwrap();
+    // The advisory lock's bigint key is split into classid (high 32 bits)
+    // and objid (low 32 bits) in pg_locks.
+    let lock_id = created.key.prefix_u64().cast_signed();
+    let admin = common::pool(1).await;
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks
+          WHERE locktype = 'advisory' AND granted AND objsubid = 1
+            AND classid::bigint = ($1 >> 32) & 4294967295 AND objid::bigint = $1 & 4294967295",
+    )
+    .bind(lock_id)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(terminated, [true], "exactly one backend held the lock");
+
+    let (guard, loaded) = second.lock_and_load(&created.key, wait, now).await.unwrap();
+    let mut newer = loaded.unwrap();
+    newer.data.insert_value("n", 2.into());
+    newer.version += 1;
+    second.save_and_release(&newer, guard).await.unwrap();
+
+    late.data.insert_value("n", 99.into());
+    late.version += 1;
+    match first.save_and_release(&late, late_guard).await {
+        Err(error) => assert!(error.is_unavailable(), "{error}"),
+        Ok(()) => panic!("a save on a dead lock connection went through"),
+    }
+    let stored = second.load(&created.key, now).await.unwrap().unwrap();
+    assert_eq!(stored.data.get::<u64>("n").unwrap(), Some(2));
+    // The first store recovers: a fresh connection locks and saves.
+    let (guard, loaded) = first.lock_and_load(&created.key, wait, now).await.unwrap();
+    first.save_and_release(&loaded.unwrap(), guard).await.unwrap();
+}

@@ -409,7 +409,7 @@ impl LockingStore for RedisStore {
         };
         if !state.is_held() {
             guard.release_quietly().await;
-            return Err(Error::LockTimeout { waited: Duration::ZERO });
+            return Err(Error::LockLost);
         }
         // From here the script releases the lock; the guard must not.
         state.finish();
@@ -422,7 +422,7 @@ impl LockingStore for RedisStore {
             Ok(0) => Err(Error::NotFound),
             Ok(-1) => {
                 tracing::warn!("session lock lost before the save; nothing was written");
-                Err(Error::LockTimeout { waited: Duration::ZERO })
+                Err(Error::LockLost)
             }
             Ok(_) => Err(RedisStoreError::UnexpectedReply("save_and_release").into()),
             Err(error) => {

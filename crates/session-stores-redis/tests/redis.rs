@@ -494,7 +494,7 @@ async fn lost_lock_is_reported_and_blocks_the_save() {
     }
     loaded.data.insert_value("n", 2.into());
     match store.save_and_release(&loaded, guard).await {
-        Err(Error::LockTimeout { .. }) => {}
+        Err(Error::LockLost) => {}
         other => panic!("saving under a lost lock: {other:?}"),
     }
     let stored = store.load(&record.key, now).await.unwrap().unwrap();
@@ -518,8 +518,8 @@ async fn save_and_release_never_touches_another_holders_lock() {
     loaded.data.insert_value("n", 5.into());
     assert!(guard.is_held(), "renewal has not run yet");
     match store.save_and_release(&loaded, guard).await {
-        Err(Error::LockTimeout { .. }) => {}
-        other => panic!("expected LockTimeout, got {other:?}"),
+        Err(Error::LockLost) => {}
+        other => panic!("expected LockLost, got {other:?}"),
     }
     let holder: String = raw.get(lock_key(&store, &record)).await.unwrap();
     assert_eq!(holder, "someone-else");
@@ -614,4 +614,41 @@ fn from_url_checks_the_url_but_does_not_connect() {
         Err(Error::Backend { store: "redis", .. })
     ));
     assert!(RedisStore::from_url("redis://127.0.0.1:1/").is_ok());
+}
+
+/// Fencing, the whole story: our lease runs out (the lock key is gone, as
+/// after a pause longer than the lease), another process locks and saves,
+/// then our late save is refused with `LockLost`, and the other process's
+/// data stays.
+#[tokio::test]
+async fn a_holder_whose_lease_ran_out_cannot_overwrite_the_next_holder() {
+    let (first, second) = common::two_stores("fenced");
+    let mut raw = common::raw_connection(&common::redis_url()).await;
+    let now = Timestamp::now();
+    let mut record = fresh_record(now);
+    record.data.insert_value("n", 1.into());
+    first.create(&record).await.unwrap();
+    let wait = options(Duration::from_secs(30), Duration::from_secs(5));
+
+    let (late_guard, loaded) = first.lock_and_load(&record.key, wait, now).await.unwrap();
+    let mut late = loaded.unwrap();
+    let () = raw.del(lock_key(&first, &record)).await.unwrap();
+
+    let (guard, loaded) = second.lock_and_load(&record.key, wait, now).await.unwrap();
+    let mut newer = loaded.unwrap();
+    newer.data.insert_value("n", 2.into());
+    newer.version += 1;
+    second.save_and_release(&newer, guard).await.unwrap();
+
+    late.data.insert_value("n", 99.into());
+    late.version += 1;
+    match first.save_and_release(&late, late_guard).await {
+        Err(error @ Error::LockLost) => assert!(error.is_unavailable()),
+        other => panic!("a late save under a lost lock: {other:?}"),
+    }
+    let stored = second.load(&record.key, now).await.unwrap().unwrap();
+    assert_eq!(stored.data.get::<u64>("n").unwrap(), Some(2));
+    // The session is not left locked: a third holder gets it at once.
+    let quick = options(Duration::from_secs(30), Duration::from_millis(200));
+    first.lock(&record.key, quick).await.unwrap().release().await.unwrap();
 }
