@@ -1,47 +1,19 @@
-//! Sessions for axum.
-//!
-//! ```
-//! use axum::{Router, routing::get};
-//! use session_axum::{Session, SessionError, SessionLayer, memory::MemoryStore};
-//!
-//! async fn handler(session: Session) -> Result<String, SessionError> {
-//!     let locked = session.lock().await?;
-//!     let n: u64 = locked.get("n").await?.unwrap_or(0);
-//!     locked.insert("n", n + 1).await?;
-//!     Ok(n.to_string())
-//! }
-//!
-//! let app: Router = Router::new()
-//!     .route("/", get(handler))
-//!     .layer(SessionLayer::new(MemoryStore::new()));
-//! ```
-//!
-//! - [`SessionLayer`] loads nothing up front. The [`Session`] extractor
-//!   loads the session on first use and the layer saves it after the handler,
-//!   only if it changed (or its idle deadline is due a refresh), and never for
-//!   a 5xx response. A failed save turns into the configured error response
-//!   (503 by default), never a silent drop.
-//! - [`Session::lock`] serializes read-modify-write across concurrent
-//!   requests, through the store's lock, so nothing is lost.
-//! - Session ids are 128 random bits, strictly parsed, hashed before they
-//!   reach a store, and never adopted when unknown.
-//! - Cookies default to `Secure`, `HttpOnly`, `SameSite=Lax`, `Path=/`.
-//!
-//! # Stores
-//!
-//! Cargo features pick the stores, each re-exported in a module of its name:
-//!
-//! | feature | store | lock |
-//! | --- | --- | --- |
-//! | `memory` (default) | `memory::MemoryStore`, in-process | per-session async mutex |
-//! | `sqlite` | `sqlite::SqliteStore`, embedded, persistent | in-process (one process per file) |
-//! | `redis` | `redis::RedisStore` (deadpool-redis) | `SET NX PX` with lease renewal, across processes |
-//! | `postgres` | `postgres::PostgresStore` (sqlx) | advisory lock, across processes |
-//! | `fs` | `fs::FsStore`, one file per session (Unix) | OS file lock, across processes on one host |
-//! | `cookie-fernet`, `cookie-jwt`, `cookie-signed` | `cookie_store::{FernetFormat, JwtFormat, SignedFormat}` for [`SessionLayer::client_side`] | none: last writer wins |
-//!
-//! [`Mirrored`](core::Mirrored) combines a primary with replicas.
+#![doc = include_str!("guide.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The guide links every store; without all features some links have no target.
+#![cfg_attr(
+    not(all(
+        feature = "memory",
+        feature = "sqlite",
+        feature = "redis",
+        feature = "postgres",
+        feature = "fs",
+        feature = "cookie-fernet",
+        feature = "cookie-jwt",
+        feature = "cookie-signed"
+    )),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 pub mod auth;
 pub mod config;
