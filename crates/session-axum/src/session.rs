@@ -313,11 +313,22 @@ impl<K: SessionKind> Session<K> {
     /// working once the response is sent. Call this whenever privileges
     /// change (login), against session fixation.
     ///
+    /// Server-side, the move takes the session's lock (as [`lock`](Self::lock)
+    /// does) and holds it until the response is ready, so a concurrent locked
+    /// request on the old id either runs before the move, and its write moves
+    /// with the data, or after it, and finds no session. Changes made before
+    /// `cycle_id` are kept, unless another request wrote the session between
+    /// this request's read and the lock: then the newer data wins.
+    ///
     /// # Errors
     ///
-    /// If the store fails while loading.
+    /// If the store fails while loading, or [`Error::LockTimeout`].
     pub async fn cycle_id(&self) -> Result<(), SessionError> {
         let layer = &self.inner.layer;
+        {
+            let mut state = self.inner.state.lock().await;
+            self.inner.lock(&mut state, PendingChanges::Keep).await.map_err(|e| self.error(e))?;
+        }
         self.with_loaded(|state| {
             if layer.is_client_side() {
                 // A client-side session has no id; resealing it issues a new value.
@@ -398,7 +409,7 @@ impl<K: SessionKind> Session<K> {
     /// both turn into the configured error response (503 by default).
     pub async fn lock(&self) -> Result<LockedSession<K>, SessionError> {
         let mut state = self.inner.state.lock().await;
-        self.inner.lock(&mut state).await.map_err(|e| self.error(e))?;
+        self.inner.lock(&mut state, PendingChanges::Discard).await.map_err(|e| self.error(e))?;
         Ok(LockedSession { session: self.clone() })
     }
 }
@@ -497,6 +508,16 @@ impl LayerShared {
     }
 }
 
+/// What taking the lock does with changes this request made before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PendingChanges {
+    /// Reload, dropping them: [`Session::lock`]'s documented behaviour, so
+    /// a read-modify-write always starts from the stored data.
+    Discard,
+    /// Keep them if nobody wrote the session meanwhile (`cycle_id`).
+    Keep,
+}
+
 impl SessionInner {
     /// Whether the handler never used the session, so there is nothing to
     /// save and nothing to tell the client. A session still in use
@@ -551,7 +572,7 @@ impl SessionInner {
         Ok(())
     }
 
-    async fn lock(&self, state: &mut State) -> Result<(), Error> {
+    async fn lock(&self, state: &mut State, pending: PendingChanges) -> Result<(), Error> {
         if state.lock.is_some() {
             return Ok(());
         }
@@ -560,16 +581,19 @@ impl SessionInner {
             return self.ensure_loaded(state).await;
         };
         // What is locked, and the version this request already holds if its
-        // copy is unmodified (loaded earlier, say by `CurrentUser`): then the
-        // store only has to say whether it changed.
-        let (id, held_version) = match (&state.session, &self.incoming) {
-            (Loaded::Unloaded, Incoming::Id(id)) => (*id, None),
+        // copy is to be kept (unmodified, say loaded by `CurrentUser`, or
+        // modified by a caller that keeps its changes): then the store only
+        // has to say whether it changed.
+        let (id, held_version, modified) = match (&state.session, &self.incoming) {
+            (Loaded::Unloaded, Incoming::Id(id)) => (*id, None, false),
             (Loaded::Existing(Live { id: Some(id), record }), _) => {
-                let unmodified = !record.data.is_changed() && !state.meta_changed;
-                if !unmodified {
+                let modified = record.data.is_changed() || state.meta_changed;
+                if modified && pending == PendingChanges::Discard {
                     tracing::warn!(session = %id, "changes made before Session::lock() were discarded by its reload");
+                    (*id, None, false)
+                } else {
+                    (*id, Some(record.version), modified)
                 }
-                (*id, unmodified.then_some(record.version))
             }
             // Nothing to lock: no session, or one nobody else can know yet.
             _ => return self.ensure_loaded(state).await,
@@ -588,6 +612,9 @@ impl SessionInner {
         match reloaded {
             Reloaded::Unchanged => {}
             Reloaded::Changed(Some(record)) if !record.is_expired(now) => {
+                if modified {
+                    tracing::warn!(session = %id, "changes made before the lock conflicted with a concurrent write and were discarded");
+                }
                 state.session = Loaded::Existing(Live { id: Some(id), record });
             }
             Reloaded::Changed(_) => {

@@ -14,6 +14,7 @@ async fn make_store() -> MemoryStore {
 }
 
 route_tests!(make_store);
+race_tests!(make_store);
 
 struct Admin;
 

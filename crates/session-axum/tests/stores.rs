@@ -18,6 +18,7 @@ mod redis {
     }
 
     crate::route_tests!(make_store);
+    crate::race_tests!(make_store);
 }
 
 #[cfg(feature = "postgres")]
@@ -33,6 +34,7 @@ mod postgres {
     }
 
     crate::route_tests!(make_store);
+    crate::race_tests!(make_store);
 }
 
 #[cfg(feature = "sqlite")]
@@ -44,6 +46,7 @@ mod sqlite {
     }
 
     crate::route_tests!(make_store);
+    crate::race_tests!(make_store);
 }
 
 #[cfg(feature = "fs")]
@@ -55,4 +58,5 @@ mod fs {
     }
 
     crate::route_tests!(make_store);
+    crate::race_tests!(make_store);
 }

@@ -20,6 +20,8 @@ use session_axum::flash::{Flash, Level};
 use session_axum::{Session, SessionConfig, SessionError, SessionLayer};
 use tower::ServiceExt;
 
+pub mod races;
+
 /// Counts writes to the wrapped store and fails every call on demand.
 #[derive(Debug, Clone)]
 pub struct Probe<S> {
