@@ -25,6 +25,7 @@ async fn make_store() -> MemoryStore {
 }
 
 auth_tests!(make_store);
+auth_race_tests!(make_store);
 
 /// The URL of a service that `cargo xtask test` starts; the test fails
 /// (never skips) without it.
@@ -52,6 +53,7 @@ mod sqlite {
     }
 
     crate::auth_tests!(make_store);
+    crate::auth_race_tests!(make_store);
 }
 
 #[cfg(feature = "redis")]
@@ -66,6 +68,7 @@ mod redis {
     }
 
     crate::auth_tests!(make_store);
+    crate::auth_race_tests!(make_store);
 }
 
 #[cfg(feature = "postgres")]
@@ -82,6 +85,7 @@ mod postgres {
     }
 
     crate::auth_tests!(make_store);
+    crate::auth_race_tests!(make_store);
 }
 
 #[cfg(feature = "fs")]
@@ -93,6 +97,7 @@ mod fs {
     }
 
     crate::auth_tests!(make_store);
+    crate::auth_race_tests!(make_store);
 }
 
 // Missing layers: every extractor and guard answers 500 naming the layer,

@@ -4,6 +4,8 @@
 //! one store server.
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod races;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
