@@ -1104,6 +1104,23 @@ mod tests {
         assert_eq!(cross_origin(&headers(&[("origin", "https://example.com")]), &h2, &[]), None);
     }
 
+    #[tokio::test]
+    async fn forms_are_read_up_to_the_limit_sized_or_streamed() {
+        fn form() -> Body {
+            Body::from(vec![b'a'; 100])
+        }
+        // Streamed: no size hint, so the limit is enforced while reading.
+        fn streamed() -> Body {
+            Body::from_stream(form().into_data_stream())
+        }
+        assert_eq!(streamed().size_hint().lower(), 0);
+        for body in [form as fn() -> Body, streamed] {
+            assert_eq!(read_limited(body(), 100).await.unwrap().len(), 100);
+            assert_eq!(read_limited(body(), 99).await, Err(CsrfReason::FormTooLarge));
+        }
+        assert_eq!(read_limited(Body::empty(), 0).await.unwrap().len(), 0);
+    }
+
     #[test]
     fn content_types() {
         let with = |value: &str| {
