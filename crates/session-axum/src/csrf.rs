@@ -24,8 +24,8 @@
 //! is refused after it.
 //!
 //! A refused request answers 403 through the
-//! [`ErrorResponder`](crate::config::ErrorResponder)'s
-//! [`csrf_rejected`](crate::config::ErrorResponder::csrf_rejected), and the
+//! [`ErrorResponder`]'s
+//! [`csrf_rejected`](ErrorResponder::csrf_rejected), and the
 //! log says why ([`CsrfReason`]); the client is not told which check failed.
 //!
 //! ```
@@ -533,7 +533,7 @@ pub struct CsrfLayer<K: SessionKind = DefaultSession> {
 }
 
 impl CsrfLayer {
-    /// The layer for the default [`Session`](crate::Session): no trusted
+    /// The layer for the default [`Session`]: no trusted
     /// origins besides the request's own, forms read up to
     /// [`DEFAULT_MAX_FORM_BYTES`].
     #[must_use]
