@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use session_core::{Clock, Error, ExpiryPolicy, IdGenerator, LockOptions, RandomIds, SystemClock};
 
+use crate::csrf::CsrfRejection;
+
 /// The cookie's `SameSite` attribute, for [`SessionConfig::with_same_site`].
 #[doc(no_inline)]
 pub use cookie::SameSite;
@@ -31,9 +33,54 @@ pub const MAX_COOKIE_BYTES: usize = 4096;
 /// });
 /// # let _ = config;
 /// ```
+///
+/// Requests refused by a [`CsrfLayer`](crate::csrf::CsrfLayer) are not
+/// failures and never reach [`respond`](Self::respond): they answer
+/// [`csrf_rejected`](Self::csrf_rejected), which a closure leaves at its
+/// default (a plain 403). A type of your own can give them a page of their
+/// own:
+///
+/// ```
+/// use axum::response::{Html, IntoResponse, Response};
+/// use http::StatusCode;
+/// use session_axum::config::{DefaultErrorResponder, ErrorResponder};
+/// use session_axum::csrf::{CsrfReason, CsrfRejection};
+/// use session_axum::SessionConfig;
+///
+/// struct Pages;
+///
+/// impl ErrorResponder for Pages {
+///     fn respond(&self, error: &session_core::Error) -> Response {
+///         DefaultErrorResponder.respond(error)
+///     }
+///
+///     fn csrf_rejected(&self, rejection: &CsrfRejection) -> Response {
+///         // The reason is in the log; the visitor only needs a way on.
+///         let page = Html("<p>This form has expired. <a href=\"\">Reload the page</a>.</p>");
+///         (rejection.status(), page).into_response()
+///     }
+/// }
+///
+/// let config = SessionConfig::default().with_error_responder(Pages);
+/// let refused = Pages.csrf_rejected(&CsrfRejection::new(CsrfReason::WrongToken));
+/// assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+/// # let _ = config;
+/// ```
 pub trait ErrorResponder: Send + Sync + 'static {
     /// The response for `error`.
     fn respond(&self, error: &Error) -> Response;
+
+    /// The response for a request a [`CsrfLayer`](crate::csrf::CsrfLayer)
+    /// refused. The default is [`CsrfRejection::default_response`]: 403
+    /// (413 for a form over the layer's size limit, 400 for a body that
+    /// could not be read) with a short plain-text body that does not say
+    /// which check failed.
+    ///
+    /// A store failure while the layer loads the session is not a
+    /// rejection: it answers [`respond`](Self::respond), like any other.
+    fn csrf_rejected(&self, rejection: &CsrfRejection) -> Response {
+        rejection.default_response()
+    }
 }
 
 impl<F> ErrorResponder for F

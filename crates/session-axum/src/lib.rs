@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod config;
 mod cookie;
+pub mod csrf;
 mod extract;
 pub mod flash;
 mod kind;

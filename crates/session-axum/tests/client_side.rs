@@ -69,6 +69,17 @@ macro_rules! client_side_tests {
             }
 
             #[tokio::test]
+            async fn csrf_tokens_guard_unsafe_methods() {
+                $crate::common::csrf_scenario(&app($make_layer(config()))).await;
+            }
+
+            #[tokio::test]
+            async fn csrf_refusals_answer_the_configured_responder() {
+                let config = config().with_error_responder($crate::common::CsrfPage);
+                $crate::common::csrf_responder_scenario(&app($make_layer(config))).await;
+            }
+
+            #[tokio::test]
             async fn the_session_travels_in_a_secure_cookie() {
                 let app = app($make_layer(config()));
                 let reply = send(&app, "/set?v=hello", &[]).await;

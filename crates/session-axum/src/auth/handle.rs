@@ -11,6 +11,7 @@ use crate::auth::context::{AUTH_HASH_KEY, AuthContext, USER_ID_KEY, auth_digest,
 use crate::auth::current_user::CurrentUser;
 use crate::auth::rejection::AuthRejection;
 use crate::auth::user::AuthUser;
+use crate::csrf::CSRF_KEY;
 use crate::kind::{DefaultSession, SessionKind};
 use crate::session::Session;
 
@@ -21,8 +22,9 @@ use crate::session::Session;
 ///
 /// - [`login`](Self::login) always moves the session to a new id (against
 ///   session fixation), records the user's id and a digest of its
-///   [`session_auth_hash`](AuthUser::session_auth_hash), and files the
-///   session under the user in the store's per-user index.
+///   [`session_auth_hash`](AuthUser::session_auth_hash), files the
+///   session under the user in the store's per-user index, and drops its
+///   [CSRF token](crate::csrf).
 /// - [`logout`](Self::logout) deletes the session from the store and clears
 ///   the cookie.
 /// - [`logout_everywhere`](Self::logout_everywhere) ends every session of
@@ -169,6 +171,11 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
     /// and is filed under the user for [`sessions`](Self::sessions) and
     /// [`logout_everywhere`](Self::logout_everywhere).
     ///
+    /// Its [CSRF token](crate::csrf) is dropped, so forms rendered before
+    /// the login are refused after it; a page rendered by the same handler
+    /// takes the new token with
+    /// [`CsrfToken::from_session`](crate::csrf::CsrfToken::from_session).
+    ///
     /// Calling it again after the user's password changed keeps this
     /// session logged in while the others end.
     ///
@@ -239,6 +246,9 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
             session.clear().await?;
         }
         session.cycle_id().await?;
+        // A CSRF token seen before the login (on the login page, or planted
+        // by an attacker who logs the victim in) must not be valid after it.
+        session.remove::<Value>(CSRF_KEY).await?;
         session.insert(USER_ID_KEY, id_value).await?;
         session.insert(AUTH_HASH_KEY, digest_hex(&auth_digest(user.session_auth_hash()))).await?;
         session.set_user(Some(index_key)).await?;

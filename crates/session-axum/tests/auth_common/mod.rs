@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Router, http::StatusCode};
 use http::{HeaderMap, Method, Request, header};
 use http_body_util::BodyExt;
@@ -27,6 +27,7 @@ use session_axum::core::{
     async_trait,
 };
 use session_axum::core::{LockingStore, SessionExpiry};
+use session_axum::csrf::{CsrfLayer, CsrfToken};
 use session_axum::{
     Auth, AuthLayer, AuthUser, CurrentUser, Session, SessionConfig, SessionError, SessionLayer,
     UserLoader, login_required, permission_required,
@@ -219,7 +220,40 @@ pub fn app(layer: SessionLayer, users: TestUsers, numeric: NumericUsers) -> Rout
         }))
         .route_layer(login_required::<TestUser>());
 
+    // Form posts behind the CSRF layer: a login, a logout, a plain post.
+    let csrf_users = users.clone();
+    let csrf = Router::new()
+        .route(
+            "/csrf/login/{id}",
+            post(move |auth: Auth<TestUser>, Path(id): Path<String>| {
+                let users = csrf_users.clone();
+                async move {
+                    let user = users.get(&id).unwrap();
+                    auth.login(&user).await?;
+                    let token = CsrfToken::from_session(auth.session()).await?;
+                    Ok::<_, AuthRejection>(token.as_str().to_owned())
+                }
+            }),
+        )
+        .route(
+            "/csrf/logout",
+            post(|auth: Auth<TestUser>| async move {
+                auth.logout().await?;
+                Ok::<_, AuthRejection>("logged out")
+            }),
+        )
+        .route(
+            "/csrf/post",
+            post(|user: Option<CurrentUser<TestUser>>| async move {
+                let name = user.map_or_else(|| "anonymous".to_owned(), |user| user.name.clone());
+                format!("posted as {name}")
+            }),
+        )
+        .route_layer(CsrfLayer::new());
+
     Router::new()
+        .route("/csrf/token", get(|token: CsrfToken| async move { token.as_str().to_owned() }))
+        .merge(csrf)
         .route(
             "/login/{id}",
             get(
@@ -410,6 +444,21 @@ pub async fn send(app: &Router, path: &str, cookies: &[&str]) -> Reply {
     request(app, Method::GET, path, cookies).await
 }
 
+/// Posts the URL-encoded `form` to `path`.
+pub async fn post_form(app: &Router, path: &str, cookies: &[&str], form: &str) -> Reply {
+    let mut request =
+        Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    for cookie in cookies {
+        request = request.header(header::COOKIE, *cookie);
+    }
+    let response =
+        app.clone().oneshot(request.body(Body::from(form.to_owned())).unwrap()).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Reply { status, headers, body: String::from_utf8(body.to_vec()).unwrap() }
+}
+
 /// Logs `user` in from a fresh client; returns the session cookie.
 pub async fn login(app: &Router, user: &TestUser) -> String {
     let reply = send(app, &format!("/login/{}", user.id), &[]).await;
@@ -589,6 +638,81 @@ macro_rules! auth_tests {
 
             async fn setup() -> Fixture<impl session_axum::core::LockingStore + Clone> {
                 fixture($make_store().await, config())
+            }
+
+            #[tokio::test]
+            async fn login_rotates_the_csrf_token_and_logout_ends_it() {
+                use $crate::auth_common::post_form;
+
+                let f = setup().await;
+                let alice = f.users.add("alice", false);
+                let refused = |reply: $crate::auth_common::Reply, what: &str| {
+                    assert_eq!(reply.status, 403, "{what}: {}", reply.body);
+                    // No new session; a dead one's cookie is dropped.
+                    assert!(reply.set_cookie().is_none() || reply.clears_cookie(), "{what}");
+                };
+
+                // The login page's token, in an anonymous session.
+                let reply = send(&f.app, "/csrf/token", &[]).await;
+                let (before, anonymous) = (reply.body.clone(), reply.cookie());
+                assert_eq!(send(&f.app, "/maybe", &[&anonymous]).await.body, "anonymous");
+
+                // Login CSRF: a login post without the token logs nobody in.
+                let login = format!("/csrf/login/{}", alice.id);
+                refused(post_form(&f.app, &login, &[&anonymous], "").await, "login without token");
+                assert_eq!(send(&f.app, "/maybe", &[&anonymous]).await.body, "anonymous");
+
+                // With it: logged in, on a new id, with a new token.
+                let reply =
+                    post_form(&f.app, &login, &[&anonymous], &format!("csrf_token={before}")).await;
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                let (after, cookie) = (reply.body.clone(), reply.cookie());
+                assert_ne!(after, before, "the token rotates at login");
+                assert_ne!(cookie, anonymous);
+                assert_eq!(
+                    send(&f.app, "/csrf/token", &[&cookie]).await.body,
+                    after,
+                    "the token the login handler got is the session's"
+                );
+
+                // The pre-login token is refused, with either cookie.
+                let old = format!("csrf_token={before}");
+                refused(post_form(&f.app, "/csrf/post", &[&cookie], &old).await, "pre-login token");
+                refused(
+                    post_form(&f.app, "/csrf/post", &[&anonymous], &old).await,
+                    "pre-login session",
+                );
+                let new = format!("csrf_token={after}");
+                let reply = post_form(&f.app, "/csrf/post", &[&cookie], &new).await;
+                assert_eq!(reply.body, "posted as alice");
+
+                // Any login rotates it: here a second one, by a handler
+                // without the CSRF layer.
+                let reply = send(&f.app, &format!("/login/{}", alice.id), &[&cookie]).await;
+                let relogged = reply.cookie();
+                refused(post_form(&f.app, "/csrf/post", &[&relogged], &new).await, "after relogin");
+                let newest = send(&f.app, "/csrf/token", &[&relogged]).await.body;
+                assert_ne!(newest, after);
+                let newest = format!("csrf_token={newest}");
+                let reply = post_form(&f.app, "/csrf/post", &[&relogged], &newest).await;
+                assert_eq!(reply.body, "posted as alice");
+
+                // Logout ends the session, and its token with it.
+                let reply = post_form(&f.app, "/csrf/logout", &[&relogged], &newest).await;
+                assert_eq!(reply.body, "logged out");
+                assert!(reply.clears_cookie());
+                refused(
+                    post_form(&f.app, "/csrf/post", &[&relogged], &newest).await,
+                    "after logout",
+                );
+                refused(
+                    post_form(&f.app, "/csrf/post", &[], &newest).await,
+                    "after logout, no cookie",
+                );
+                refused(
+                    post_form(&f.app, "/csrf/logout", &[&relogged], &newest).await,
+                    "logout again",
+                );
             }
 
             #[tokio::test]

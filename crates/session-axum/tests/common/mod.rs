@@ -7,15 +7,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::body::Body;
 use axum::extract::Query;
-use axum::routing::get;
-use axum::{Router, http::StatusCode};
-use http::{HeaderMap, Request, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router, http::StatusCode};
+use http::{HeaderMap, Method, Request, header};
 use http_body_util::BodyExt;
+use session_axum::config::{DefaultErrorResponder, ErrorResponder};
 use session_axum::core::SessionExpiry;
 use session_axum::core::{
     Error, LockGuard, LockOptions, LockingStore, Record, SessionStore, StorageKey, Timestamp,
     async_trait,
 };
+use session_axum::csrf::{CsrfLayer, CsrfRejection, CsrfToken};
 use session_axum::flash::{Flash, Level};
 use session_axum::{Session, SessionConfig, SessionError, SessionLayer};
 use tower::ServiceExt;
@@ -214,6 +217,7 @@ pub fn app(layer: SessionLayer) -> Router {
                 Ok::<_, SessionError>(format!("{}", taken.len()))
             }),
         )
+        .merge(csrf_routes())
         .route(
             "/remember",
             get(|session: Session| async move {
@@ -227,6 +231,51 @@ pub fn app(layer: SessionLayer) -> Router {
             }),
         )
         .layer(layer)
+}
+
+#[derive(serde::Deserialize)]
+struct Comment {
+    text: String,
+}
+
+/// The CSRF routes: pages with a token, and posts behind the layer.
+fn csrf_routes() -> Router {
+    let checked =
+        Router::new()
+            .route(
+                "/csrf/submit",
+                get(|| async { "read" })
+                    .post(|Form(comment): Form<Comment>| async move {
+                        format!("posted {}", comment.text)
+                    })
+                    .put(|| async { "put" })
+                    .patch(|| async { "patched" })
+                    .delete(|| async { "deleted" }),
+            )
+            .route_layer(CsrfLayer::new());
+    let small = Router::new()
+        .route(
+            "/csrf/small",
+            post(|Form(comment): Form<Comment>| async move { format!("posted {}", comment.text) }),
+        )
+        .route_layer(CsrfLayer::new().with_max_form_bytes(256));
+    let trusting = Router::new()
+        .route("/csrf/trusting", post(|| async { "trusted" }))
+        .route_layer(CsrfLayer::new().with_trusted_origin("https://Admin.Example/"));
+    Router::new()
+        .route("/csrf/token", get(|token: CsrfToken| async move { token.as_str().to_owned() }))
+        .route("/csrf/form", get(|token: CsrfToken| async move { token.hidden_input() }))
+        .route(
+            "/csrf/slow-token",
+            get(|token: CsrfToken| async move {
+                // Keeps the new token unsaved a while, for concurrent pages.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                token.as_str().to_owned()
+            }),
+        )
+        .merge(checked)
+        .merge(small)
+        .merge(trusting)
 }
 
 #[derive(Debug)]
@@ -263,8 +312,80 @@ pub async fn send(app: &Router, path: &str, cookies: &[&str]) -> Reply {
     Reply { status, headers, body: String::from_utf8(body.to_vec()).unwrap() }
 }
 
+/// A request with any method, headers and body; `cookies` as for [`send`].
+pub async fn request(
+    app: &Router,
+    method: Method,
+    path: &str,
+    cookies: &[&str],
+    headers: &[(&str, &str)],
+    body: impl Into<Body>,
+) -> Reply {
+    let mut request = Request::builder().method(method).uri(path);
+    for cookie in cookies {
+        request = request.header(header::COOKIE, *cookie);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = app.clone().oneshot(request.body(body.into()).unwrap()).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Reply { status, headers, body: String::from_utf8(body.to_vec()).unwrap() }
+}
+
+pub const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+
+/// Posts the URL-encoded `form` to `path`.
+pub async fn post_form(
+    app: &Router,
+    path: &str,
+    cookies: &[&str],
+    headers: &[(&str, &str)],
+    form: &str,
+) -> Reply {
+    let mut all = vec![FORM];
+    all.extend_from_slice(headers);
+    request(app, Method::POST, path, cookies, &all, form.to_owned()).await
+}
+
 pub fn config() -> SessionConfig {
     SessionConfig::default()
+}
+
+/// The cookie to send next: the one `reply` set, else `cookie`.
+pub fn next_cookie(reply: &Reply, cookie: String) -> String {
+    reply.set_cookie().map_or(cookie, |_| reply.cookie())
+}
+
+/// The body every CSRF refusal answers by default, whatever the reason.
+pub const CSRF_REFUSED: &str = "CSRF check failed: reload the page and try again.\n";
+
+/// A responder with its own CSRF page, telling the tests it answered.
+pub struct CsrfPage;
+
+impl ErrorResponder for CsrfPage {
+    fn respond(&self, error: &Error) -> Response {
+        (StatusCode::IM_A_TEAPOT, format!("teapot: {error}")).into_response()
+    }
+
+    fn csrf_rejected(&self, rejection: &CsrfRejection) -> Response {
+        (rejection.status(), format!("csrf page: {:?}", rejection.reason())).into_response()
+    }
+}
+
+/// Only the CSRF page is custom: store failures answer the default way.
+pub struct CsrfPageOnly;
+
+impl ErrorResponder for CsrfPageOnly {
+    fn respond(&self, error: &Error) -> Response {
+        DefaultErrorResponder.respond(error)
+    }
+
+    fn csrf_rejected(&self, rejection: &CsrfRejection) -> Response {
+        CsrfPage.csrf_rejected(rejection)
+    }
 }
 
 /// Expands to one test per HTTP scenario on the store built by `$make_store`
@@ -299,6 +420,79 @@ macro_rules! route_tests {
             async fn flash_messages_are_read_once_in_order() {
                 let store = probe().await;
                 $crate::common::flash_scenario(&app(layer(&store, config()))).await;
+            }
+
+            #[tokio::test]
+            async fn csrf_tokens_guard_unsafe_methods() {
+                let store = probe().await;
+                let app = app(layer(&store, config()));
+                $crate::common::csrf_scenario(&app).await;
+                $crate::common::csrf_token_dies_with_the_session(&app).await;
+            }
+
+            #[tokio::test]
+            async fn csrf_refusals_answer_the_configured_responder() {
+                let store = probe().await;
+                let config = config().with_error_responder($crate::common::CsrfPage);
+                $crate::common::csrf_responder_scenario(&app(layer(&store, config))).await;
+            }
+
+            #[tokio::test]
+            async fn the_csrf_check_writes_nothing_and_a_failing_store_is_no_403() {
+                use $crate::common::{CsrfPage, CsrfPageOnly, csrf_form, post_form};
+
+                let store = probe().await;
+                let app = app(layer(&store, config()));
+                let (token, cookie) = csrf_form(&app).await;
+                let form = format!("text=x&csrf_token={token}");
+                let writes = store.writes();
+                assert_eq!(
+                    post_form(&app, "/csrf/submit", &[&cookie], &[], &form).await.body,
+                    "posted x"
+                );
+                assert_eq!(store.writes(), writes, "checking a token writes nothing");
+
+                store.fail(true);
+                let reply = post_form(&app, "/csrf/submit", &[&cookie], &[], &form).await;
+                assert_eq!(reply.status, 503, "{}", reply.body);
+                let custom =
+                    $crate::common::app(layer(&store, config().with_error_responder(CsrfPage)));
+                let reply = post_form(&custom, "/csrf/submit", &[&cookie], &[], &form).await;
+                assert_eq!(
+                    (reply.status.as_u16(), reply.body.as_str()),
+                    (418, "teapot: probe store: store is down")
+                );
+                let page_only =
+                    $crate::common::app(layer(&store, config().with_error_responder(CsrfPageOnly)));
+                let reply = post_form(&page_only, "/csrf/submit", &[&cookie], &[], &form).await;
+                assert_eq!(reply.status, 503, "{}", reply.body);
+                store.fail(false);
+                assert_eq!(
+                    post_form(&app, "/csrf/submit", &[&cookie], &[], &form).await.body,
+                    "posted x"
+                );
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_first_forms_of_a_session_share_one_token() {
+                let store = probe().await;
+                let app = app(layer(&store, config()));
+                let cookie = send(&app, "/set?v=no+token+yet", &[]).await.cookie();
+                let mut pages = Vec::new();
+                for _ in 0..20 {
+                    let app = app.clone();
+                    let cookie = cookie.clone();
+                    pages.push(tokio::spawn(async move {
+                        send(&app, "/csrf/slow-token", &[&cookie]).await.body
+                    }));
+                }
+                let mut tokens = Vec::new();
+                for page in pages {
+                    tokens.push(page.await.unwrap());
+                }
+                tokens.dedup();
+                assert_eq!(tokens.len(), 1, "{tokens:?}");
+                assert_eq!(send(&app, "/csrf/token", &[&cookie]).await.body, tokens[0]);
             }
 
             #[tokio::test]
@@ -731,4 +925,205 @@ pub async fn flash_scenario(app: &Router) {
     let cookie = reply.set_cookie().map_or(cookie, |_| reply.cookie());
     assert_eq!(send(app, "/get", &[&cookie]).await.body, "kept");
     assert_eq!(send(app, "/flash/take", &[&cookie]).await.body, "info:Hi");
+}
+
+/// A fresh visitor's first form: the token it renders and the session cookie
+/// that now holds it.
+pub async fn csrf_form(app: &Router) -> (String, String) {
+    let reply = send(app, "/csrf/token", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    (reply.body.clone(), reply.cookie())
+}
+
+/// CSRF protection on `app`, whatever keeps the session: the token is made
+/// on the first form, safe methods pass unchecked, unsafe ones need the
+/// session's own token (form field or header) and a same-origin browser,
+/// and the token dies with the session.
+pub async fn csrf_scenario(app: &Router) {
+    // Safe methods pass unchecked, and make no session.
+    for method in [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE] {
+        let reply = request(app, method.clone(), "/csrf/submit", &[], &[], Body::empty()).await;
+        // OPTIONS and TRACE have no handler here: 405 from the router, not 403.
+        assert_ne!(reply.status, 403, "{method}");
+        assert_eq!(reply.set_cookie(), None, "{method}");
+    }
+    assert_eq!(send(app, "/csrf/submit", &[]).await.body, "read");
+
+    // The first form makes the token (and the session); later pages show
+    // the same one and write nothing.
+    let (token, cookie) = csrf_form(app).await;
+    assert_eq!(token.len(), 43, "{token}");
+    assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{token}");
+    let reply = send(app, "/csrf/form", &[&cookie]).await;
+    assert_eq!(reply.body, format!(r#"<input type="hidden" name="csrf_token" value="{token}">"#));
+    assert_eq!(reply.set_cookie(), None, "the token is made once");
+    assert_eq!(send(app, "/csrf/token", &[&cookie]).await.body, token);
+
+    // The token in the form: passes, and the handler's `Form` sees it all.
+    let form = format!("text=hello+world&csrf_token={token}");
+    let reply = post_form(app, "/csrf/submit", &[&cookie], &[], &form).await;
+    assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "posted hello world"));
+    let form = format!("csrf_token={token}&text=first%20field%3F");
+    let reply = post_form(app, "/csrf/submit", &[&cookie], &[], &form).await;
+    assert_eq!(reply.body, "posted first field?");
+    // In the header: passes, for a form without the field and any method.
+    let header = [("x-csrf-token", token.as_str())];
+    let reply = post_form(app, "/csrf/submit", &[&cookie], &header, "text=by+header").await;
+    assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "posted by header"));
+    for (method, answer) in
+        [(Method::PUT, "put"), (Method::PATCH, "patched"), (Method::DELETE, "deleted")]
+    {
+        let reply = request(app, method.clone(), "/csrf/submit", &[&cookie], &header, "").await;
+        assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, answer), "{method}");
+    }
+
+    // Missing: no field, no header, or a body that is not a URL-encoded form.
+    let refused = |reply: Reply, what: &str| {
+        assert_eq!((reply.status.as_u16(), reply.body.as_str()), (403, CSRF_REFUSED), "{what}");
+        assert_eq!(reply.set_cookie(), None, "{what}");
+    };
+    refused(post_form(app, "/csrf/submit", &[&cookie], &[], "text=x").await, "no token");
+    refused(post_form(app, "/csrf/submit", &[&cookie], &[], "").await, "empty form");
+    refused(post_form(app, "/csrf/submit", &[&cookie], &[], "csrf_token=").await, "empty token");
+    for method in [Method::PUT, Method::PATCH, Method::DELETE] {
+        let reply = request(app, method.clone(), "/csrf/submit", &[&cookie], &[], "").await;
+        refused(reply, method.as_str());
+    }
+    let json = [("content-type", "application/json")];
+    let body = format!(r#"{{"csrf_token":"{token}"}}"#);
+    let reply = request(app, Method::POST, "/csrf/submit", &[&cookie], &json, body).await;
+    refused(reply, "a JSON body is not searched");
+    let multipart = [("content-type", "multipart/form-data; boundary=b")];
+    let body = format!(
+        "--b\r\ncontent-disposition: form-data; name=\"csrf_token\"\r\n\r\n{token}\r\n--b--\r\n"
+    );
+    let reply = request(app, Method::POST, "/csrf/submit", &[&cookie], &multipart, body).await;
+    refused(reply, "a multipart body is not searched");
+
+    // Wrong: of the right shape, but not the session's; or mangled.
+    let (other_token, other_cookie) = csrf_form(app).await;
+    assert_ne!(other_token, token, "every session has its own token");
+    let mut flipped = token.clone().into_bytes();
+    flipped[42] = if flipped[42] == b'A' { b'Q' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    let longer = format!("{token}A");
+    for wrong in
+        [other_token.as_str(), flipped.as_str(), &token[..42], longer.as_str(), "' OR 1=1--"]
+    {
+        let form = format!("text=x&csrf_token={wrong}");
+        refused(post_form(app, "/csrf/submit", &[&cookie], &[], &form).await, wrong);
+        let header = [("x-csrf-token", wrong)];
+        refused(post_form(app, "/csrf/submit", &[&cookie], &header, "text=x").await, wrong);
+    }
+    // A wrong header is not rescued by the right field.
+    let form = format!("text=x&csrf_token={token}");
+    let header = [("x-csrf-token", other_token.as_str())];
+    refused(post_form(app, "/csrf/submit", &[&cookie], &header, &form).await, "header first");
+    // Another session's token is refused with this cookie, and this one's
+    // with the other cookie; each works with its own.
+    let form = format!("text=mine&csrf_token={other_token}");
+    let reply = post_form(app, "/csrf/submit", &[&other_cookie], &[], &form).await;
+    assert_eq!(reply.body, "posted mine");
+    let form = format!("text=x&csrf_token={token}");
+    refused(post_form(app, "/csrf/submit", &[&other_cookie], &[], &form).await, "swapped");
+    // Without a session, no token is right.
+    refused(post_form(app, "/csrf/submit", &[], &[], &form).await, "no session");
+
+    // Cross-origin: refused even with the right token.
+    let with_token = format!("text=x&csrf_token={token}");
+    for headers in [
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("sec-fetch-site", "same-site")],
+        vec![
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://app.example"),
+            ("host", "app.example"),
+        ],
+        vec![("origin", "https://evil.example"), ("host", "app.example")],
+        vec![("origin", "https://app.example.evil.example"), ("host", "app.example")],
+        vec![("origin", "null"), ("host", "app.example")],
+        vec![("origin", "https://admin.example")],
+    ] {
+        let reply = post_form(app, "/csrf/submit", &[&cookie], &headers, &with_token).await;
+        refused(reply, &format!("{headers:?}"));
+    }
+    // Same-origin browser headers pass.
+    for headers in [
+        vec![("sec-fetch-site", "same-origin"), ("origin", "https://app.example")],
+        vec![("sec-fetch-site", "none")],
+        vec![("origin", "https://app.example"), ("host", "app.example")],
+        vec![("origin", "http://localhost:3000"), ("host", "localhost:3000")],
+    ] {
+        let reply = post_form(app, "/csrf/submit", &[&cookie], &headers, &with_token).await;
+        assert_eq!(reply.body, "posted x", "{headers:?}");
+    }
+    // A trusted origin passes the origin check, never the token check.
+    let trusted = [("sec-fetch-site", "same-site"), ("origin", "https://admin.example")];
+    let header = [trusted[0], trusted[1], ("x-csrf-token", token.as_str())];
+    let reply = request(app, Method::POST, "/csrf/trusting", &[&cookie], &header, "").await;
+    assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "trusted"));
+    let reply = request(app, Method::POST, "/csrf/trusting", &[&cookie], &trusted, "").await;
+    refused(reply, "trusted origin without a token");
+    let foreign = [("origin", "https://evil.example"), ("host", "app.example"), header[2]];
+    let reply = request(app, Method::POST, "/csrf/trusting", &[&cookie], &foreign, "").await;
+    refused(reply, "untrusted origin");
+
+    // The form is read up to the layer's limit; the header needs no body.
+    let form = format!("csrf_token={token}&text={}", "x".repeat(300));
+    let reply = post_form(app, "/csrf/small", &[&cookie], &[], &form).await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    let header = [("x-csrf-token", token.as_str())];
+    let reply = post_form(app, "/csrf/small", &[&cookie], &header, &form).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let form = format!("csrf_token={token}&text=short");
+    assert_eq!(post_form(app, "/csrf/small", &[&cookie], &[], &form).await.body, "posted short");
+
+    // The session ends (logout): the browser's next session has another
+    // token, and the old one is refused.
+    let reply = send(app, "/destroy", &[&cookie]).await;
+    assert!(reply.set_cookie().unwrap().contains("Max-Age=0"));
+    let form = format!("text=x&csrf_token={token}");
+    refused(post_form(app, "/csrf/submit", &[], &[], &form).await, "after logout");
+    let (fresh, fresh_cookie) = csrf_form(app).await;
+    assert_ne!(fresh, token);
+    refused(post_form(app, "/csrf/submit", &[&fresh_cookie], &[], &form).await, "old token");
+    let form = format!("text=new&csrf_token={fresh}");
+    assert_eq!(
+        post_form(app, "/csrf/submit", &[&fresh_cookie], &[], &form).await.body,
+        "posted new"
+    );
+}
+
+/// Server-side only: the ended session's cookie is dead, so its token is
+/// refused even with it (a client-side cookie stays valid until its deadline).
+pub async fn csrf_token_dies_with_the_session(app: &Router) {
+    let (token, cookie) = csrf_form(app).await;
+    let form = format!("text=x&csrf_token={token}");
+    assert_eq!(post_form(app, "/csrf/submit", &[&cookie], &[], &form).await.status, 200);
+    send(app, "/destroy", &[&cookie]).await;
+    let reply = post_form(app, "/csrf/submit", &[&cookie], &[], &form).await;
+    assert_eq!((reply.status.as_u16(), reply.body.as_str()), (403, CSRF_REFUSED));
+}
+
+/// On an app whose layer answers with [`CsrfPage`]: refusals are its CSRF
+/// page, with the reason; passing requests are not.
+pub async fn csrf_responder_scenario(app: &Router) {
+    let (token, cookie) = csrf_form(app).await;
+    let page = |reply: Reply, reason: &str| {
+        assert_eq!(
+            (reply.status.as_u16(), reply.body.as_str()),
+            (403, format!("csrf page: {reason}").as_str())
+        );
+    };
+    page(post_form(app, "/csrf/submit", &[&cookie], &[], "text=x").await, "MissingToken");
+    let form = "text=x&csrf_token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    page(post_form(app, "/csrf/submit", &[&cookie], &[], form).await, "WrongToken");
+    let form = format!("text=x&csrf_token={token}");
+    page(post_form(app, "/csrf/submit", &[], &[], &form).await, "NoStoredToken");
+    let cross = [("sec-fetch-site", "cross-site")];
+    page(post_form(app, "/csrf/submit", &[&cookie], &cross, &form).await, "CrossOrigin");
+    let big = format!("{form}&pad={}", "x".repeat(300));
+    let reply = post_form(app, "/csrf/small", &[&cookie], &[], &big).await;
+    assert_eq!((reply.status.as_u16(), reply.body.as_str()), (413, "csrf page: FormTooLarge"));
+    assert_eq!(post_form(app, "/csrf/submit", &[&cookie], &[], &form).await.body, "posted x");
 }
