@@ -20,32 +20,38 @@
 //! `http://127.0.0.1`, so this works without TLS locally) and `SameSite=Lax`.
 //!
 //! Every state-changing action (login, logout, log out everywhere, password
-//! change) is a `POST` form. `SameSite=Lax` keeps browsers from sending the
-//! session cookie with a `POST` from another site, so another site cannot log
-//! a user out or change a password. On top of that, [`app`] refuses unsafe
-//! requests whose `Sec-Fetch-Site` or `Origin` header says they come from
-//! another origin: that also stops login CSRF (logging a victim in to the
-//! attacker's account, which needs no cookie) and forged posts from sibling
-//! subdomains, which count as the same site. A site with older browsers to
-//! serve would add CSRF tokens.
+//! change) is a `POST` form, and every form carries the session's CSRF token
+//! ([`session_axum::csrf`]). `SameSite=Lax` already keeps browsers from
+//! sending the session cookie with a `POST` from another site; on top of it
+//! the [`CsrfLayer`] refuses unsafe requests whose `Sec-Fetch-Site` or
+//! `Origin` header says they come from another origin, and then any whose
+//! token is missing or wrong. That also stops login CSRF (logging a victim
+//! in to the attacker's account, which needs no cookie of the victim's),
+//! forged posts from sibling subdomains (which count as the same site), and
+//! browsers too old to send `Sec-Fetch-Site`. The token changes at login, so
+//! one seen on the login page is worthless afterwards. A refused request
+//! gets the site's own 403 page, through [`SiteErrors`].
 
 mod pages;
 mod users;
 
 use std::time::Duration;
 
-use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{Next, from_fn};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 use session_axum::auth::safe_next;
 use session_axum::auth::{AuthRejection, LoginOptions};
-use session_axum::core::SessionExpiry;
+use session_axum::config::{DefaultErrorResponder, ErrorResponder};
+use session_axum::core::{Error, SessionExpiry};
+use session_axum::csrf::{CsrfLayer, CsrfRejection, CsrfToken};
 use session_axum::flash::{Flash, Level, Message};
-use session_axum::{Auth, AuthLayer, CurrentUser, SessionConfig, SessionLayer, login_required};
+use session_axum::{
+    Auth, AuthLayer, CurrentUser, Session, SessionConfig, SessionLayer, login_required,
+};
 
 pub use argon2::Params as HashParams;
 pub use users::{User, UserError, Users, random_password};
@@ -74,10 +80,27 @@ pub fn create_demo_user(users: &Users) -> Result<Demo, UserError> {
 }
 
 /// The session settings: the secure defaults (`Secure`, `HttpOnly`,
-/// `SameSite=Lax`, 24 h idle and 7 day absolute timeouts).
+/// `SameSite=Lax`, 24 h idle and 7 day absolute timeouts), with the site's
+/// own page for refused forms.
 #[must_use]
 pub fn session_config() -> SessionConfig {
-    SessionConfig::default()
+    SessionConfig::default().with_error_responder(SiteErrors)
+}
+
+/// The site's error pages: store failures answer as by default (503 or 500,
+/// plain text); a form refused by the CSRF check gets a page that says what
+/// to do.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteErrors;
+
+impl ErrorResponder for SiteErrors {
+    fn respond(&self, error: &Error) -> Response {
+        DefaultErrorResponder.respond(error)
+    }
+
+    fn csrf_rejected(&self, rejection: &CsrfRejection) -> Response {
+        (rejection.status(), pages::forbidden()).into_response()
+    }
 }
 
 /// The site, on the given session layer.
@@ -94,7 +117,7 @@ pub fn app(users: Users, sessions: SessionLayer) -> Router {
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
         .merge(protected)
-        .layer(from_fn(same_origin_posts))
+        .route_layer(CsrfLayer::new())
         .layer(AuthLayer::new(users.clone()))
         .layer(sessions)
         .with_state(users)
@@ -134,9 +157,20 @@ fn error(text: &str) -> Message {
     Message { level: Level::Error, content: text.to_owned() }
 }
 
-async fn home(user: Option<CurrentUser<User>>, flash: Flash) -> Page {
+/// The CSRF token for the page's forms: the logout button of a logged-in
+/// visitor's navigation, or the login form.
+async fn csrf(session: &Session) -> Result<CsrfToken, Response> {
+    CsrfToken::from_session(session).await.map_err(IntoResponse::into_response)
+}
+
+async fn home(user: Option<CurrentUser<User>>, session: Session, flash: Flash) -> Page {
     let messages = messages(&flash).await?;
-    Ok(pages::home(user.as_ref().map(|user| user.username.as_str()), &messages).into_response())
+    let page = match &user {
+        // Anonymous visitors see no form here: no token, and no session.
+        None => pages::home(None, &messages),
+        Some(user) => pages::home(Some((&user.username, &csrf(&session).await?)), &messages),
+    };
+    Ok(page.into_response())
 }
 
 #[derive(Deserialize)]
@@ -144,9 +178,9 @@ struct LoginQuery {
     next: Option<String>,
 }
 
-async fn login_form(Query(query): Query<LoginQuery>, flash: Flash) -> Page {
+async fn login_form(Query(query): Query<LoginQuery>, token: CsrfToken, flash: Flash) -> Page {
     let next = safe_next(query.next.as_deref().unwrap_or("/"));
-    Ok(pages::login(next, &messages(&flash).await?).into_response())
+    Ok(pages::login(next, &token, &messages(&flash).await?).into_response())
 }
 
 /// The login form's address, keeping where to go after logging in.
@@ -196,8 +230,8 @@ async fn logout(auth: Auth<User>, flash: Flash) -> Page {
     redirect_with(&flash, success("You have been logged out."), "/login").await
 }
 
-async fn account(user: CurrentUser<User>, flash: Flash) -> Page {
-    Ok(pages::account(&user.username, &messages(&flash).await?).into_response())
+async fn account(user: CurrentUser<User>, token: CsrfToken, flash: Flash) -> Page {
+    Ok(pages::account((&user.username, &token), &messages(&flash).await?).into_response())
 }
 
 /// Whether `rejection` says the store keeps no sessions on the server
@@ -207,11 +241,12 @@ fn client_side_only(rejection: &AuthRejection) -> bool {
         if matches!(error.error(), session_axum::core::Error::Unsupported { .. }))
 }
 
-async fn my_sessions(user: CurrentUser<User>, auth: Auth<User>) -> Page {
+async fn my_sessions(user: CurrentUser<User>, auth: Auth<User>, token: CsrfToken) -> Page {
+    let me = (user.username.as_str(), &token);
     match auth.sessions().await {
-        Ok(sessions) => Ok(pages::sessions(&user.username, &sessions).into_response()),
+        Ok(sessions) => Ok(pages::sessions(me, &sessions).into_response()),
         Err(rejection) if client_side_only(&rejection) => {
-            Ok(pages::sessions_unavailable(&user.username).into_response())
+            Ok(pages::sessions_unavailable(me).into_response())
         }
         Err(rejection) => Err(rejection.into_response()),
     }
@@ -221,7 +256,8 @@ async fn logout_everywhere(user: CurrentUser<User>, auth: Auth<User>, flash: Fla
     let ended = match auth.logout_everywhere().await {
         Ok(ended) => ended,
         Err(rejection) if client_side_only(&rejection) => {
-            return Ok(pages::sessions_unavailable(&user.username).into_response());
+            let token = csrf(auth.session()).await?;
+            return Ok(pages::sessions_unavailable((&user.username, &token)).into_response());
         }
         Err(rejection) => return Err(rejection.into_response()),
     };
@@ -229,8 +265,8 @@ async fn logout_everywhere(user: CurrentUser<User>, auth: Auth<User>, flash: Fla
     redirect_with(&flash, success("You have been logged out of every session."), "/login").await
 }
 
-async fn password_form(user: CurrentUser<User>, flash: Flash) -> Page {
-    Ok(pages::password(&user.username, &messages(&flash).await?).into_response())
+async fn password_form(user: CurrentUser<User>, token: CsrfToken, flash: Flash) -> Page {
+    Ok(pages::password((&user.username, &token), &messages(&flash).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -267,32 +303,4 @@ async fn change_password(
         Err(error) => return Err(internal_error(error)),
     };
     redirect_with(&flash, message, "/password").await
-}
-
-/// Refuses unsafe requests that a browser says come from another origin.
-async fn same_origin_posts(request: Request, next: Next) -> Response {
-    if !request.method().is_safe() && !is_same_origin(request.headers()) {
-        tracing::warn!(method = %request.method(), path = request.uri().path(), "cross-origin request refused");
-        return (StatusCode::FORBIDDEN, pages::forbidden()).into_response();
-    }
-    next.run(request).await
-}
-
-fn is_same_origin(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site")
-        && !matches!(site.as_bytes(), b"same-origin" | b"none")
-    {
-        return false;
-    }
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        // Not from a (current) browser: no cookie-riding to fear.
-        return true;
-    };
-    let Some(host) = headers.get(header::HOST).and_then(|host| host.to_str().ok()) else {
-        return false;
-    };
-    let origin = origin.as_bytes();
-    [b"http://".as_slice(), b"https://"]
-        .iter()
-        .any(|scheme| origin.strip_prefix(*scheme) == Some(host.as_bytes()))
 }

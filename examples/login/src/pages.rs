@@ -5,7 +5,11 @@ use std::fmt::Write as _;
 use axum::response::Html;
 use session_axum::auth::SessionInfo;
 use session_axum::core::Timestamp;
+use session_axum::csrf::CsrfToken;
 use session_axum::flash::Message;
+
+/// A logged-in visitor: their name, and the CSRF token for the page's forms.
+pub(crate) type Visitor<'a> = (&'a str, &'a CsrfToken);
 
 /// Escapes text for HTML element content and double-quoted attributes.
 pub(crate) fn escape(text: &str) -> String {
@@ -37,11 +41,17 @@ fn flash(messages: &[Message]) -> String {
     out
 }
 
-fn layout(title: &str, user: Option<&str>, messages: &[Message], body: &str) -> Html<String> {
+fn layout(
+    title: &str,
+    user: Option<Visitor<'_>>,
+    messages: &[Message],
+    body: &str,
+) -> Html<String> {
     let nav = match user {
-        Some(name) => format!(
+        Some((name, token)) => format!(
             r#"<nav><a href="/">Home</a> · <a href="/account">Account</a> · <a href="/sessions">My sessions</a> · <a href="/password">Change password</a>
-<form method="post" action="/logout" class="inline"><button id="logout">Log out {}</button></form></nav>"#,
+<form method="post" action="/logout" class="inline">{}<button id="logout">Log out {}</button></form></nav>"#,
+            token.hidden_input(),
             escape(name)
         ),
         None => r#"<nav><a href="/">Home</a> · <a href="/login">Log in</a></nav>"#.to_owned(),
@@ -79,9 +89,9 @@ td, th {{ padding: .25rem .75rem; border-bottom: 1px solid #ddd; text-align: lef
     ))
 }
 
-pub(crate) fn home(user: Option<&str>, messages: &[Message]) -> Html<String> {
+pub(crate) fn home(user: Option<Visitor<'_>>, messages: &[Message]) -> Html<String> {
     let body = match user {
-        Some(name) => {
+        Some((name, _)) => {
             format!("<p>Signed in as <strong id=\"username\">{}</strong>.</p>", escape(name))
         }
         None => "<p>You are not signed in. <a href=\"/login\">Log in</a> to see your account.</p>"
@@ -90,29 +100,31 @@ pub(crate) fn home(user: Option<&str>, messages: &[Message]) -> Html<String> {
     layout("Home", user, messages, &body)
 }
 
-pub(crate) fn login(next: &str, messages: &[Message]) -> Html<String> {
+pub(crate) fn login(next: &str, token: &CsrfToken, messages: &[Message]) -> Html<String> {
     let body = format!(
         r#"<form method="post" action="/login" id="login-form">
+{token}
 <input type="hidden" name="next" value="{next}">
 <label>User name <input name="username" autocomplete="username" required></label>
 <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
 <label><input name="remember" type="checkbox" value="on"> Remember me for 30 days</label>
 <button type="submit" id="login">Log in</button>
 </form>"#,
+        token = token.hidden_input(),
         next = escape(next)
     );
     layout("Log in", None, messages, &body)
 }
 
-pub(crate) fn account(name: &str, messages: &[Message]) -> Html<String> {
+pub(crate) fn account(me: Visitor<'_>, messages: &[Message]) -> Html<String> {
     let body = format!(
         "<p id=\"welcome\">Welcome, {}. Only logged-in users see this page.</p>",
-        escape(name)
+        escape(me.0)
     );
-    layout("Account", Some(name), messages, &body)
+    layout("Account", Some(me), messages, &body)
 }
 
-pub(crate) fn sessions(name: &str, sessions: &[SessionInfo]) -> Html<String> {
+pub(crate) fn sessions(me: Visitor<'_>, sessions: &[SessionInfo]) -> Html<String> {
     let mut rows = String::new();
     for info in sessions {
         let _ = write!(
@@ -131,32 +143,43 @@ pub(crate) fn sessions(name: &str, sessions: &[SessionInfo]) -> Html<String> {
 <tr><th>Logged in</th><th>Last seen</th><th>Expires</th><th></th></tr>
 {rows}
 </table>
-<form method="post" action="/logout-everywhere"><p><button id="logout-everywhere">Log out everywhere</button></p></form>"#,
-        count = sessions.len()
+<form method="post" action="/logout-everywhere">{token}<p><button id="logout-everywhere">Log out everywhere</button></p></form>"#,
+        count = sessions.len(),
+        token = me.1.hidden_input()
     );
-    layout("My sessions", Some(name), &[], &body)
+    layout("My sessions", Some(me), &[], &body)
 }
 
 /// For client-side sessions, which live only in browsers.
-pub(crate) fn sessions_unavailable(name: &str) -> Html<String> {
+pub(crate) fn sessions_unavailable(me: Visitor<'_>) -> Html<String> {
     let body = "<p id=\"client-side\">Sessions are kept in the browser's cookie (client-side), so \
                 the server cannot list them or end them before they expire. Log out here, and \
                 change your password to make the other devices' sessions stop working.</p>";
-    layout("My sessions", Some(name), &[], body)
+    layout("My sessions", Some(me), &[], body)
 }
 
-pub(crate) fn password(name: &str, messages: &[Message]) -> Html<String> {
-    let body = r#"<form method="post" action="/password">
+pub(crate) fn password(me: Visitor<'_>, messages: &[Message]) -> Html<String> {
+    let body = format!(
+        r#"<form method="post" action="/password">
+{token}
 <label>Current password <input name="current" type="password" autocomplete="current-password" required></label>
 <label>New password <input name="new" type="password" autocomplete="new-password" minlength="8" required></label>
 <button type="submit" id="change-password">Change password</button>
 </form>
-<p>Changing the password logs out every other session.</p>"#;
-    layout("Change password", Some(name), messages, body)
+<p>Changing the password logs out every other session.</p>"#,
+        token = me.1.hidden_input()
+    );
+    layout("Change password", Some(me), messages, &body)
 }
 
 pub(crate) fn forbidden() -> Html<String> {
-    layout("Forbidden", None, &[], "<p>This request came from another site and was refused.</p>")
+    layout(
+        "Forbidden",
+        None,
+        &[],
+        "<p>This form was refused: it came from another site, or the page it was sent from \
+         is out of date. Go back, reload the page and try again.</p>",
+    )
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC`.

@@ -353,6 +353,17 @@ fn log_in_see_the_protected_page_log_out_in_chromium() {
     assert!(browser.text("#current-session").contains("this device"));
 
     // Log out (a POST form); the protected page sends us back to the login form.
+    // A form whose CSRF token was tampered with is refused with the site's
+    // 403 page, and the session is untouched.
+    browser.script(
+        "document.querySelector('#logout').form.querySelector('[name=csrf_token]').value = 'forged';",
+    );
+    browser.click("#logout");
+    browser.wait_for_url("/logout");
+    assert!(browser.text("body").contains("This form was refused"), "{}", browser.text("body"));
+    browser.go(&format!("{base}/sessions"));
+    assert!(browser.text("#current-session").contains("this device"));
+
     // The logged-out page says so once, from a flash message kept in a new,
     // anonymous session: the logged-in session's id is gone from the browser.
     let logged_in_id = session["value"].clone();

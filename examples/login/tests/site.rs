@@ -40,7 +40,14 @@ async fn get(app: &Router, path: &str, cookie: Option<&str>) -> Reply {
     call(app, request.body(Body::empty()).unwrap()).await
 }
 
-async fn post(app: &Router, path: &str, form: &str, cookie: Option<&str>, origin: &str) -> Reply {
+/// A form post as crafted by hand: no CSRF token unless `form` has one.
+async fn post_raw(
+    app: &Router,
+    path: &str,
+    form: &str,
+    cookie: Option<&str>,
+    origin: &str,
+) -> Reply {
     let mut request = Request::post(path)
         .header(header::HOST, "127.0.0.1:3000")
         .header(header::ORIGIN, origin)
@@ -49,6 +56,30 @@ async fn post(app: &Router, path: &str, form: &str, cookie: Option<&str>, origin
         request = request.header(header::COOKIE, cookie);
     }
     call(app, request.body(Body::from(form.to_owned())).unwrap()).await
+}
+
+/// The CSRF token the site renders into its forms for `cookie`'s session
+/// (from the login page, which every visitor can see), and the cookie the
+/// browser holds after fetching it.
+async fn form_token(app: &Router, cookie: Option<&str>) -> (String, Option<String>) {
+    let page = get(app, "/login", cookie).await;
+    let (_, rest) = page.body.split_once(r#"name="csrf_token" value=""#).expect("a token");
+    let token = rest.split('"').next().unwrap().to_owned();
+    (token, page.cookie.or(cookie.map(str::to_owned)))
+}
+
+/// A form post as the site's own page sends it: with the session's CSRF
+/// token. `cookie` in the reply is the one the browser holds afterwards.
+async fn post(app: &Router, path: &str, form: &str, cookie: Option<&str>, origin: &str) -> Reply {
+    let (token, cookie) = form_token(app, cookie).await;
+    let form = if form.is_empty() {
+        format!("csrf_token={token}")
+    } else {
+        format!("{form}&csrf_token={token}")
+    };
+    let mut reply = post_raw(app, path, &form, cookie.as_deref(), origin).await;
+    reply.cookie = reply.cookie.or(cookie);
+    reply
 }
 
 const SAME: &str = "http://127.0.0.1:3000";
@@ -109,17 +140,53 @@ async fn wrong_passwords_and_cross_origin_posts_are_refused() {
     let (page, _) = follow(&app, reply, None).await;
     assert!(page.body.contains("Wrong user name or password."));
 
-    // Login CSRF: a form on another site posting our credentials form.
-    let form = format!("username=demo&password={password}");
+    // Login CSRF: a form on another site posting our credentials form, even
+    // with a token the attacker fetched for their own session.
+    let (token, theirs) = form_token(&app, None).await;
+    let form = format!("username=demo&password={password}&csrf_token={token}");
     for origin in ["http://evil.example", "null", "http://127.0.0.1:3001"] {
-        let reply = post(&app, "/login", &form, None, origin).await;
+        let reply = post_raw(&app, "/login", &form, theirs.as_deref(), origin).await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{origin}");
+        assert!(reply.body.contains("This form was refused"), "{}", reply.body);
         assert_eq!(reply.cookie, None);
     }
     let cookie = log_in(&app, &password).await;
-    let reply = post(&app, "/logout", "", Some(&cookie), "http://evil.example").await;
+    let reply = post_raw(&app, "/logout", "", Some(&cookie), "http://evil.example").await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert_eq!(get(&app, "/account", Some(&cookie)).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn forms_without_the_sessions_csrf_token_are_refused() {
+    let (app, password) = site();
+    let credentials = format!("username=demo&password={password}");
+    // No token, and a made-up one: refused before the password is checked.
+    let (token, visitor) = form_token(&app, None).await;
+    for form in [credentials.clone(), format!("{credentials}&csrf_token=forged")] {
+        let reply = post_raw(&app, "/login", &form, visitor.as_deref(), SAME).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{form}");
+        assert!(reply.body.contains("This form was refused"));
+    }
+    // The login page's token logs in, and is worthless afterwards.
+    let form = format!("{credentials}&csrf_token={token}");
+    let reply = post_raw(&app, "/login", &form, visitor.as_deref(), SAME).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let cookie = reply.cookie.expect("logged in on a new id");
+    let stale = format!("csrf_token={token}");
+    let reply = post_raw(&app, "/logout", &stale, Some(&cookie), SAME).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    // Another visitor's token does not work for this session either.
+    let (other_token, _) = form_token(&app, None).await;
+    let reply =
+        post_raw(&app, "/logout", &format!("csrf_token={other_token}"), Some(&cookie), SAME).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(get(&app, "/account", Some(&cookie)).await.status, StatusCode::OK);
+    // The token the pages now show does.
+    let (fresh, _) = form_token(&app, Some(&cookie)).await;
+    assert_ne!(fresh, token);
+    let reply =
+        post_raw(&app, "/logout", &format!("csrf_token={fresh}"), Some(&cookie), SAME).await;
+    assert_eq!(reply.location.as_deref(), Some("/login"));
 }
 
 #[tokio::test]
