@@ -5,12 +5,15 @@ use std::convert::Infallible;
 
 use axum::Router;
 use axum::routing::get;
+use session_axum::auth::AuthRejection;
 use session_axum::memory::MemoryStore;
 use session_axum::{
-    Auth, AuthLayer, AuthUser, CurrentUser, Session, SessionError, SessionLayer, LockingStore,
-    UserLoader, login_required,
+    Auth, AuthLayer, AuthUser, CurrentUser, Session, SessionError, SessionLayer, UserLoader,
+    login_required,
 };
-use session_core::{CookieFormat, ExpiryPolicy, SessionId, SessionStore as _, Timestamp};
+use session_core::{
+    CookieFormat, ExpiryPolicy, LockingStore, SessionId, SessionStore as _, Timestamp,
+};
 use session_stores_cookie::{FernetFormat, JwtFormat, Key, Keyring, SignedFormat};
 use session_stores_fs::FsStore;
 use session_stores_postgres::{PgPoolOptions, PostgresStore};
@@ -184,12 +187,12 @@ impl UserLoader<User> for Users {
 }
 
 /// Logs user 1 in and starts the counter.
-async fn login_start(auth: Auth<User>, session: Session) -> Result<String, SessionError> {
+async fn login_start(auth: Auth<User>, session: Session) -> Result<String, AuthRejection> {
     let user = Users::default().0.remove(&1);
     if let Some(user) = user {
         auth.login(&user).await?;
     }
-    bump(&session).await
+    Ok(bump(&session).await?)
 }
 
 /// The protected counter: the current user, then the counter under the lock.
