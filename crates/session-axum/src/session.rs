@@ -593,15 +593,16 @@ impl SessionInner {
         // copy is to be kept (unmodified, say loaded by `CurrentUser`, or
         // modified by a caller that keeps its changes): then the store only
         // has to say whether it changed.
-        let (id, held_version, modified) = match (&state.session, &self.incoming) {
-            (Loaded::Unloaded, Incoming::Id(id)) => (*id, None, false),
+        // The loaded record's key saves hashing the id a second time.
+        let (id, key, held_version, modified) = match (&state.session, &self.incoming) {
+            (Loaded::Unloaded, Incoming::Id(id)) => (*id, id.storage_key(), None, false),
             (Loaded::Existing(Live { id: Some(id), record }), _) => {
                 let modified = record.data.is_changed() || state.meta_changed;
                 if modified && pending == PendingChanges::Discard {
                     tracing::warn!(session = %id, "changes made before Session::lock() were discarded by its reload");
-                    (*id, None, false)
+                    (*id, record.key, None, false)
                 } else {
-                    (*id, Some(record.version), modified)
+                    (*id, record.key, Some(record.version), modified)
                 }
             }
             // Nothing to lock: no session, or one nobody else can know yet.
@@ -609,7 +610,6 @@ impl SessionInner {
         };
         let config = &self.layer.config;
         let now = config.clock.now();
-        let key = id.storage_key();
         let store = store.as_ref();
         let (guard, reloaded) = match held_version {
             Some(version) => store.lock_and_reload(&key, config.lock, now, version).await?,
