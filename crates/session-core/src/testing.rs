@@ -448,6 +448,50 @@ pub async fn hostile_user_ids(store: &dyn LockingStore, other: &dyn LockingStore
     }
 }
 
+/// Fencing, for a store whose lock can be lost while its holder lives (a
+/// lease that ran out, a connection that died): `late_guard` is such a lost
+/// lock on `late`'s session, which the caller loaded under it with a count
+/// (`"n"`) of one. Another holder (`next`) locks at once and saves two; then
+/// the late holder's save of 99 must fail with a 503-class error and leave
+/// two stored, and the session must lock again. Returns the late save's error, for the
+/// caller to check its kind.
+pub async fn late_save_under_a_lost_lock_is_refused(
+    store: &dyn LockingStore,
+    next: &dyn LockingStore,
+    late_guard: crate::LockGuard,
+    mut late: Record,
+) -> Error {
+    let now = Timestamp::now();
+    let options =
+        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(10) };
+    let (guard, loaded) = next
+        .lock_and_load(&late.key, options, now)
+        .await
+        .unwrap_or_else(|e| panic!("the next holder's lock: {e}"));
+    let mut newer = loaded.unwrap_or_else(|| panic!("the session exists"));
+    newer.data.insert_value("n", 2.into());
+    newer.version += 1;
+    next.save_and_release(&newer, guard).await.unwrap_or_else(|e| panic!("next save: {e}"));
+
+    late.data.insert_value("n", 99.into());
+    late.version += 1;
+    let error = match store.save_and_release(&late, late_guard).await {
+        Err(error) => error,
+        Ok(()) => panic!("a save under a lost lock went through"),
+    };
+    assert!(error.is_unavailable(), "a lost lock answers 503, got {error}");
+    let stored = next.load(&late.key, now).await.unwrap_or_else(|e| panic!("load: {e}"));
+    let stored = stored.unwrap_or_else(|| panic!("the session exists"));
+    assert_eq!(counter(&stored), 2, "the next holder's data is kept");
+    let (guard, loaded) = store
+        .lock_and_load(&late.key, options, now)
+        .await
+        .unwrap_or_else(|e| panic!("locking again after the refused save: {e}"));
+    assert_eq!(loaded.map(|record| counter(&record)), Some(2));
+    guard.release().await.unwrap_or_else(|e| panic!("release: {e}"));
+    error
+}
+
 /// Increments a counter in one session `n` times concurrently, each under the
 /// lock, spread round-robin over `stores` (several instances on one backend
 /// stand for several processes). With an `await` between read and write, any
