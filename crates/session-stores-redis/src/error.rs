@@ -39,6 +39,19 @@ pub(crate) enum RedisStoreError {
     /// A script answered with something it never returns.
     #[error("unexpected reply from Redis: {0}")]
     UnexpectedReply(&'static str),
+
+    /// Fewer replicas than [`RedisStore::with_replica_acks`](crate::RedisStore::with_replica_acks)
+    /// asks for acknowledged a write in time. The primary has it; a failover
+    /// before it reaches a replica may lose it.
+    #[error("{acknowledged} of {wanted} replicas acknowledged the write within {timeout:?}")]
+    NotReplicated {
+        /// The replicas asked for.
+        wanted: u32,
+        /// The replicas that acknowledged.
+        acknowledged: i64,
+        /// How long the write waited for them.
+        timeout: Duration,
+    },
 }
 
 impl From<RedisStoreError> for session_core::Error {

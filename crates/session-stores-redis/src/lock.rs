@@ -13,7 +13,7 @@ use session_core::{
 use crate::RedisStore;
 use crate::error::RedisStoreError;
 use crate::scripts;
-use crate::store::{evalsha, log_corrupt};
+use crate::store::{evalsha, log_corrupt, millis};
 use crate::value::Corrupt;
 
 /// The first wait between attempts to take a busy lock.
@@ -137,10 +137,6 @@ impl Drop for Unsettled<'_> {
             }
         });
     }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn lease_millis(lease: Duration) -> u64 {

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use std::io::Write as _;
 
+use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{
-    self, Cmd, ErrorKind, RedisWrite as _, Script, ServerErrorKind, Value,
+    self, Cmd, ErrorKind, RedisError, RedisWrite as _, Script, ServerErrorKind, Value,
 };
 use deadpool_redis::{Config, Pool, Runtime};
 use session_core::{
@@ -66,6 +67,14 @@ pub struct RedisStore {
     prefix: Arc<str>,
     codec: Arc<dyn Codec>,
     connect_timeout: Duration,
+    replica_acks: Option<ReplicaAcks>,
+}
+
+/// What [`RedisStore::with_replica_acks`] asks of every write.
+#[derive(Debug, Clone, Copy)]
+struct ReplicaAcks {
+    replicas: u32,
+    timeout: Duration,
 }
 
 impl fmt::Debug for RedisStore {
@@ -74,6 +83,7 @@ impl fmt::Debug for RedisStore {
             .field("prefix", &self.prefix)
             .field("codec", &self.codec)
             .field("connect_timeout", &self.connect_timeout)
+            .field("replica_acks", &self.replica_acks)
             .field("pool", &self.connections.pool().status())
             .finish()
     }
@@ -105,6 +115,7 @@ impl RedisStore {
             prefix: Arc::from(DEFAULT_PREFIX),
             codec: Arc::new(JsonCodec),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            replica_acks: None,
         }
     }
 
@@ -150,6 +161,42 @@ impl RedisStore {
     #[must_use]
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Makes every write of session data (create, save, touch, delete, "log
+    /// out everywhere") wait until at least `replicas` replicas have
+    /// acknowledged it (Redis `WAIT`), for at most `timeout`. A write they
+    /// did not acknowledge in time fails with [`Error::Backend`], so the
+    /// request answers the error response (503 by default) instead of
+    /// success: a save the application acknowledged survives the loss of its
+    /// primary, as long as a replica that acknowledged it takes over.
+    ///
+    /// The write itself is not undone when the acknowledgement fails: the
+    /// primary has it, and a retry overwrites it. Lock operations do not
+    /// wait: a lock lost in a failover cannot let a late save through (see
+    /// [`Error::LockLost`](session_core::Error::LockLost)).
+    ///
+    /// Each acknowledged write runs on a connection of its own from the pool
+    /// (`WAIT` holds the connection it runs on, so the shared connection that
+    /// reads use is never held up), and costs the pool's `PING` and the
+    /// `WAIT` round trip on top of the write. Keep `timeout` below the
+    /// connection's response timeout, or a slow acknowledgement fails as
+    /// that timeout instead (also a 503).
+    ///
+    /// ```rust,no_run
+    /// use std::time::Duration;
+    /// use session_stores_redis::RedisStore;
+    ///
+    /// # fn main() -> Result<(), session_core::Error> {
+    /// let store = RedisStore::from_url("redis://primary.internal:6379/")?
+    ///     .with_replica_acks(1, Duration::from_millis(200));
+    /// # let _ = store;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_replica_acks(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replica_acks = (replicas > 0).then_some(ReplicaAcks { replicas, timeout });
         self
     }
 
@@ -210,21 +257,7 @@ impl RedisStore {
         script: Option<&Script>,
     ) -> Result<Value, RedisStoreError> {
         let mut lent = self.connections.get(self.connect_timeout).await?;
-        let connection = &mut lent.connection;
-        let mut result =
-            connection.send_packed_command(command).await.and_then(Value::extract_error);
-        if let (Err(error), Some(script)) = (&result, script)
-            && error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
-        {
-            // Boxed: rare, and kept out of the size of every `run` future.
-            result = match Box::pin(script.load_async(connection)).await {
-                Ok(_) => {
-                    connection.send_packed_command(command).await.and_then(Value::extract_error)
-                }
-                Err(error) => Err(error),
-            };
-        }
-        match result {
+        match send(&mut lent.connection, command, script).await {
             Ok(value) => Ok(value),
             Err(error) => {
                 self.connections.failed(&lent, &error);
@@ -240,10 +273,44 @@ impl RedisStore {
         script: &Script,
         operation: &'static str,
     ) -> Result<i64, RedisStoreError> {
-        match self.run(command, Some(script)).await? {
-            Value::Int(n) => Ok(n),
-            _ => Err(RedisStoreError::UnexpectedReply(operation)),
+        int_reply(self.run(command, Some(script)).await?, operation)
+    }
+
+    /// [`run_for_int`](Self::run_for_int) for a script that writes session
+    /// data: with [`with_replica_acks`](Self::with_replica_acks), on a
+    /// connection of its own, followed by `WAIT`.
+    pub(crate) async fn write_for_int(
+        &self,
+        command: &Cmd,
+        script: &Script,
+        operation: &'static str,
+    ) -> Result<i64, RedisStoreError> {
+        let Some(acks) = self.replica_acks else {
+            return self.run_for_int(command, script, operation).await;
+        };
+        let mut connection =
+            match tokio::time::timeout(self.connect_timeout, self.pool().get()).await {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(error)) => return Err(error.into()),
+                Err(_elapsed) => return Err(RedisStoreError::PoolTimeout(self.connect_timeout)),
+            };
+        let written = int_reply(send(&mut connection, command, Some(script)).await?, operation)?;
+        let mut wait = Cmd::with_capacity(3, 32);
+        wait.arg("WAIT").arg(acks.replicas).arg(millis(acks.timeout));
+        let acknowledged = int_reply(send(&mut connection, &wait, None).await?, "wait")?;
+        if acknowledged < i64::from(acks.replicas) {
+            tracing::warn!(
+                acknowledged,
+                wanted = acks.replicas,
+                "a session write was not acknowledged by enough replicas in time"
+            );
+            return Err(RedisStoreError::NotReplicated {
+                wanted: acks.replicas,
+                acknowledged,
+                timeout: acks.timeout,
+            });
         }
+        Ok(written)
     }
 
     /// `save`, optionally with the lock release (see `scripts::SAVE`).
@@ -264,7 +331,7 @@ impl RedisStore {
         if let Some((_, token)) = lock {
             command.arg(token);
         }
-        Ok(self.run_for_int(&command, &scripts::SAVE, "save").await?)
+        Ok(self.write_for_int(&command, &scripts::SAVE, "save").await?)
     }
 
     /// Reads a record from a stored value: `None` if it is corrupt (logged)
@@ -295,6 +362,39 @@ impl RedisStore {
         pattern.push_str("user:*");
         pattern
     }
+}
+
+/// Sends one command. For an `EVALSHA` built by [`evalsha`], pass its
+/// script: a `NOSCRIPT` reply (a Redis that restarted or flushed its scripts)
+/// loads it and sends the command again.
+async fn send(
+    connection: &mut MultiplexedConnection,
+    command: &Cmd,
+    script: Option<&Script>,
+) -> Result<Value, RedisError> {
+    let result = connection.send_packed_command(command).await.and_then(Value::extract_error);
+    match (result, script) {
+        (Err(error), Some(script))
+            if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
+        {
+            // Boxed: rare, and kept out of the size of every `run` future.
+            Box::pin(script.load_async(connection)).await?;
+            connection.send_packed_command(command).await.and_then(Value::extract_error)
+        }
+        (result, _) => result,
+    }
+}
+
+fn int_reply(reply: Value, operation: &'static str) -> Result<i64, RedisStoreError> {
+    match reply {
+        Value::Int(n) => Ok(n),
+        _ => Err(RedisStoreError::UnexpectedReply(operation)),
+    }
+}
+
+/// Whole milliseconds, saturating: what `PX` and `WAIT` take.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `EVALSHA <sha1 of script> <keys>`: the start of a script call; keys and
@@ -333,7 +433,7 @@ impl SessionStore for RedisStore {
         self.record_key_arg(&mut command, &record.key);
         value::encode(record, self.codec.as_ref(), &mut command.writer_for_next_arg())?;
         command.arg(value::expire_at(record)).arg(self.prefix.as_bytes());
-        match self.run_for_int(&command, &scripts::CREATE, "create").await? {
+        match self.write_for_int(&command, &scripts::CREATE, "create").await? {
             1 => Ok(()),
             0 => Err(Error::IdCollision),
             _ => Err(RedisStoreError::UnexpectedReply("create").into()),
@@ -368,7 +468,7 @@ impl SessionStore for RedisStore {
         let mut command = evalsha(&scripts::DELETE, 1);
         self.record_key_arg(&mut command, key);
         command.arg(self.prefix.as_bytes());
-        self.run_for_int(&command, &scripts::DELETE, "delete").await?;
+        self.write_for_int(&command, &scripts::DELETE, "delete").await?;
         Ok(())
     }
 
@@ -380,7 +480,7 @@ impl SessionStore for RedisStore {
             .arg(record.last_seen.unix_seconds())
             .arg(record.idle_deadline.unix_seconds())
             .arg(self.prefix.as_bytes());
-        match self.run_for_int(&command, &scripts::TOUCH, "touch").await? {
+        match self.write_for_int(&command, &scripts::TOUCH, "touch").await? {
             1 => Ok(()),
             0 => Err(Error::NotFound),
             _ => Err(RedisStoreError::UnexpectedReply("touch").into()),
@@ -461,7 +561,7 @@ impl SessionStore for RedisStore {
         let mut command = evalsha(&scripts::DELETE_FOR_USER, 1);
         command.arg(self.index_key(user)).arg(self.prefix.as_bytes()).arg(user);
         let deleted =
-            self.run_for_int(&command, &scripts::DELETE_FOR_USER, "delete_for_user").await?;
+            self.write_for_int(&command, &scripts::DELETE_FOR_USER, "delete_for_user").await?;
         Ok(deleted.unsigned_abs())
     }
 }

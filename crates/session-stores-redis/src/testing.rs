@@ -41,6 +41,8 @@ pub struct PrivateRedis {
     child: Option<Child>,
     /// Every write is fsynced to an append-only file, so data survives a kill.
     durable: bool,
+    /// The port of the primary this server replicates, if it is a replica.
+    replica_of: Option<u16>,
 }
 
 impl PrivateRedis {
@@ -69,7 +71,23 @@ impl PrivateRedis {
         Self::start_with(true)
     }
 
+    /// Starts a replica of `primary` (`--replicaof`), not durable. It answers
+    /// `PING` at once; the caller waits for `INFO replication` to show the
+    /// link up before relying on it.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    #[must_use]
+    pub fn start_replica_of(primary: &Self) -> Self {
+        Self::start_with_options(false, Some(primary.port))
+    }
+
     fn start_with(durable: bool) -> Self {
+        Self::start_with_options(durable, None)
+    }
+
+    fn start_with_options(durable: bool, replica_of: Option<u16>) -> Self {
         // Port 0 lets the OS pick a free port; the listener is closed before
         // the server binds it, a race other processes rarely win.
         let port = TcpListener::bind("127.0.0.1:0")
@@ -77,7 +95,7 @@ impl PrivateRedis {
             .unwrap_or_else(|e| panic!("finding a free port: {e}"))
             .port();
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let mut server = Self { port, dir, child: None, durable };
+        let mut server = Self { port, dir, child: None, durable, replica_of };
         server.start_again();
         server
     }
@@ -103,7 +121,11 @@ impl PrivateRedis {
     /// answer within ten seconds.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "the private redis-server is running");
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if let Some(primary) = self.replica_of {
+            command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
+        let child = command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
