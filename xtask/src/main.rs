@@ -41,8 +41,9 @@ COMMANDS:
             cargo deny check bans licenses sources   (only if cargo-deny is installed)
         Advisories are not checked: they need the RustSec database from the network.
 
-    bench [--seconds N] [--routes a,b,c] [--connections N] [--no-memory] | bench micro
-        HTTP load benchmark against bare axum and tower-sessions (`bench --help`; BENCHMARKS.md).
+    bench [--seconds N] [--routes a,b,c] [--connections N] [--no-memory] | bench micro | bench instructions
+        HTTP load benchmark against bare axum and tower-sessions, criterion micro-benchmarks,
+        and callgrind instruction counts per request (`bench --help`; BENCHMARKS.md).
 
     fuzz [--seconds N] [--target T]...
         Run the cargo-fuzz targets in fuzz/, N seconds each (default 60; `fuzz --help`).

@@ -20,13 +20,13 @@ pub(super) struct LostUpdates {
 }
 
 /// One keep-alive connection to the server.
-struct Conn {
+pub(super) struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
 }
 
 #[derive(Debug)]
-struct Response {
+pub(super) struct Response {
     status: u16,
     /// `name=value` of every `Set-Cookie`, attributes stripped.
     cookies: Vec<String>,
@@ -34,7 +34,7 @@ struct Response {
 }
 
 impl Conn {
-    fn open(port: u16) -> Result<Self> {
+    pub(super) fn open(port: u16) -> Result<Self> {
         let stream = TcpStream::connect(("127.0.0.1", port))
             .map_err(|e| Error::msg(format!("bench: connecting to 127.0.0.1:{port}: {e}")))?;
         let _ = stream.set_nodelay(true);
@@ -61,6 +61,18 @@ impl Conn {
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
+    }
+
+    /// `GET path`, which must answer 200.
+    pub(super) fn get_ok(&mut self, path: &str, cookie: Option<&str>) -> Result<Response> {
+        let response = self.get(path, cookie)?;
+        if response.status != 200 {
+            return Err(Error::msg(format!(
+                "bench: GET {path} answered {}: {}",
+                response.status, response.body
+            )));
+        }
+        Ok(response)
     }
 
     /// A complete response from the buffer, if there is one.
@@ -101,6 +113,13 @@ impl Conn {
     }
 }
 
+impl Response {
+    /// The `Cookie:` header value carrying the session this response set.
+    pub(super) fn session_cookie(&self) -> Option<String> {
+        cookie_header(self)
+    }
+}
+
 impl Drop for Conn {
     fn drop(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Both);
@@ -130,13 +149,7 @@ pub(super) fn make_sessions(port: u16, count: usize) -> Result<Vec<String>> {
     let mut conn = Conn::open(port)?;
     let mut cookies = Vec::with_capacity(count);
     for i in 0..count {
-        let response = conn.get("/start", None)?;
-        if response.status != 200 {
-            return Err(Error::msg(format!(
-                "bench: GET /start answered {}: {}",
-                response.status, response.body
-            )));
-        }
+        let response = conn.get_ok("/start", None)?;
         cookies.push(cookie_header(&response).unwrap_or_else(|| format!("id=nosession{i:011}")));
     }
     Ok(cookies)

@@ -14,6 +14,7 @@
 //! median of those paired ratios.
 
 mod http;
+mod instructions;
 mod memory;
 mod plan;
 mod procstat;
@@ -63,8 +64,9 @@ pub(crate) const HELP: &str = "\
 pub(crate) fn bench(args: &[&str]) -> Result<ExitCode> {
     match args {
         ["micro", rest @ ..] => return micro(rest),
+        ["instructions", rest @ ..] => return instructions::instructions(rest),
         ["-h" | "--help", ..] => {
-            print!("{HELP}");
+            print!("{HELP}{}", instructions::HELP);
             return Ok(ExitCode::SUCCESS);
         }
         _ => {}

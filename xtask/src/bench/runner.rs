@@ -40,34 +40,37 @@ pub(super) struct Tools {
     setsid: Option<PathBuf>,
 }
 
+/// `program` on `PATH`, installed from the Debian package `package` first
+/// when it is missing and we are root.
+pub(super) fn installed(program: &str, package: &str) -> Result<PathBuf> {
+    if let Some(path) = cmd::which(program) {
+        return Ok(path);
+    }
+    if !cmd::is_root() {
+        return Err(Error::msg(format!(
+            "bench: {program} is not installed; install the Debian package `{package}` (needs root)"
+        )));
+    }
+    eprintln!("xtask: bench: {program} is missing: apt-get install {package}");
+    let apt = |args: &[&str]| {
+        let mut c = Command::new("apt-get");
+        c.env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["-q", "-o", "DPkg::Lock::Timeout=600"])
+            .args(args)
+            .stdout(Stdio::null());
+        c
+    };
+    if cmd::run(&mut apt(&["install", "-y", "--no-install-recommends", package])).is_err() {
+        cmd::run(&mut apt(&["update"]))?;
+        cmd::run(&mut apt(&["install", "-y", "--no-install-recommends", package]))?;
+    }
+    cmd::which(program).ok_or_else(|| Error::msg(format!("bench: {program} is still missing")))
+}
+
 impl Tools {
     pub(super) fn find() -> Result<Self> {
         let root = cmd::is_root();
-        let wrk = match cmd::which("wrk") {
-            Some(wrk) => wrk,
-            None if root => {
-                eprintln!("xtask: bench: wrk is missing: apt-get install wrk");
-                let apt = |args: &[&str]| {
-                    let mut c = Command::new("apt-get");
-                    c.env("DEBIAN_FRONTEND", "noninteractive")
-                        .args(["-q", "-o", "DPkg::Lock::Timeout=600"])
-                        .args(args)
-                        .stdout(Stdio::null());
-                    c
-                };
-                if cmd::run(&mut apt(&["install", "-y", "--no-install-recommends", "wrk"])).is_err()
-                {
-                    cmd::run(&mut apt(&["update"]))?;
-                    cmd::run(&mut apt(&["install", "-y", "--no-install-recommends", "wrk"]))?;
-                }
-                cmd::which("wrk").ok_or_else(|| Error::msg("bench: wrk is still missing"))?
-            }
-            None => {
-                return Err(Error::msg(
-                    "bench: wrk is not installed; install the Debian package `wrk` (needs root)",
-                ));
-            }
-        };
+        let wrk = installed("wrk", "wrk")?;
         let taskset = cmd::which("taskset")
             .ok_or_else(|| Error::msg("bench: taskset (util-linux) is not installed"))?;
         let setsid = if root { cmd::which("setsid") } else { None };
