@@ -212,16 +212,18 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn sweeps_until_stopped() {
+    /// Spawns a sweep with `spawn` on a store holding one record that then
+    /// expires: the record goes, and once the task is stopped, nothing more.
+    async fn check_sweeps_until_stopped(
+        spawn: impl FnOnce(MapStore, ManualClock) -> CleanupHandle,
+    ) {
         let clock = ManualClock::starting_now();
-        let store = Arc::new(MapStore::default());
+        let store = MapStore::default();
         let policy = ExpiryPolicy::default().with_idle_timeout(Duration::from_secs(10));
         let record = policy.new_record(SessionId::random().storage_key(), clock.now());
         store.create(&record).await.unwrap();
 
-        let cleanup =
-            spawn_cleanup(store.clone(), Duration::from_millis(5), Arc::new(clock.clone()));
+        let cleanup = spawn(store.clone(), clock.clone());
         clock.advance(Duration::from_secs(10));
         // Bounded wait for the sweep: no timing assertion, just a cap.
         for _ in 0..2000 {
@@ -240,33 +242,21 @@ mod tests {
         assert_eq!(store.len(), 1, "a stopped task deletes no more");
     }
 
+    #[tokio::test]
+    async fn sweeps_until_stopped() {
+        check_sweeps_until_stopped(|store, clock| {
+            spawn_cleanup(Arc::new(store), Duration::from_millis(5), Arc::new(clock))
+        })
+        .await;
+    }
+
     /// The method every `Clone` store gets works on the caller's store (its
     /// clone shares the state) and stops like the free function.
     #[tokio::test]
     async fn the_method_sweeps_the_callers_store_until_stopped() {
-        let clock = ManualClock::starting_now();
-        let store = MapStore::default();
-        let policy = ExpiryPolicy::default().with_idle_timeout(Duration::from_secs(10));
-        let record = policy.new_record(SessionId::random().storage_key(), clock.now());
-        store.create(&record).await.unwrap();
-
-        let cleanup =
-            store.spawn_cleanup_with_clock(Duration::from_millis(5), Arc::new(clock.clone()));
-        clock.advance(Duration::from_secs(10));
-        // Bounded wait for the sweep: no timing assertion, just a cap.
-        for _ in 0..2000 {
-            if store.len() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(store.len(), 0, "the task removed the expired record");
-        cleanup.stop().await;
-
-        let late =
-            policy.new_record(SessionId::random().storage_key(), Timestamp::from_unix_seconds(0));
-        store.create(&late).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(store.len(), 1, "a stopped task deletes no more");
+        check_sweeps_until_stopped(|store, clock| {
+            store.spawn_cleanup_with_clock(Duration::from_millis(5), Arc::new(clock))
+        })
+        .await;
     }
 }
