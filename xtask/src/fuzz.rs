@@ -25,10 +25,11 @@ const DEFAULT_SECONDS: u64 = 60;
 
 /// `cargo xtask fuzz --help`.
 pub(crate) const HELP: &str = "\
-    fuzz [--seconds N] [--target T]...
+    fuzz [--seconds N] [--target T]... [--seed N]
         Build the cargo-fuzz targets in fuzz/ (a workspace of its own) and
         run each for N seconds (default 60), one at a time; --target (repeat
-        it, or give a,b) runs only those. Installs cargo-fuzz when missing
+        it, or give a,b) runs only those; --seed fixes libFuzzer's seed (CI
+        runs every target for 20 s with --seed 1). Installs cargo-fuzz when missing
         (cargo install cargo-fuzz --locked) and sets RUSTC_BOOTSTRAP=1 on a
         stable toolchain (cargo-fuzz needs nightly flags). The corpus grows in
         fuzz/corpus/<target>; crashes are saved in fuzz/artifacts/<target>/
@@ -39,10 +40,13 @@ pub(crate) const HELP: &str = "\
 struct Options {
     seconds: u64,
     targets: Vec<String>,
+    /// libFuzzer's `-seed`: the same seed, binary and seeds give the same
+    /// run (up to the time limit), as CI wants.
+    seed: Option<u64>,
 }
 
 fn parse_options(args: &[&str]) -> Result<Options> {
-    let mut options = Options { seconds: DEFAULT_SECONDS, targets: Vec::new() };
+    let mut options = Options { seconds: DEFAULT_SECONDS, targets: Vec::new(), seed: None };
     let mut iter = args.iter();
     while let Some(&arg) = iter.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -61,6 +65,12 @@ fn parse_options(args: &[&str]) -> Result<Options> {
                     .ok()
                     .filter(|&n| n > 0)
                     .ok_or_else(|| Error::msg("fuzz: --seconds needs a positive number"))?;
+            }
+            "--seed" => {
+                let seed = value()?
+                    .parse::<u64>()
+                    .map_err(|_| Error::msg("fuzz: --seed needs a number"))?;
+                options.seed = Some(seed);
             }
             "--target" => {
                 let names = value()?.split(',').filter(|s| !s.is_empty()).map(str::to_owned);
@@ -183,6 +193,9 @@ pub(crate) fn fuzz(args: &[&str]) -> Result<ExitCode> {
             run.arg(relative(&root, &seeds));
         }
         run.args(["--", &format!("-max_total_time={}", options.seconds), "-print_final_stats=1"]);
+        if let Some(seed) = options.seed {
+            run.arg(format!("-seed={seed}"));
+        }
         eprintln!("xtask: fuzzing {target} for {} s: {}", options.seconds, cmd::display(&run));
         let started = Instant::now();
         let status = cmd::status(&mut run)?;
@@ -222,7 +235,12 @@ mod tests {
 
     #[test]
     fn options_default_to_every_target_for_a_minute() {
-        assert_eq!(parse_options(&[]).unwrap(), Options { seconds: 60, targets: Vec::new() });
+        assert_eq!(
+            parse_options(&[]).unwrap(),
+            Options { seconds: 60, targets: Vec::new(), seed: None }
+        );
+        assert_eq!(parse_options(&["--seed", "7"]).unwrap().seed, Some(7));
+        assert!(parse_options(&["--seed", "x"]).is_err());
         let options = parse_options(&["--seconds", "5", "--target", "a,b", "--target=c"]).unwrap();
         assert_eq!(options.seconds, 5);
         assert_eq!(options.targets, ["a", "b", "c"]);

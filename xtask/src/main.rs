@@ -36,8 +36,10 @@ COMMANDS:
         printing the time of each:
             cargo fmt --all -- --check
             cargo clippy --workspace --all-features --all-targets -- -D warnings
+            RUSTDOCFLAGS=-D warnings cargo doc --workspace --all-features --no-deps
             the `test` command (services up), then in the same services session
             cargo test --workspace --all-features --doc
+            the `fuzz` command, 20 s per target with --seed 1
             cargo deny check bans licenses sources   (only if cargo-deny is installed)
         Advisories are not checked: they need the RustSec database from the network.
 
@@ -45,7 +47,7 @@ COMMANDS:
         HTTP load benchmark against bare axum and tower-sessions, criterion micro-benchmarks,
         and callgrind instruction counts per request (`bench --help`; BENCHMARKS.md).
 
-    fuzz [--seconds N] [--target T]...
+    fuzz [--seconds N] [--target T]... [--seed N]
         Run the cargo-fuzz targets in fuzz/, N seconds each (default 60; `fuzz --help`).
 
     keygen

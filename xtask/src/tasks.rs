@@ -23,6 +23,9 @@ pub(crate) fn test(extra: &[String]) -> Result<ExitCode> {
     Ok(cmd::exit_code(status))
 }
 
+/// Seconds each fuzz target runs in `cargo xtask ci`.
+const CI_FUZZ_SECONDS: u64 = 20;
+
 /// `cargo xtask ci`: every check CI runs, failing fast, with a time per step.
 pub(crate) fn ci() -> Result<ExitCode> {
     let started = Instant::now();
@@ -63,6 +66,12 @@ pub(crate) fn ci() -> Result<ExitCode> {
     let stopped = steps.time("services stop", || session.stop());
     tested?;
     stopped?;
+
+    // Every fuzz target for a bounded time from the committed seeds, with a
+    // fixed libFuzzer seed so a run can be repeated.
+    steps.time("fuzz", || {
+        crate::fuzz::fuzz(&["--seconds", &CI_FUZZ_SECONDS.to_string(), "--seed", "1"])
+    })?;
 
     let mut probe = cmd::cargo();
     probe.args(["deny", "--version"]);
