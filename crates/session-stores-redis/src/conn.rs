@@ -1,4 +1,7 @@
-//! One shared multiplexed connection, taken from the pool.
+//! One shared multiplexed connection, taken from the pool: a standalone
+//! [`MultiplexedConnection`] or, with the `cluster` feature, a
+//! [`ClusterConnection`] (which keeps one multiplexed connection per node
+//! and follows `MOVED`/`ASK` redirects itself).
 //!
 //! A deadpool-redis pool checks every connection it hands out with a `PING`
 //! (its recycle step): one extra round trip per checkout. A redis-rs
@@ -13,15 +16,124 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use deadpool_redis::redis::aio::MultiplexedConnection;
-use deadpool_redis::redis::{ErrorKind, RedisError};
-use deadpool_redis::{Connection, Pool};
+use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
+#[cfg(feature = "cluster")]
+use deadpool_redis::redis::cluster_async::ClusterConnection;
+use deadpool_redis::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
 
 use crate::error::RedisStoreError;
 
 /// How long the shared connection may sit unused before the pool checks it
 /// again.
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
+
+/// The pool a store takes its connections from.
+pub(crate) enum Pool {
+    /// One Redis (or a primary with replicas).
+    Standalone(deadpool_redis::Pool),
+    /// A Redis Cluster.
+    #[cfg(feature = "cluster")]
+    Cluster(deadpool_redis::cluster::Pool),
+}
+
+/// A connection checked out of a [`Pool`].
+pub(crate) enum Pooled {
+    Standalone(deadpool_redis::Connection),
+    #[cfg(feature = "cluster")]
+    Cluster(deadpool_redis::cluster::Connection),
+}
+
+/// A connection one operation sends its commands on: a clone of the shared
+/// one, or a pooled one of its own ([`Pooled::connection`]).
+#[derive(Clone)]
+pub(crate) enum Connection {
+    Standalone(MultiplexedConnection),
+    #[cfg(feature = "cluster")]
+    Cluster(ClusterConnection),
+}
+
+impl Pool {
+    /// A connection, or an error once `timeout` has passed.
+    pub(crate) async fn get(&self, timeout: Duration) -> Result<Pooled, RedisStoreError> {
+        let pooled = match self {
+            Pool::Standalone(pool) => {
+                tokio::time::timeout(timeout, pool.get()).await.map(|r| r.map(Pooled::Standalone))
+            }
+            #[cfg(feature = "cluster")]
+            Pool::Cluster(pool) => {
+                tokio::time::timeout(timeout, pool.get()).await.map(|r| r.map(Pooled::Cluster))
+            }
+        };
+        match pooled {
+            Ok(Ok(pooled)) => Ok(pooled),
+            Ok(Err(error)) => Err(error.into()),
+            Err(_elapsed) => Err(RedisStoreError::PoolTimeout(timeout)),
+        }
+    }
+
+    /// The pool's size and use, for `Debug`.
+    pub(crate) fn status(&self) -> deadpool_redis::Status {
+        match self {
+            Pool::Standalone(pool) => pool.status(),
+            #[cfg(feature = "cluster")]
+            Pool::Cluster(pool) => pool.status(),
+        }
+    }
+}
+
+impl Pooled {
+    /// A handle on this connection (a cheap clone sharing it).
+    pub(crate) fn connection(&self) -> Connection {
+        match self {
+            Pooled::Standalone(pooled) => Connection::Standalone((**pooled).clone()),
+            #[cfg(feature = "cluster")]
+            Pooled::Cluster(pooled) => Connection::Cluster((**pooled).clone()),
+        }
+    }
+
+    /// Takes it out of the pool for good: dropped, it is closed instead of
+    /// being handed out again.
+    fn detach(self) {
+        match self {
+            Pooled::Standalone(pooled) => drop(deadpool_redis::Connection::take(pooled)),
+            #[cfg(feature = "cluster")]
+            Pooled::Cluster(pooled) => drop(deadpool_redis::cluster::Connection::take(pooled)),
+        }
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Standalone(connection) => connection.req_packed_command(cmd),
+            #[cfg(feature = "cluster")]
+            Connection::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Standalone(connection) => {
+                connection.req_packed_commands(cmd, offset, count)
+            }
+            #[cfg(feature = "cluster")]
+            Connection::Cluster(connection) => connection.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Standalone(connection) => connection.get_db(),
+            #[cfg(feature = "cluster")]
+            Connection::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
 
 /// The pool and the connection currently shared by the store's clones.
 pub(crate) struct Connections {
@@ -32,13 +144,13 @@ pub(crate) struct Connections {
 
 struct Current {
     generation: u64,
-    connection: Connection,
+    pooled: Pooled,
     last_used: Instant,
 }
 
 /// A connection lent to one operation.
 pub(crate) struct Lent {
-    pub(crate) connection: MultiplexedConnection,
+    pub(crate) connection: Connection,
     generation: u64,
 }
 
@@ -64,7 +176,7 @@ impl Connections {
                 Some(shared) if now.saturating_duration_since(shared.last_used) < IDLE_RECHECK => {
                     shared.last_used = now;
                     return Ok(Lent {
-                        connection: (*shared.connection).clone(),
+                        connection: shared.pooled.connection(),
                         generation: shared.generation,
                     });
                 }
@@ -81,22 +193,18 @@ impl Connections {
 
     /// The slow path of [`get`](Self::get): a connection from the pool.
     async fn connect(&self, timeout: Duration) -> Result<Lent, RedisStoreError> {
-        let connection = match tokio::time::timeout(timeout, self.pool.get()).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(error)) => return Err(error.into()),
-            Err(_elapsed) => return Err(RedisStoreError::PoolTimeout(timeout)),
-        };
+        let pooled = self.pool.get(timeout).await?;
         let mut current = self.current();
         if let Some(shared) = current.as_ref() {
             // Another caller got there first: share theirs, return ours.
             return Ok(Lent {
-                connection: (*shared.connection).clone(),
+                connection: shared.pooled.connection(),
                 generation: shared.generation,
             });
         }
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
-        let lent = Lent { connection: (*connection).clone(), generation };
-        *current = Some(Current { generation, connection, last_used: Instant::now() });
+        let lent = Lent { connection: pooled.connection(), generation };
+        *current = Some(Current { generation, pooled, last_used: Instant::now() });
         Ok(lent)
     }
 
@@ -117,7 +225,7 @@ impl Connections {
         if let Some(retired) = retired {
             tracing::debug!(%error, "dropping the Redis connection after a connection failure");
             // Detach it from the pool instead of returning a broken connection.
-            drop(Connection::take(retired.connection));
+            retired.pooled.detach();
         }
     }
 }

@@ -24,6 +24,11 @@ pub(crate) enum RedisStoreError {
     #[error("no Redis connection available after {0:?} (pool exhausted or Redis unreachable)")]
     PoolTimeout(Duration),
 
+    /// A command on a cluster got no answer in time (see
+    /// [`RedisStore::with_response_timeout`](crate::RedisStore::with_response_timeout)).
+    #[error("no answer from the Redis Cluster within {0:?}")]
+    ResponseTimeout(Duration),
+
     /// The Redis URL is not valid.
     #[error("invalid Redis configuration: {0}")]
     Config(#[from] deadpool_redis::ConfigError),

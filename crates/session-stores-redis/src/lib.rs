@@ -44,6 +44,8 @@
 //! Not for direct use; see the `session-axum` crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod conn;
 mod error;
 mod lock;
@@ -55,6 +57,9 @@ mod store;
 pub mod testing;
 mod value;
 
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub use cluster::DEFAULT_CLUSTER_RESPONSE_TIMEOUT;
 pub use deadpool_redis;
 /// The background task that deletes expired sessions (Redis expires records by
 /// itself; the task prunes the per-user indexes): `store.spawn_cleanup(interval)`

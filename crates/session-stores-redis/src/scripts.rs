@@ -4,17 +4,30 @@
 //!
 //! Key layout, for a store prefix `P` (default `session:`):
 //!
-//! - `P<64 hex>`: one session record, a string (see `crate::value`), that
+//! - `P{<64 hex>}`: one session record, a string (see `crate::value`), that
 //!   expires at the record's deadline (`EXAT`);
-//! - `P lock:<64 hex>` (no space): the session's lock, holding a random
-//!   token, with the lease as TTL;
-//! - `P user:<hex of the user id>` (no space): the user's index, a set of
-//!   the record keys' hex parts, that expires at the latest deadline among
-//!   them.
+//! - `Plock:{<64 hex>}`: the session's lock, holding a random token, with
+//!   the lease as TTL;
+//! - `Puser:{<hex of the user id>}`: the user's index, a set of the record
+//!   keys' 64 hex digits (its members), that expires at the latest deadline
+//!   among them.
 //!
 //! Only the hex of a [`StorageKey`](session_core::StorageKey) and the hex of
-//! the user id ever end up in a key name. Record keys are exactly the prefix
-//! and 64 hex digits, so they never collide with `lock:` or `user:` keys.
+//! the user id ever end up in a key name. Record keys are the prefix and
+//! `{`, so they never collide with `lock:` or `user:` keys. The braces are
+//! Redis Cluster hash tags: a record and its lock hash to the same slot, so
+//! the scripts that touch both run on a cluster; a user's index has a slot
+//! of its own.
+//!
+//! The index is kept in step in one of two ways, chosen by the store (the
+//! `index` argument of the scripts below):
+//! - on one Redis (`index` = `1`), by the record scripts themselves, in the
+//!   same atomic step as the record write. Those scripts then touch index
+//!   keys derived from the record, which only a single Redis allows;
+//! - on a cluster (`index` = `0`), the record scripts touch only the keys
+//!   they are given (one slot), and the store updates the index with
+//!   separate commands (`INDEX_ADD` before a write, `SREM` after a delete;
+//!   see `crate::cluster`).
 //!
 //! The hot path is `LOCK_AND_LOAD` (`SET NX PX`, `GET`) and `SAVE` with the
 //! lock (`GET` of the lock, `GET` of the record, `SET EXAT`, `DEL` of the
@@ -30,7 +43,40 @@
 
 use std::sync::LazyLock;
 
-use deadpool_redis::redis::Script;
+use deadpool_redis::redis::{Arg, Cmd, Script};
+
+/// A Lua script: its source, and its SHA-1 for `EVALSHA`.
+pub(crate) struct Lua {
+    source: &'static str,
+    script: Script,
+}
+
+impl Lua {
+    fn new(source: &'static str) -> Self {
+        Self { source, script: Script::new(source) }
+    }
+
+    /// The SHA-1 of the source, as `EVALSHA` takes it.
+    pub(crate) fn hash(&self) -> &str {
+        self.script.get_hash()
+    }
+
+    /// `command` (an `EVALSHA` of this script) as an `EVAL` carrying the
+    /// source: what to send after a `NOSCRIPT` reply (a Redis that restarted,
+    /// flushed its scripts, or a cluster node that never saw the script).
+    /// It runs the script and caches it on the node that ran it, in one
+    /// round trip, on the node the keys route to.
+    pub(crate) fn eval_instead(&self, command: &Cmd) -> Cmd {
+        let mut eval = Cmd::with_capacity(command.args_iter().len(), 256 + self.source.len());
+        eval.arg("EVAL").arg(self.source);
+        for arg in command.args_iter().skip(2) {
+            if let Arg::Simple(bytes) = arg {
+                eval.arg(bytes);
+            }
+        }
+        eval
+    }
+}
 
 /// Helpers shared by the scripts. Scripts only call `local` functions
 /// (Redis 7 forbids globals).
@@ -39,9 +85,17 @@ macro_rules! lua {
         concat!(
             r#"
 local function index_key(prefix, user)
-  return prefix .. 'user:' .. (string.gsub(user, '.', function(c)
+  return prefix .. 'user:{' .. (string.gsub(user, '.', function(c)
     return string.format('%02x', string.byte(c))
-  end))
+  end)) .. '}'
+end
+-- The index member of a record key: its 64 hex digits.
+local function member_of(key, prefix)
+  return string.sub(key, #prefix + 2, -2)
+end
+-- The record key of an index member.
+local function record_of(member, prefix)
+  return prefix .. '{' .. member .. '}'
 end
 -- The head of a record value: its expire-at, its user (false if none),
 -- where the user field starts and where the field after it starts; nil if
@@ -74,15 +128,15 @@ end
 
 /// `create`: writes the record only if the key is free.
 ///
-/// KEYS: record. ARGV: value, expire-at, prefix. Returns 1 if written, 0 if
-/// the key was taken.
-pub(crate) static CREATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(lua!(
+/// KEYS: record. ARGV: value, expire-at, prefix, index. Returns 1 if
+/// written, 0 if the key was taken.
+pub(crate) static CREATE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(lua!(
         r#"
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EXAT', ARGV[2]) then return 0 end
 local at, user = head(ARGV[1])
-if user then
-  index_add(index_key(ARGV[3], user), string.sub(KEYS[1], #ARGV[3] + 1), tonumber(ARGV[2]))
+if user and ARGV[4] == '1' then
+  index_add(index_key(ARGV[3], user), member_of(KEYS[1], ARGV[3]), tonumber(ARGV[2]))
 end
 return 1
 "#
@@ -94,21 +148,21 @@ return 1
 /// the lock if the caller still holds it.
 ///
 /// KEYS: record, optionally the lock. ARGV: value, expire-at, length of the
-/// value's head, prefix, lock token (with a lock). Returns 1 if saved, 0 if
+/// value's head, prefix, index, lock token (with a lock). Returns 1 if saved, 0 if
 /// there is no record (nothing written), -1 if the lock is no longer the
 /// caller's (nothing written, lock untouched).
-pub(crate) static SAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(lua!(
+pub(crate) static SAVE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(lua!(
         r#"
 local lock = KEYS[2]
-if lock and redis.call('GET', lock) ~= ARGV[5] then return -1 end
+if lock and redis.call('GET', lock) ~= ARGV[6] then return -1 end
 local old = redis.pcall('GET', KEYS[1])
 local saved = 0
 if type(old) == 'string' and string.sub(old, 1, 3) == 's1 ' then
   redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
   local n = tonumber(ARGV[3])
-  if string.sub(old, 1, n) ~= string.sub(ARGV[1], 1, n) then
-    local member = string.sub(KEYS[1], #ARGV[4] + 1)
+  if ARGV[5] == '1' and string.sub(old, 1, n) ~= string.sub(ARGV[1], 1, n) then
+    local member = member_of(KEYS[1], ARGV[4])
     local _, old_user = head(old)
     local _, new_user = head(ARGV[1])
     if old_user and old_user ~= new_user then
@@ -127,10 +181,10 @@ return saved
 /// `touch`: moves the expire-at, `seen` and `idle` (and the key's expiry);
 /// the rest of the value, data included, is copied unchanged.
 ///
-/// KEYS: record. ARGV: expire-at, last-seen, idle deadline, prefix.
+/// KEYS: record. ARGV: expire-at, last-seen, idle deadline, prefix, index.
 /// Returns 1 if touched, 0 if there is no record.
-pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(lua!(
+pub(crate) static TOUCH: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(lua!(
         r#"
 local v = redis.pcall('GET', KEYS[1])
 local at, user, u, p = head(v)
@@ -139,27 +193,31 @@ local created, rest = string.match(v, '^(%-?%d+) %-?%d+ %-?%d+ ()', p)
 if not created then return 0 end
 redis.call('SET', KEYS[1], 's1 ' .. ARGV[1] .. ' ' .. string.sub(v, u, p - 1) .. created
   .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. string.sub(v, rest), 'EXAT', ARGV[1])
-if user and tonumber(ARGV[1]) ~= at then
-  index_add(index_key(ARGV[4], user), string.sub(KEYS[1], #ARGV[4] + 1), tonumber(ARGV[1]))
+if user and ARGV[5] == '1' and tonumber(ARGV[1]) ~= at then
+  index_add(index_key(ARGV[4], user), member_of(KEYS[1], ARGV[4]), tonumber(ARGV[1]))
 end
 return 1
 "#
     ))
 });
 
-/// `delete`: removes the record and its user-index entry.
+/// `delete`: removes the record and (with `index`) its user-index entry;
+/// with a user as the third argument, only if the record is that user's.
 ///
-/// KEYS: record. ARGV: prefix. Returns 1.
-pub(crate) static DELETE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(lua!(
+/// KEYS: record. ARGV: prefix, index, optionally a user. Returns the user of
+/// the deleted record, or 1 if it had none, or 0 if nothing was deleted
+/// (no record, or another user's).
+pub(crate) static DELETE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(lua!(
         r#"
-local v = redis.pcall('GETDEL', KEYS[1])
-if type(v) == 'table' then redis.call('DEL', KEYS[1]) end
+local v = redis.pcall('GET', KEYS[1])
 local _, user = head(v)
-if user then
-  redis.call('SREM', index_key(ARGV[1], user), string.sub(KEYS[1], #ARGV[1] + 1))
-end
-return 1
+if ARGV[3] and user ~= ARGV[3] then return 0 end
+if not v then return 0 end
+redis.call('DEL', KEYS[1])
+if not user then return 1 end
+if ARGV[2] == '1' then redis.call('SREM', index_key(ARGV[1], user), member_of(KEYS[1], ARGV[1])) end
+return user
 "#
     ))
 });
@@ -169,12 +227,12 @@ return 1
 ///
 /// KEYS: index. ARGV: prefix. Returns a flat array of member, then the
 /// record's value (or nil if the key holds something other than a string).
-pub(crate) static LIST_FOR_USER: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(lua!(
+pub(crate) static LIST_FOR_USER: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(lua!(
         r#"
 local out = {}
 for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local v = redis.pcall('GET', ARGV[1] .. m)
+  local v = redis.pcall('GET', record_of(m, ARGV[1]))
   if not v then
     redis.call('SREM', KEYS[1], m)
   else
@@ -191,12 +249,12 @@ return out
 /// field still names this user) and the index.
 ///
 /// KEYS: index. ARGV: prefix, user. Returns how many records were deleted.
-pub(crate) static DELETE_FOR_USER: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(lua!(
+pub(crate) static DELETE_FOR_USER: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(lua!(
         r#"
 local n = 0
 for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local k = ARGV[1] .. m
+  local k = record_of(m, ARGV[1])
   local _, user = head(redis.pcall('GET', k))
   if user == ARGV[2] then n = n + redis.call('DEL', k) end
 end
@@ -209,14 +267,14 @@ return n
 /// `delete_expired`: removes index members whose record is gone.
 ///
 /// KEYS: index keys. ARGV: prefix. Returns how many members were removed.
-pub(crate) static PRUNE_INDEXES: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(lua!(
+pub(crate) static PRUNE_INDEXES: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(lua!(
         r#"
 local removed = 0
 for _, idx in ipairs(KEYS) do
   if redis.call('TYPE', idx).ok == 'set' then
     for _, m in ipairs(redis.call('SMEMBERS', idx)) do
-      if redis.call('EXISTS', ARGV[1] .. m) == 0 then
+      if redis.call('EXISTS', record_of(m, ARGV[1])) == 0 then
         removed = removed + redis.call('SREM', idx, m)
       end
     end
@@ -233,8 +291,8 @@ return removed
 /// KEYS: lock, record. ARGV: token, lease in milliseconds. Returns 0 if the
 /// lock is taken by someone else; otherwise the record's value, or 1 if
 /// there is no record, or 2 if the key holds something other than a string.
-pub(crate) static LOCK_AND_LOAD: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub(crate) static LOCK_AND_LOAD: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
         r#"
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
 local v = redis.pcall('GET', KEYS[2])
@@ -248,8 +306,8 @@ return v
 /// Releases a lock if it still holds the caller's token.
 ///
 /// KEYS: lock. ARGV: token. Returns 1 if released, 0 if it was not ours.
-pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub(crate) static RELEASE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
         r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -261,11 +319,25 @@ return 0
 ///
 /// KEYS: lock. ARGV: token, lease in milliseconds. Returns 1 if renewed, 0
 /// if the lock is no longer ours.
-pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub(crate) static RENEW: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
         r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 "#,
     )
+});
+
+/// Adds a session to a user's index and keeps the index alive until the
+/// session's deadline (what the record scripts do with `index` = `1`).
+///
+/// KEYS: index. ARGV: member, expire-at. Returns 1.
+#[cfg(feature = "cluster")]
+pub(crate) static INDEX_ADD: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(lua!(
+        r#"
+index_add(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+return 1
+"#
+    ))
 });

@@ -6,19 +6,19 @@ use std::time::Duration;
 
 use std::io::Write as _;
 
-use deadpool_redis::redis::aio::MultiplexedConnection;
+use deadpool_redis::redis::aio::ConnectionLike as _;
 use deadpool_redis::redis::{
-    self, Cmd, ErrorKind, RedisError, RedisWrite as _, Script, ServerErrorKind, Value,
+    self, Cmd, ErrorKind, RedisError, RedisWrite as _, ServerErrorKind, Value,
 };
-use deadpool_redis::{Config, Pool, Runtime};
+use deadpool_redis::{Config, Runtime};
 use session_core::{
     Codec, Error, JsonCodec, Record, SessionStore, StorageKey, Timestamp, async_trait,
 };
 
-use crate::conn::Connections;
+use crate::conn::{Connection, Connections, Pool};
 use crate::error::RedisStoreError;
 use crate::renewer::Locks;
-use crate::scripts;
+use crate::scripts::{self, Lua};
 use crate::value::{self, Corrupt};
 
 /// The default key prefix.
@@ -28,16 +28,16 @@ pub const DEFAULT_PREFIX: &str = "session:";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How many keys one `SCAN` step of [`SessionStore::delete_expired`] asks for.
-const SCAN_COUNT: usize = 200;
+pub(crate) const SCAN_COUNT: usize = 200;
 
 /// A session store on Redis, through a [`deadpool_redis::Pool`].
 ///
-/// - Each session is one Redis string under `<prefix><64 hex digits>` (the
+/// - Each session is one Redis string under `<prefix>{<64 hex digits>}` (the
 ///   hex of its [`StorageKey`], never anything from the request): a short
 ///   text head (deadlines, user, version) and the encoded data, expiring at
 ///   the session's deadline, so Redis expires sessions by itself.
-/// - Each user with sessions has a set under `<prefix>user:<hex of the user
-///   id>` listing them, kept in step by `create`, `save` and `delete`.
+/// - Each user with sessions has a set under `<prefix>user:{<hex of the user
+///   id>}` listing them, kept in step by `create`, `save` and `delete`.
 /// - `load` is one `GET`; `create`, `save`, `touch`, `delete` and the lock
 ///   operations are one Lua script call each (one round trip).
 /// - Needs Redis 6.2 or later (`SET ... EXAT`, `GETDEL`).
@@ -45,9 +45,14 @@ const SCAN_COUNT: usize = 200;
 ///   across processes: `SET NX PX` with a random token, a lease renewed while
 ///   the guard lives, released by compare-and-delete.
 ///
-/// Cloning is cheap; clones share the pool and the connection. A standalone
-/// Redis (or a primary with replicas) is required: the scripts touch keys
-/// they are not given, which Redis Cluster does not allow.
+/// Cloning is cheap; clones share the pool and the connection.
+///
+/// On one Redis (or a primary with replicas) the scripts keep the user
+/// index in the same atomic step as the record. On Redis Cluster
+/// ([`RedisStore::cluster`], feature `cluster`) every script touches only
+/// the keys it is given, all in one slot (the `{…}` in the names are hash
+/// tags), and the index is updated by separate commands: see
+/// [`RedisStore::cluster`] for what that changes.
 ///
 /// ```rust,no_run
 /// use std::time::Duration;
@@ -68,13 +73,17 @@ pub struct RedisStore {
     codec: Arc<dyn Codec>,
     connect_timeout: Duration,
     replica_acks: Option<ReplicaAcks>,
+    /// Bounds every command on a cluster, whose client has no response
+    /// timeout of its own by default (and retries redirects and reconnects
+    /// for minutes). `None` on one Redis, where the client has one.
+    pub(crate) response_timeout: Option<Duration>,
 }
 
 /// What [`RedisStore::with_replica_acks`] asks of every write.
 #[derive(Debug, Clone, Copy)]
-struct ReplicaAcks {
+pub(crate) struct ReplicaAcks {
     replicas: u32,
-    timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl fmt::Debug for RedisStore {
@@ -84,6 +93,7 @@ impl fmt::Debug for RedisStore {
             .field("codec", &self.codec)
             .field("connect_timeout", &self.connect_timeout)
             .field("replica_acks", &self.replica_acks)
+            .field("cluster", &self.on_cluster())
             .field("pool", &self.connections.pool().status())
             .finish()
     }
@@ -108,7 +118,13 @@ impl RedisStore {
     /// # Ok(()) }
     /// ```
     #[must_use]
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: deadpool_redis::Pool) -> Self {
+        Self::on(Pool::Standalone(pool), None)
+    }
+
+    /// A store on `pool`; `response_timeout` bounds each command (see the
+    /// field).
+    pub(crate) fn on(pool: Pool, response_timeout: Option<Duration>) -> Self {
         Self {
             connections: Arc::new(Connections::new(pool)),
             locks: Arc::new(Locks::new()),
@@ -116,7 +132,24 @@ impl RedisStore {
             codec: Arc::new(JsonCodec),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             replica_acks: None,
+            response_timeout,
         }
+    }
+
+    /// Whether the store runs on Redis Cluster, where the scripts do not
+    /// keep the user index (see `crate::scripts`).
+    pub(crate) fn on_cluster(&self) -> bool {
+        match self.connections.pool() {
+            Pool::Standalone(_) => false,
+            #[cfg(feature = "cluster")]
+            Pool::Cluster(_) => true,
+        }
+    }
+
+    /// The `index` argument of the record scripts: `1` where they keep the
+    /// user index themselves.
+    pub(crate) fn index_flag(&self) -> &'static str {
+        if self.on_cluster() { "0" } else { "1" }
     }
 
     /// A store with a pool of its own for the Redis at `url`
@@ -200,6 +233,35 @@ impl RedisStore {
         self
     }
 
+    /// Bounds every command: past `timeout` without an answer, the operation
+    /// fails with [`Error::Backend`]. On a cluster the default is
+    /// `DEFAULT_CLUSTER_RESPONSE_TIMEOUT` (one second), since the cluster
+    /// client has no response timeout of its own and retries redirects and
+    /// reconnects for minutes; on one Redis there is none beyond the redis
+    /// client's own (500 ms for pools built by [`RedisStore::from_url`]).
+    ///
+    /// ```rust,no_run
+    /// use std::time::Duration;
+    /// use session_stores_redis::RedisStore;
+    ///
+    /// # fn main() -> Result<(), session_core::Error> {
+    /// let store = RedisStore::from_url("redis://127.0.0.1:6379/")?
+    ///     .with_response_timeout(Duration::from_millis(250));
+    /// # let _ = store;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = Some(timeout);
+        self
+    }
+
+    /// How long an operation waits for a connection.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     /// Sets the codec for session data (default [`JsonCodec`]).
     #[must_use]
     pub fn with_codec(mut self, codec: impl Codec) -> Self {
@@ -207,10 +269,15 @@ impl RedisStore {
         self
     }
 
-    /// The pool this store takes connections from.
+    /// The pool this store takes connections from; `None` on a cluster (see
+    /// `cluster_pool`).
     #[must_use]
-    pub fn pool(&self) -> &Pool {
-        self.connections.pool()
+    pub fn pool(&self) -> Option<&deadpool_redis::Pool> {
+        match self.connections.pool() {
+            Pool::Standalone(pool) => Some(pool),
+            #[cfg(feature = "cluster")]
+            Pool::Cluster(_) => None,
+        }
     }
 
     /// The key prefix.
@@ -219,33 +286,37 @@ impl RedisStore {
         &self.prefix
     }
 
-    /// `<prefix><hex>`: where the record lives, as one command argument.
+    /// `<prefix>{<hex>}`: where the record lives, as one command argument.
+    /// The scripts build the same name in Lua (`record_of`).
     pub(crate) fn record_key_arg(&self, command: &mut Cmd, key: &StorageKey) {
         let mut arg = command.writer_for_next_arg();
         // Writing to a command's buffer cannot fail.
         let _ = arg.write_all(self.prefix.as_bytes());
+        let _ = arg.write_all(b"{");
         let _ = arg.write_all(&hex(key));
+        let _ = arg.write_all(b"}");
     }
 
-    /// `<prefix>lock:<hex>`: the session's lock.
+    /// `<prefix>{<hex>}`, as [`record_key_arg`](Self::record_key_arg) writes it.
+    #[cfg(feature = "testing")]
+    pub(crate) fn record_key(&self, key: &StorageKey) -> Vec<u8> {
+        tagged(&self.prefix, b"", &hex(key))
+    }
+
+    /// `<prefix>lock:{<hex>}`: the session's lock, in its record's slot.
     pub(crate) fn lock_key(&self, key: &StorageKey) -> Vec<u8> {
-        let mut name = Vec::with_capacity(self.prefix.len() + 5 + 64);
-        name.extend_from_slice(self.prefix.as_bytes());
-        name.extend_from_slice(b"lock:");
-        name.extend_from_slice(&hex(key));
-        name
+        tagged(&self.prefix, b"lock:", &hex(key))
     }
 
-    /// `<prefix>user:<hex of the user id>`: the user's index. The scripts
+    /// `<prefix>user:{<hex of the user id>}`: the user's index. The scripts
     /// build the same name in Lua (`index_key`).
-    fn index_key(&self, user: &str) -> Vec<u8> {
-        let mut name = Vec::with_capacity(self.prefix.len() + 5 + 2 * user.len());
-        name.extend_from_slice(self.prefix.as_bytes());
-        name.extend_from_slice(b"user:");
-        for byte in user.bytes() {
-            name.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
+    pub(crate) fn index_key(&self, user: &[u8]) -> Vec<u8> {
+        let mut user_hex = Vec::with_capacity(2 * user.len());
+        for &byte in user {
+            user_hex
+                .extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
         }
-        name
+        tagged(&self.prefix, b"user:", &user_hex)
     }
 
     /// Runs one command on the shared connection. For an `EVALSHA` built by
@@ -254,10 +325,10 @@ impl RedisStore {
     pub(crate) async fn run(
         &self,
         command: &Cmd,
-        script: Option<&Script>,
+        script: Option<&Lua>,
     ) -> Result<Value, RedisStoreError> {
         let mut lent = self.connections.get(self.connect_timeout).await?;
-        match send(&mut lent.connection, command, script).await {
+        match self.bounded(send(&mut lent.connection, command, script)).await? {
             Ok(value) => Ok(value),
             Err(error) => {
                 self.connections.failed(&lent, &error);
@@ -266,38 +337,64 @@ impl RedisStore {
         }
     }
 
+    /// `reply`, bounded by the response timeout on a cluster.
+    pub(crate) async fn bounded<T>(
+        &self,
+        reply: impl Future<Output = T>,
+    ) -> Result<T, RedisStoreError> {
+        match self.response_timeout {
+            None => Ok(reply.await),
+            Some(timeout) => tokio::time::timeout(timeout, reply)
+                .await
+                .map_err(|_elapsed| RedisStoreError::ResponseTimeout(timeout)),
+        }
+    }
+
     /// Runs a script that answers with an integer.
     pub(crate) async fn run_for_int(
         &self,
         command: &Cmd,
-        script: &Script,
+        script: &Lua,
         operation: &'static str,
     ) -> Result<i64, RedisStoreError> {
         int_reply(self.run(command, Some(script)).await?, operation)
     }
 
-    /// [`run_for_int`](Self::run_for_int) for a script that writes session
-    /// data: with [`with_replica_acks`](Self::with_replica_acks), on a
-    /// connection of its own, followed by `WAIT`.
+    /// [`write`](Self::write) for a script that answers with an integer.
     pub(crate) async fn write_for_int(
         &self,
         command: &Cmd,
-        script: &Script,
+        script: &Lua,
         operation: &'static str,
     ) -> Result<i64, RedisStoreError> {
+        int_reply(self.write(command, script).await?, operation)
+    }
+
+    /// Runs a script that writes session data: with
+    /// [`with_replica_acks`](Self::with_replica_acks), on a connection of its
+    /// own, followed by `WAIT`.
+    pub(crate) async fn write(
+        &self,
+        command: &Cmd,
+        script: &Lua,
+    ) -> Result<Value, RedisStoreError> {
         let Some(acks) = self.replica_acks else {
-            return self.run_for_int(command, script, operation).await;
+            return self.run(command, Some(script)).await;
         };
-        let mut connection =
-            match tokio::time::timeout(self.connect_timeout, self.pool().get()).await {
-                Ok(Ok(connection)) => connection,
-                Ok(Err(error)) => return Err(error.into()),
-                Err(_elapsed) => return Err(RedisStoreError::PoolTimeout(self.connect_timeout)),
-            };
-        let written = int_reply(send(&mut connection, command, Some(script)).await?, operation)?;
+        let pooled = self.connections.pool().get(self.connect_timeout).await?;
+        let mut connection = pooled.connection();
+        let written = self.bounded(send(&mut connection, command, Some(script))).await??;
         let mut wait = Cmd::with_capacity(3, 32);
         wait.arg("WAIT").arg(acks.replicas).arg(millis(acks.timeout));
-        let acknowledged = int_reply(send(&mut connection, &wait, None).await?, "wait")?;
+        let acknowledged = match &mut connection {
+            Connection::Standalone(connection) => {
+                int_reply(connection.send_packed_command(&wait).await?, "wait")?
+            }
+            #[cfg(feature = "cluster")]
+            Connection::Cluster(connection) => {
+                crate::cluster::wait_where_written(self, connection, command, wait, acks).await?
+            }
+        };
         if acknowledged < i64::from(acks.replicas) {
             tracing::warn!(
                 acknowledged,
@@ -327,9 +424,17 @@ impl RedisStore {
         }
         let head_len =
             value::encode(record, self.codec.as_ref(), &mut command.writer_for_next_arg())?;
-        command.arg(value::expire_at(record)).arg(head_len).arg(self.prefix.as_bytes());
+        command
+            .arg(value::expire_at(record))
+            .arg(head_len)
+            .arg(self.prefix.as_bytes())
+            .arg(self.index_flag());
         if let Some((_, token)) = lock {
             command.arg(token);
+        }
+        #[cfg(feature = "cluster")]
+        if self.on_cluster() {
+            crate::cluster::index_before_write(self, record).await?;
         }
         Ok(self.write_for_int(&command, &scripts::SAVE, "save").await?)
     }
@@ -351,7 +456,37 @@ impl RedisStore {
         }
     }
 
-    fn scan_pattern(&self) -> String {
+    /// The record an index entry of `user` names, from the entry (`member`)
+    /// and the record key's value (`stored`): `Ok(None)` if the record is
+    /// gone, expired, unreadable or another user's now (a stale entry, which
+    /// the caller may prune); `Err` if `member` is not a storage key's hex.
+    pub(crate) fn user_record(
+        &self,
+        user: &str,
+        member: &[u8],
+        stored: Value,
+        now: Timestamp,
+    ) -> Result<Option<Record>, NotAMember> {
+        let key = std::str::from_utf8(member)
+            .ok()
+            .and_then(|hex| hex.parse::<StorageKey>().ok())
+            .ok_or_else(|| {
+            tracing::warn!("user index entry is not a session key; skipping it");
+            NotAMember
+        })?;
+        Ok(match stored {
+            Value::BulkString(stored) => self
+                .record_from_value(&key, &stored, now)
+                .filter(|record| record.user.as_deref() == Some(user)),
+            Value::Nil => None,
+            _ => {
+                log_corrupt(&key, Corrupt("the key does not hold a string"));
+                None
+            }
+        })
+    }
+
+    pub(crate) fn scan_pattern(&self) -> String {
         let mut pattern = String::with_capacity(self.prefix.len() + 6);
         for c in self.prefix.chars() {
             if matches!(c, '*' | '?' | '[' | ']' | '\\') {
@@ -364,28 +499,33 @@ impl RedisStore {
     }
 }
 
+/// An index entry that is not the hex of a storage key (logged where found).
+#[derive(Debug)]
+pub(crate) struct NotAMember;
+
 /// Sends one command. For an `EVALSHA` built by [`evalsha`], pass its
-/// script: a `NOSCRIPT` reply (a Redis that restarted or flushed its scripts)
-/// loads it and sends the command again.
-async fn send(
-    connection: &mut MultiplexedConnection,
+/// script: after a `NOSCRIPT` reply (a Redis that restarted or flushed its
+/// scripts, a cluster node that never ran it) the command goes again as an
+/// `EVAL` with the source, which also caches the script on that node.
+pub(crate) async fn send(
+    connection: &mut Connection,
     command: &Cmd,
-    script: Option<&Script>,
+    script: Option<&Lua>,
 ) -> Result<Value, RedisError> {
-    let result = connection.send_packed_command(command).await.and_then(Value::extract_error);
+    let result = connection.req_packed_command(command).await.and_then(Value::extract_error);
     match (result, script) {
         (Err(error), Some(script))
             if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
         {
+            let eval = script.eval_instead(command);
             // Boxed: rare, and kept out of the size of every `run` future.
-            Box::pin(script.load_async(connection)).await?;
-            connection.send_packed_command(command).await.and_then(Value::extract_error)
+            Box::pin(connection.req_packed_command(&eval)).await.and_then(Value::extract_error)
         }
         (result, _) => result,
     }
 }
 
-fn int_reply(reply: Value, operation: &'static str) -> Result<i64, RedisStoreError> {
+pub(crate) fn int_reply(reply: Value, operation: &'static str) -> Result<i64, RedisStoreError> {
     match reply {
         Value::Int(n) => Ok(n),
         _ => Err(RedisStoreError::UnexpectedReply(operation)),
@@ -399,13 +539,24 @@ pub(crate) fn millis(duration: Duration) -> u64 {
 
 /// `EVALSHA <sha1 of script> <keys>`: the start of a script call; keys and
 /// arguments follow.
-pub(crate) fn evalsha(script: &Script, keys: usize) -> Cmd {
+pub(crate) fn evalsha(script: &Lua, keys: usize) -> Cmd {
     let mut command = Cmd::with_capacity(8, 256);
-    command.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+    command.arg("EVALSHA").arg(script.hash()).arg(keys);
     command
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// `<prefix><kind>{<tag>}`: a key whose hash slot is the slot of `tag`.
+fn tagged(prefix: &str, kind: &[u8], tag: &[u8]) -> Vec<u8> {
+    let mut name = Vec::with_capacity(prefix.len() + kind.len() + tag.len() + 2);
+    name.extend_from_slice(prefix.as_bytes());
+    name.extend_from_slice(kind);
+    name.push(b'{');
+    name.extend_from_slice(tag);
+    name.push(b'}');
+    name
+}
+
+pub(crate) const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The 64 lowercase hex digits of a storage key, without allocating.
 pub(crate) fn hex(key: &StorageKey) -> [u8; 64] {
@@ -432,7 +583,11 @@ impl SessionStore for RedisStore {
         let mut command = evalsha(&scripts::CREATE, 1);
         self.record_key_arg(&mut command, &record.key);
         value::encode(record, self.codec.as_ref(), &mut command.writer_for_next_arg())?;
-        command.arg(value::expire_at(record)).arg(self.prefix.as_bytes());
+        command.arg(value::expire_at(record)).arg(self.prefix.as_bytes()).arg(self.index_flag());
+        #[cfg(feature = "cluster")]
+        if self.on_cluster() {
+            crate::cluster::index_before_write(self, record).await?;
+        }
         match self.write_for_int(&command, &scripts::CREATE, "create").await? {
             1 => Ok(()),
             0 => Err(Error::IdCollision),
@@ -467,8 +622,16 @@ impl SessionStore for RedisStore {
     async fn delete(&self, key: &StorageKey) -> Result<(), Error> {
         let mut command = evalsha(&scripts::DELETE, 1);
         self.record_key_arg(&mut command, key);
-        command.arg(self.prefix.as_bytes());
-        self.write_for_int(&command, &scripts::DELETE, "delete").await?;
+        command.arg(self.prefix.as_bytes()).arg(self.index_flag());
+        let deleted = self.write(&command, &scripts::DELETE).await?;
+        #[cfg(feature = "cluster")]
+        if self.on_cluster()
+            && let Value::BulkString(user) = deleted
+        {
+            crate::cluster::index_remove(self, &user, &[hex(key)]).await;
+        }
+        #[cfg(not(feature = "cluster"))]
+        let _ = deleted;
         Ok(())
     }
 
@@ -479,7 +642,12 @@ impl SessionStore for RedisStore {
             .arg(value::expire_at(record))
             .arg(record.last_seen.unix_seconds())
             .arg(record.idle_deadline.unix_seconds())
-            .arg(self.prefix.as_bytes());
+            .arg(self.prefix.as_bytes())
+            .arg(self.index_flag());
+        #[cfg(feature = "cluster")]
+        if self.on_cluster() {
+            crate::cluster::index_before_write(self, record).await?;
+        }
         match self.write_for_int(&command, &scripts::TOUCH, "touch").await? {
             1 => Ok(()),
             0 => Err(Error::NotFound),
@@ -488,8 +656,14 @@ impl SessionStore for RedisStore {
     }
 
     /// Redis expires records itself, so this removes no records and returns
-    /// 0. It prunes user-index entries whose record is gone.
+    /// 0. It prunes user-index entries whose record is gone (on a cluster, on
+    /// every primary).
     async fn delete_expired(&self, _now: Timestamp) -> Result<u64, Error> {
+        #[cfg(feature = "cluster")]
+        if self.on_cluster() {
+            crate::cluster::prune_indexes(self).await?;
+            return Ok(0);
+        }
         let pattern = self.scan_pattern();
         let mut cursor: u64 = 0;
         let mut pruned: u64 = 0;
@@ -526,31 +700,23 @@ impl SessionStore for RedisStore {
     }
 
     async fn list_for_user(&self, user: &str, now: Timestamp) -> Result<Vec<Record>, Error> {
+        #[cfg(feature = "cluster")]
+        if self.on_cluster() {
+            return Ok(crate::cluster::list_for_user(self, user, now).await?);
+        }
         let mut command = evalsha(&scripts::LIST_FOR_USER, 1);
-        command.arg(self.index_key(user)).arg(self.prefix.as_bytes());
+        command.arg(self.index_key(user.as_bytes())).arg(self.prefix.as_bytes());
         let Value::Array(reply) = self.run(&command, Some(&scripts::LIST_FOR_USER)).await? else {
             return Err(RedisStoreError::UnexpectedReply("list_for_user").into());
         };
         let mut records = Vec::with_capacity(reply.len() / 2);
         let mut items = reply.into_iter();
         while let (Some(member), Some(stored)) = (items.next(), items.next()) {
-            let key = match &member {
-                Value::BulkString(bytes) => {
-                    std::str::from_utf8(bytes).ok().and_then(|hex| hex.parse::<StorageKey>().ok())
-                }
-                _ => None,
-            };
-            let Some(key) = key else {
+            let Value::BulkString(member) = member else {
                 tracing::warn!("user index entry is not a session key; skipping it");
                 continue;
             };
-            let Value::BulkString(stored) = stored else {
-                log_corrupt(&key, Corrupt("the key does not hold a string"));
-                continue;
-            };
-            if let Some(record) = self.record_from_value(&key, &stored, now)
-                && record.user.as_deref() == Some(user)
-            {
+            if let Ok(Some(record)) = self.user_record(user, &member, stored, now) {
                 records.push(record);
             }
         }
@@ -558,8 +724,12 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete_for_user(&self, user: &str) -> Result<u64, Error> {
+        #[cfg(feature = "cluster")]
+        if self.on_cluster() {
+            return Ok(crate::cluster::delete_for_user(self, user).await?);
+        }
         let mut command = evalsha(&scripts::DELETE_FOR_USER, 1);
-        command.arg(self.index_key(user)).arg(self.prefix.as_bytes()).arg(user);
+        command.arg(self.index_key(user.as_bytes())).arg(self.prefix.as_bytes()).arg(user);
         let deleted =
             self.write_for_int(&command, &scripts::DELETE_FOR_USER, "delete_for_user").await?;
         Ok(deleted.unsigned_abs())

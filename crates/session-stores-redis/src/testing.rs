@@ -21,6 +21,10 @@
 //! Needs the `redis-server` binary on `PATH`. Not semver-stable.
 
 use std::io::{Read, Write};
+
+use session_core::StorageKey;
+
+use crate::RedisStore;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -183,4 +187,24 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The name of the key holding the record of `key` in `store`
+/// (`<prefix>{<hex>}`), for tests that look at Redis directly.
+#[must_use]
+pub fn record_key(store: &RedisStore, key: &StorageKey) -> String {
+    String::from_utf8_lossy(&store.record_key(key)).into_owned()
+}
+
+/// The name of the key holding the lock of `key` (`<prefix>lock:{<hex>}`).
+#[must_use]
+pub fn lock_key(store: &RedisStore, key: &StorageKey) -> String {
+    String::from_utf8_lossy(&store.lock_key(key)).into_owned()
+}
+
+/// The name of the key holding `user`'s index (`<prefix>user:{<hex of the
+/// user id>}`).
+#[must_use]
+pub fn index_key(store: &RedisStore, user: &str) -> String {
+    String::from_utf8_lossy(&store.index_key(user.as_bytes())).into_owned()
 }

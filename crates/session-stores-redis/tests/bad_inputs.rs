@@ -55,7 +55,7 @@ async fn row19_corrupt_records_are_absent_and_still_removable() {
         r.user = Some(user.clone());
         store.create(r).await.unwrap();
     }
-    let key_of = |r: &Record| format!("{}{}", store.prefix(), r.key.to_hex());
+    let key_of = |r: &Record| session_stores_redis::testing::record_key(&store, &r.key);
     // Cut inside the data: the head (and with it the user) is still there.
     let stored: Vec<u8> = raw.get(key_of(&truncated)).await.unwrap();
     let cut = &stored[..stored.len() - 1];

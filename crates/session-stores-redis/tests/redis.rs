@@ -15,7 +15,7 @@ use session_core::testing::{
 use session_core::{
     Error, ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
 };
-use session_stores_redis::RedisStore;
+use session_stores_redis::{RedisStore, testing};
 
 fn policy() -> ExpiryPolicy {
     ExpiryPolicy::default()
@@ -28,11 +28,11 @@ fn fresh_record(now: Timestamp) -> Record {
 }
 
 fn record_key(store: &RedisStore, record: &Record) -> String {
-    format!("{}{}", store.prefix(), record.key.to_hex())
+    testing::record_key(store, &record.key)
 }
 
 fn lock_key(store: &RedisStore, record: &Record) -> String {
-    format!("{}lock:{}", store.prefix(), record.key.to_hex())
+    testing::lock_key(store, &record.key)
 }
 
 fn options(lease: Duration, wait: Duration) -> LockOptions {
@@ -87,10 +87,6 @@ async fn corrupt_records_load_as_absent() {
         ("cut in the head", |h, _| h.into_bytes()),
         ("another format", |_, _| br#"{"data":{"n":1},"created":1}"#.to_vec()),
     ];
-    let users_index = |store: &RedisStore, user: &str| {
-        let hex: String = user.bytes().map(|b| format!("{b:02x}")).collect();
-        format!("{}user:{hex}", store.prefix())
-    };
     for (what, corrupt) in corruptions {
         let mut record = fresh_record(now);
         record.user = Some(user.to_owned());
@@ -117,7 +113,7 @@ async fn corrupt_records_load_as_absent() {
     let () = raw.hset(record_key(&store, &as_hash), "data", r#"{"n":1}"#).await.unwrap();
     let as_list = fresh_record(now);
     let () = raw.rpush(record_key(&store, &as_list), "x").await.unwrap();
-    let () = raw.sadd(users_index(&store, user), as_hash.key.to_hex()).await.unwrap();
+    let () = raw.sadd(testing::index_key(&store, user), as_hash.key.to_hex()).await.unwrap();
     for record in [&as_hash, &as_list] {
         assert!(store.load(&record.key, now).await.unwrap().is_none());
         let (guard, loaded) =
@@ -198,7 +194,7 @@ async fn ttl_follows_the_deadline_and_touch_leaves_data_alone() {
     assert_eq!(loaded.last_seen, later);
     assert_eq!(loaded.idle_deadline, touched.idle_deadline);
     assert_eq!(loaded.user, record.user);
-    let index = format!("{}user:{}", store.prefix(), hex("ttl toucher"));
+    let index = testing::index_key(&store, "ttl toucher");
     assert!(expire_time(&mut raw, &index).await >= touched.expires_at().unix_seconds());
 
     // The absolute deadline caps the TTL.
@@ -212,17 +208,13 @@ async fn ttl_follows_the_deadline_and_touch_leaves_data_alone() {
     // A user index lives at least as long as its sessions.
     touched.user = Some("ttl-user".to_owned());
     store.save(&touched).await.unwrap();
-    let index = format!("{}user:{}", store.prefix(), hex("ttl-user"));
+    let index = testing::index_key(&store, "ttl-user");
     assert!(expire_time(&mut raw, &index).await >= touched.expires_at().unix_seconds());
     store.delete(&record.key).await.unwrap();
 }
 
-fn hex(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Keys are built from the storage key's hex and the user id's hex only,
-/// whatever the user id contains.
+/// whatever the user id contains, inside the braces of a hash tag.
 #[tokio::test]
 async fn keys_hold_only_hex_after_the_prefix() {
     let store = common::shared_store("keys");
@@ -239,11 +231,12 @@ async fn keys_hold_only_hex_after_the_prefix() {
     assert_eq!(keys.len(), 3, "{keys:?}");
     for key in &keys {
         let rest = &key[store.prefix().len()..];
-        let hex_part =
+        let tagged =
             rest.strip_prefix("lock:").or_else(|| rest.strip_prefix("user:")).unwrap_or(rest);
+        let hex_part = tagged.strip_prefix('{').and_then(|t| t.strip_suffix('}')).unwrap_or("");
         assert!(!hex_part.is_empty() && hex_part.bytes().all(|b| b.is_ascii_hexdigit()), "{key:?}");
     }
-    assert!(keys.contains(&format!("{}user:{}", store.prefix(), hex(hostile_user))));
+    assert!(keys.contains(&testing::index_key(&store, hostile_user)));
     let listed = store.list_for_user(hostile_user, now).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].user.as_deref(), Some(hostile_user));
@@ -260,7 +253,7 @@ async fn delete_expired_prunes_stale_index_entries() {
     let mut raw = common::raw_connection(&common::redis_url()).await;
     let now = Timestamp::now();
     let user = "pruned-user";
-    let index = format!("{}user:{}", store.prefix(), hex(user));
+    let index = testing::index_key(&store, user);
     let mut live = fresh_record(now);
     live.user = Some(user.to_owned());
     store.create(&live).await.unwrap();

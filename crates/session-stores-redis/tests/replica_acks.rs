@@ -56,7 +56,8 @@ async fn acknowledged_writes_are_on_the_replica_and_unacknowledged_ones_fail() {
         .unwrap()
         .with_replica_acks(1, Duration::from_millis(300));
     let mut on_replica = common::raw_connection(&replica.url()).await;
-    let stored_on_replica = |record: &Record| format!("{}{}", store.prefix(), record.key.to_hex());
+    let stored_on_replica =
+        |record: &Record| session_stores_redis::testing::record_key(&store, &record.key);
 
     // With the replica up, every kind of write goes through, and once it
     // has answered, the replica holds it.

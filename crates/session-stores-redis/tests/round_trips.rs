@@ -138,9 +138,10 @@ async fn hot_path_operations_take_one_round_trip_each() {
 
     // The counter sees what a naive implementation would cost: checking a
     // pooled connection out pings it (UNWATCH + PING) before the command.
-    drop(store.pool().get().await.unwrap()); // now one sits idle in the pool
+    let pool = store.pool().expect("a store on one Redis has a standalone pool");
+    drop(pool.get().await.unwrap()); // now one sits idle in the pool
     monitor.commands_since_last().await;
-    let mut checked_out = store.pool().get().await.unwrap();
+    let mut checked_out = pool.get().await.unwrap();
     let _: Option<String> =
         redis::cmd("GET").arg("some-key").query_async(&mut checked_out).await.unwrap();
     assert_eq!(monitor.commands_since_last().await, 3);
