@@ -70,10 +70,15 @@ pub mod sqlite {
     };
 }
 
-/// The Redis store, with a distributed per-session lock.
+/// The Redis store, with a distributed per-session lock; on Redis Cluster
+/// with the `redis-cluster` feature (`RedisStore::cluster`).
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis {
+    #[doc(inline)]
+    #[cfg(feature = "redis-cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-cluster")))]
+    pub use session_stores_redis::DEFAULT_CLUSTER_RESPONSE_TIMEOUT;
     #[doc(inline)]
     pub use session_stores_redis::{
         DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, RedisStore, deadpool_redis,

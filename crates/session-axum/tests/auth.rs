@@ -71,6 +71,21 @@ mod redis {
     crate::auth_race_tests!(make_store);
 }
 
+#[cfg(feature = "redis-cluster")]
+mod redis_cluster {
+    use session_axum::core::SessionId;
+    use session_axum::redis::RedisStore;
+
+    async fn make_store() -> RedisStore {
+        let urls = crate::service_url("REDIS_CLUSTER_URLS");
+        let prefix = format!("auth-tests:{}:", SessionId::random().expose());
+        RedisStore::cluster(urls.split(',')).expect("a Redis Cluster store").with_prefix(prefix)
+    }
+
+    crate::auth_tests!(make_store);
+    crate::auth_race_tests!(make_store);
+}
+
 #[cfg(feature = "postgres")]
 mod postgres {
     use session_axum::postgres::{PgPool, PostgresStore};

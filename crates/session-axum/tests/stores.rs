@@ -1,6 +1,7 @@
 //! The HTTP scenarios of `route_tests!` on every server-side store besides
 //! memory (which `tests/memory.rs` covers). Redis and Postgres come from
-//! `REDIS_URL` / `DATABASE_URL`, which `cargo xtask test` sets.
+//! `REDIS_URL` / `REDIS_CLUSTER_URLS` / `DATABASE_URL`, which `cargo xtask test`
+//! sets.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Store constructors in test helpers.
 
@@ -13,6 +14,21 @@ mod redis {
     async fn make_store() -> RedisStore {
         let url = crate::common::service_url("REDIS_URL");
         RedisStore::from_url(&url)
+            .unwrap()
+            .with_prefix(format!("route-tests:{}:", crate::common::unique()))
+    }
+
+    crate::route_tests!(make_store);
+    crate::race_tests!(make_store);
+}
+
+#[cfg(feature = "redis-cluster")]
+mod redis_cluster {
+    use session_axum::redis::RedisStore;
+
+    async fn make_store() -> RedisStore {
+        let urls = crate::common::service_url("REDIS_CLUSTER_URLS");
+        RedisStore::cluster(urls.split(','))
             .unwrap()
             .with_prefix(format!("route-tests:{}:", crate::common::unique()))
     }

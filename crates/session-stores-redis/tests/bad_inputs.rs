@@ -7,8 +7,8 @@
 //! | row | here |
 //! |-----|------|
 //! | 1-4, 6, 20, 21, 27 | the layer: `session-axum/tests/bad_inputs.rs` (keys hold hashed ids only) |
-//! | 5 | `conformance::row05_unknown_key_is_not_created` (`session_core::testing`); below: no key is left under the prefix |
-//! | 7, 8 | `conformance::row07_*`, `conformance::row08_*`: hostile user ids (glob characters and an injected command included) in the per-user index |
+//! | 5 | `conformance::{standalone,cluster}::row05_unknown_key_is_not_created` (`session_core::testing`); below: no key is left under the prefix |
+//! | 7, 8 | `conformance::*::row07_*`, `conformance::*::row08_*`: hostile user ids (glob characters and an injected command included) in the per-user index |
 //! | 9-18 | cookie formats only |
 //! | 19 | `row19_corrupt_records_are_absent_and_still_removable`; more corruptions in `redis.rs` (`corrupt_records_load_as_absent`) |
 //! | 22 | `faults.rs`: `redis_down_before_and_killed_during_then_recovers`, `unreachable_redis_fails_with_backend_errors`; through the layer: `row22_*` in `session-axum/tests/bad_inputs.rs` |
@@ -21,11 +21,13 @@ mod common;
 
 use std::sync::Arc;
 
+use deadpool_redis::redis::aio::ConnectionLike;
 use deadpool_redis::redis::{self, AsyncCommands};
 use session_core::testing;
 use session_core::{
     ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
 };
+use session_stores_redis::RedisStore;
 
 fn record(now: Timestamp) -> Record {
     ExpiryPolicy::default().new_record(SessionId::random().storage_key(), now)
@@ -35,9 +37,22 @@ fn record(now: Timestamp) -> Record {
 /// left no key under the store's prefix.
 #[tokio::test]
 async fn row05_unknown_key_leaves_no_key() {
-    let (store, other) = common::two_stores("row05");
+    let raw = common::raw_connection(&common::redis_url()).await;
+    row05(common::two_stores("row05"), raw).await;
+}
+
+/// Row 5 on Redis Cluster (`KEYS` asks every primary).
+#[tokio::test]
+async fn row05_unknown_key_leaves_no_key_on_a_cluster() {
+    let raw = common::raw_cluster_connection().await;
+    row05(common::two_cluster_stores("row05"), raw).await;
+}
+
+async fn row05(
+    (store, other): (RedisStore, RedisStore),
+    mut raw: impl ConnectionLike + Send + Sync,
+) {
     testing::row05_unknown_key_is_not_created(Arc::new(store.clone()), Arc::new(other)).await;
-    let mut raw = common::raw_connection(&common::redis_url()).await;
     let left: Vec<String> = raw.keys(format!("{}*", store.prefix())).await.unwrap();
     assert!(left.is_empty(), "nothing was left behind: {left:?}");
 }
@@ -46,8 +61,21 @@ async fn row05_unknown_key_leaves_no_key() {
 /// and "log out everywhere" still removes a corrupt record of the user.
 #[tokio::test]
 async fn row19_corrupt_records_are_absent_and_still_removable() {
-    let (store, other) = common::two_stores("row19");
-    let mut raw = common::raw_connection(&common::redis_url()).await;
+    let raw = common::raw_connection(&common::redis_url()).await;
+    row19(common::two_stores("row19"), raw).await;
+}
+
+/// Row 19 on Redis Cluster, where the user's index is in another slot.
+#[tokio::test]
+async fn row19_corrupt_records_are_absent_and_still_removable_on_a_cluster() {
+    let raw = common::raw_cluster_connection().await;
+    row19(common::two_cluster_stores("row19"), raw).await;
+}
+
+async fn row19(
+    (store, other): (RedisStore, RedisStore),
+    mut raw: impl ConnectionLike + Send + Sync,
+) {
     let now = Timestamp::now();
     let user = format!("user-{}", &SessionId::random().storage_key().to_hex()[..12]);
     let (mut truncated, mut not_a_record, mut good) = (record(now), record(now), record(now));
