@@ -22,11 +22,11 @@ USAGE:
 
 COMMANDS:
     test [--] [ARGS...]
-        Start Redis and PostgreSQL (see SERVICES), run
+        Start Redis, a Redis Cluster, PostgreSQL and PgBouncer (see SERVICES), run
             cargo test --workspace --all-features --all-targets [ARGS...]
-        with REDIS_URL and DATABASE_URL set to them, stop them again (also when
-        the tests fail, panic or are interrupted) and exit with cargo test's
-        status. ARGS go to cargo test as given; with -p/--package, --workspace
+        with REDIS_URL, REDIS_CLUSTER_URLS, DATABASE_URL and PGBOUNCER_URL set to
+        them, stop them again (also when the tests fail, panic or are
+        interrupted) and exit with cargo test's status. ARGS go to cargo test as given; with -p/--package, --workspace
         is left out:
             cargo xtask test -- -p session-core
             cargo xtask test -- -p session-stores-redis -- --nocapture
@@ -55,29 +55,45 @@ COMMANDS:
         formats (Fernet, JWT HS256, signed); see examples/key-rotation.
 
     services start | stop | status
-        start:  install when missing and start both services; prints
-                REDIS_URL=... and DATABASE_URL=... on stdout (progress goes to
-                stderr), so `export $(cargo xtask services start)` works.
-        stop:   stop both.
-        status: show both; exit status 1 unless both are running.
+        start:  install when missing and start every service; prints
+                REDIS_URL=..., REDIS_CLUSTER_URLS=..., DATABASE_URL=... and
+                PGBOUNCER_URL=... on stdout (progress goes to stderr), so
+                `export $(cargo xtask services start)` works.
+        stop:   stop them all (PgBouncer before PostgreSQL).
+        status: show each; exit status 1 unless all are running (and the
+                cluster is healthy).
 
     help, -h, --help
         This text.
 
 SERVICES:
-    redis-server  redis://127.0.0.1:6392/                      port: $XTASK_REDIS_PORT
-    PostgreSQL    postgres://postgres@127.0.0.1:54330/sessions port: $XTASK_PG_PORT
-    Data and logs live in <workspace>/target/services/{redis,postgres}
-    ($XTASK_SERVICES_DIR overrides that); stop the services before
-    `cargo clean`. Missing Debian packages (redis-server, postgresql, and
-    chromium + chromium-driver for the login example's browser test) are
-    installed with apt-get, which needs root. As root, PostgreSQL runs as the
-    `postgres` OS user (created if missing), which is given search permission
-    (o+x) on the directories leading to its data.
+    redis-server   REDIS_URL=redis://127.0.0.1:6392/
+                   port: $XTASK_REDIS_PORT
+    Redis Cluster  REDIS_CLUSTER_URLS=redis://127.0.0.1:7392/,...,redis://127.0.0.1:7397/
+                   first of six ports: $XTASK_REDIS_CLUSTER_PORT (bus ports: +10000)
+    PostgreSQL     DATABASE_URL=postgres://postgres@127.0.0.1:54330/sessions
+                   port: $XTASK_PG_PORT
+    PgBouncer      PGBOUNCER_URL=postgres://postgres@127.0.0.1:64330/sessions
+                   port: $XTASK_PGBOUNCER_PORT
+    Data and logs live in <workspace>/target/services/{redis,redis-cluster,
+    postgres,pgbouncer} ($XTASK_SERVICES_DIR overrides that); stop the services
+    before `cargo clean`. Missing Debian packages (redis-server, postgresql,
+    pgbouncer, and chromium + chromium-driver for the login example's browser
+    test) are installed with apt-get, which needs root. As root, PostgreSQL and
+    PgBouncer run as the `postgres` OS user (created if missing), which is
+    given search permission (o+x) on the directories leading to their data.
     Redis keeps nothing on disk; PostgreSQL runs with fsync off: test data only.
+    The cluster has three primaries with one replica each (node timeout 1 s).
+    Tests may kill its nodes: `services stop` stops or kills every node and
+    wipes its data, and a start that finds it anything but whole and healthy
+    recreates it, empty. PgBouncer pools in transaction mode (4 server
+    connections per pool, 400 clients), trusts postgres@127.0.0.1 like our
+    PostgreSQL, and lets postgres into its `pgbouncer` admin database
+    (SHOW POOLS).
     The default ports differ from the usual developer ones
-    (6391/54329), so both can run side by side; a Redis on our port that is not
-    ours (told apart by its pid file) is never used nor stopped.
+    (6391/54329), so both can run side by side; a Redis or PgBouncer on our
+    ports that is not ours (told apart by its pid file) is never used nor
+    stopped.
 
     `test` and `ci` always start and use their own services: REDIS_URL and
     DATABASE_URL from your environment are overridden for the tests (with a
@@ -157,13 +173,28 @@ fn services_status() -> cmd::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::{DIR_VAR, PG_PORT_VAR, REDIS_PORT_VAR};
+    use crate::services::{
+        DIR_VAR, PG_PORT_VAR, PGBOUNCER_PORT_VAR, REDIS_CLUSTER_PORT_VAR, REDIS_PORT_VAR,
+    };
 
     #[test]
     fn help_names_every_command_and_variable() {
-        for word in
-            ["test", "ci", "services start", "stop", "status", REDIS_PORT_VAR, PG_PORT_VAR, DIR_VAR]
-        {
+        for word in [
+            "test",
+            "ci",
+            "services start",
+            "stop",
+            "status",
+            REDIS_PORT_VAR,
+            PG_PORT_VAR,
+            REDIS_CLUSTER_PORT_VAR,
+            PGBOUNCER_PORT_VAR,
+            DIR_VAR,
+            "REDIS_URL",
+            "REDIS_CLUSTER_URLS",
+            "DATABASE_URL",
+            "PGBOUNCER_URL",
+        ] {
             assert!(HELP.contains(word), "{word}");
         }
     }

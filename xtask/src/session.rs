@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 
 use crate::cmd::{Error, Result};
-use crate::services::{Config, Service, Services};
+use crate::services::{Config, Service, Services, status_line};
 
 /// Hidden first argument that turns the xtask into a reaper.
 pub(crate) const REAPER_ARG: &str = "__reaper";
@@ -78,10 +78,11 @@ impl ServicesSession {
             } else if registry.manual() {
                 say("using the services started by `cargo xtask services start`; they stay up");
             } else if !running.is_empty() {
+                let it = if running.len() == 1 { "it" } else { "them" };
                 say(&format!(
-                    "{} already running with no other xtask run using it: reusing it, and \
-                     stopping it at the end",
-                    running.join(" and ")
+                    "{} already running with no other xtask run using {it}: reusing {it}, and \
+                     stopping {it} at the end",
+                    list(&running)
                 ));
             }
             registry.register(pid)?;
@@ -101,8 +102,8 @@ impl ServicesSession {
         Ok(session)
     }
 
-    /// `REDIS_URL` and `DATABASE_URL` of the services.
-    pub(crate) fn env(&self) -> [(&'static str, String); 2] {
+    /// `REDIS_URL`, `REDIS_CLUSTER_URLS`, `DATABASE_URL` and `PGBOUNCER_URL` of the services.
+    pub(crate) fn env(&self) -> [(&'static str, String); 4] {
         self.services.config().env()
     }
 
@@ -164,7 +165,7 @@ fn stop_all(services: &Services) -> Result<()> {
     if errors.is_empty() { Ok(()) } else { Err(Error::msg(errors.join("\n"))) }
 }
 
-/// `cargo xtask services start`: start both and keep them up until `services stop`.
+/// `cargo xtask services start`: start them all and keep them up until `services stop`.
 pub(crate) fn services_start(cfg: Config) -> Result<()> {
     let mut services = Services::new(cfg);
     let registry = Registry::lock(services.config())?;
@@ -175,7 +176,7 @@ pub(crate) fn services_start(cfg: Config) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask services stop`: stop both, whoever started them.
+/// `cargo xtask services stop`: stop them all, whoever started them.
 pub(crate) fn services_stop(cfg: Config) -> Result<()> {
     let services = Services::new(cfg);
     let registry = Registry::lock(services.config())?;
@@ -191,26 +192,38 @@ pub(crate) fn services_stop(cfg: Config) -> Result<()> {
     stopped
 }
 
-/// `cargo xtask services status`: whether both run (after printing the details).
+/// `cargo xtask services status`: whether all run (after printing the details).
 pub(crate) fn services_status(cfg: Config) -> Result<bool> {
     let services = Services::new(cfg);
     let up = services.status();
     let registry = Registry::lock(services.config())?;
     let users = registry.users();
-    println!(
-        "users:    {}{}",
-        if users.is_empty() {
-            "no xtask run".to_owned()
-        } else {
-            format!("xtask pids {}", join(&users))
-        },
-        if registry.manual() { ", and `services start` (stays up)" } else { "" }
+    status_line(
+        "users:",
+        &format!(
+            "{}{}",
+            if users.is_empty() {
+                "no xtask run".to_owned()
+            } else {
+                format!("xtask pids {}", join(&users))
+            },
+            if registry.manual() { ", and `services start` (stays up)" } else { "" }
+        ),
     );
     Ok(up)
 }
 
 fn say(message: &str) {
     eprintln!("xtask: {message}");
+}
+
+/// "a", "a and b", "a, b and c".
+fn list(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        Some((last, _)) => (*last).to_owned(),
+        None => String::new(),
+    }
 }
 
 fn join(pids: &[u32]) -> String {
@@ -365,5 +378,18 @@ pub(crate) fn reaper_main(parent: &str) -> ExitCode {
             eprintln!("xtask: reaper: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_read_well() {
+        assert_eq!(list(&[]), "");
+        assert_eq!(list(&["redis"]), "redis");
+        assert_eq!(list(&["redis", "postgres"]), "redis and postgres");
+        assert_eq!(list(&["a", "b", "c"]), "a, b and c");
     }
 }
