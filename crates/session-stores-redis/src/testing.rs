@@ -47,6 +47,8 @@ pub struct PrivateRedis {
     durable: bool,
     /// The port of the primary this server replicates, if it is a replica.
     replica_of: Option<u16>,
+    /// A Redis Cluster node (see [`PrivateRedisCluster`]).
+    cluster_node: bool,
 }
 
 impl PrivateRedis {
@@ -99,7 +101,7 @@ impl PrivateRedis {
             .unwrap_or_else(|e| panic!("finding a free port: {e}"))
             .port();
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let mut server = Self { port, dir, child: None, durable, replica_of };
+        let mut server = Self { port, dir, child: None, durable, replica_of, cluster_node: false };
         server.start_again();
         server
     }
@@ -128,6 +130,14 @@ impl PrivateRedis {
         let mut command = Command::new("redis-server");
         if let Some(primary) = self.replica_of {
             command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
+        if self.cluster_node {
+            // A short node timeout: a killed primary's replica takes over
+            // within about two seconds.
+            command
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+                .arg("--cluster-config-file")
+                .arg(self.dir.path().join("nodes.conf"));
         }
         let child = command
             .args(["--port", &self.port.to_string()])
@@ -187,6 +197,166 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A Redis Cluster of its own: three primaries and three replicas, each a
+/// [`PrivateRedis`] on a free port, formed with `redis-cli --cluster create`,
+/// with a one-second node timeout so that a killed primary's replica takes
+/// over within seconds. For failover tests.
+///
+/// ```no_run
+/// use session_stores_redis::RedisStore;
+/// use session_stores_redis::testing::PrivateRedisCluster;
+///
+/// # fn main() -> Result<(), session_core::Error> {
+/// let mut cluster = PrivateRedisCluster::start();
+/// let store = RedisStore::cluster(cluster.urls())?;
+/// let primary = cluster.primaries()[0];
+/// cluster.kill(primary); // its replica is promoted
+/// cluster.start_again(primary); // it comes back as a replica
+/// # let _ = store;
+/// # Ok(()) }
+/// ```
+///
+/// Needs `redis-server` and `redis-cli` on `PATH`.
+#[derive(Debug)]
+pub struct PrivateRedisCluster {
+    nodes: Vec<PrivateRedis>,
+}
+
+impl PrivateRedisCluster {
+    /// Starts six nodes, forms the cluster and waits until every node
+    /// reports it healthy.
+    ///
+    /// # Panics
+    ///
+    /// If a node cannot start, `redis-cli` cannot form the cluster, or it is
+    /// not healthy within thirty seconds.
+    #[must_use]
+    pub fn start() -> Self {
+        let nodes: Vec<PrivateRedis> = (0..6)
+            .map(|_| {
+                let port = TcpListener::bind("127.0.0.1:0")
+                    .and_then(|listener| listener.local_addr())
+                    .unwrap_or_else(|e| panic!("finding a free port: {e}"))
+                    .port();
+                let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+                let mut node = PrivateRedis {
+                    port,
+                    dir,
+                    child: None,
+                    durable: false,
+                    replica_of: None,
+                    cluster_node: true,
+                };
+                node.start_again();
+                node
+            })
+            .collect();
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(nodes.iter().map(|node| format!("127.0.0.1:{}", node.port)))
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}); it comes with redis-server"));
+        assert!(status.success(), "redis-cli --cluster create failed: {status}");
+        let cluster = Self { nodes };
+        cluster.wait_until_healthy(Duration::from_secs(30));
+        cluster
+    }
+
+    /// `redis://127.0.0.1:<port>/` of every node.
+    #[must_use]
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(PrivateRedis::url).collect()
+    }
+
+    /// The ports of the running nodes that are primaries now (`ROLE`).
+    #[must_use]
+    pub fn primaries(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|node| node.child.is_some())
+            .filter(|node| query(node.port, "ROLE").is_some_and(|role| role.contains("master")))
+            .map(PrivateRedis::port)
+            .collect()
+    }
+
+    /// Kills the node on `port` (SIGKILL).
+    ///
+    /// # Panics
+    ///
+    /// If no node listens on `port`.
+    pub fn kill(&mut self, port: u16) {
+        self.node(port).kill();
+    }
+
+    /// Starts the node on `port` again after [`kill`](Self::kill): it
+    /// rejoins from its saved cluster configuration (as a replica, if its
+    /// replica was promoted meanwhile).
+    ///
+    /// # Panics
+    ///
+    /// As [`PrivateRedis::start_again`].
+    pub fn start_again(&mut self, port: u16) {
+        self.node(port).start_again();
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` and every
+    /// replica's link to its primary is up (synced).
+    ///
+    /// # Panics
+    ///
+    /// If that takes longer than `timeout`.
+    pub fn wait_until_healthy(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let healthy = || {
+            self.nodes.iter().filter(|node| node.child.is_some()).all(|node| {
+                query(node.port, "CLUSTER INFO")
+                    .is_some_and(|info| info.contains("cluster_state:ok"))
+                    && query(node.port, "INFO replication").is_some_and(|info| {
+                        info.contains("role:master") || info.contains("master_link_status:up")
+                    })
+            })
+        };
+        while !healthy() {
+            assert!(Instant::now() < deadline, "the private Redis Cluster is not healthy");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn node(&mut self, port: u16) -> &mut PrivateRedis {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.port == port)
+            .unwrap_or_else(|| panic!("no node of this cluster on port {port}"))
+    }
+}
+
+/// One inline command to a node, its whole reply as text; `None` if the node
+/// does not answer. Spoken by hand, like `answers_ping`, so that it needs no
+/// connection from the pool under test.
+fn query(port: u16, command: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    stream.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // Replies here are small: one read, then whatever follows at once.
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                reply.extend_from_slice(&chunk[..n]);
+                stream.set_read_timeout(Some(Duration::from_millis(20))).ok()?;
+            }
+            Err(_) if !reply.is_empty() => break,
+            Err(_) => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&reply).into_owned())
 }
 
 /// The name of the key holding the record of `key` in `store`

@@ -1,0 +1,185 @@
+//! A Redis Cluster primary killed under steady locked increments, its
+//! replica promoted, the killed node back as a replica: every increment the
+//! app answered 200 for is counted and checked against what the cluster
+//! holds afterwards. With replica acknowledgements (`with_replica_acks`) no
+//! acknowledged increment may be lost; without, the loss is reported.
+//!
+//! Each 200 carries the count it wrote. Under the lock every increment
+//! writes the previous count + 1, so an acknowledged write that the
+//! failover lost shows as a count acknowledged twice (the next increment
+//! rebuilt it on the older record), or as a final count below the highest
+//! acknowledged one.
+#![cfg(feature = "redis-cluster")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{app, config, send};
+use http::StatusCode;
+use session_axum::SessionLayer;
+use session_axum::core::LockOptions;
+use session_axum::redis::RedisStore;
+use session_stores_redis::testing::PrivateRedisCluster;
+use tokio::sync::Mutex;
+
+/// What one client task saw for its session.
+#[derive(Default)]
+struct Tally {
+    /// The counts the app acknowledged (200), in order.
+    acknowledged: Vec<u64>,
+    /// Requests answered with the error response: their increment may or
+    /// may not have been written.
+    failed: u64,
+    /// When requests failed, for the unavailability window.
+    failed_at: Vec<Instant>,
+}
+
+struct Figures {
+    acknowledged: usize,
+    stored: u64,
+    lost: usize,
+    in_doubt: u64,
+    seconds_unavailable: f64,
+}
+
+/// Runs the scenario: `sessions` client tasks, each incrementing its own
+/// session, a primary killed after a second, started again three seconds
+/// later, and three more seconds of increments once the cluster is whole.
+async fn kill_a_primary_under_load(replica_acks: bool) -> Figures {
+    let mut cluster = PrivateRedisCluster::start();
+    let mut store = RedisStore::cluster(cluster.urls())
+        .unwrap()
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_response_timeout(Duration::from_millis(1500));
+    if replica_acks {
+        store = store.with_replica_acks(1, Duration::from_millis(500));
+    }
+    // A lock whose holder died with the primary ends with its lease.
+    let locks = LockOptions { lease: Duration::from_secs(1), wait_timeout: Duration::from_secs(2) };
+    let app = app(SessionLayer::new(store.clone())
+        .with_config(config().with_lock_options(locks))
+        .expect("a valid session config"));
+
+    let sessions = 8;
+    let mut cookies = Vec::new();
+    for _ in 0..sessions {
+        let reply = send(&app, "/incr", &[]).await;
+        assert_eq!(reply.body, "1");
+        cookies.push(reply.cookie());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for cookie in &cookies {
+        let (app, cookie, stop) = (app.clone(), cookie.clone(), Arc::clone(&stop));
+        let tally = Arc::new(Mutex::new(Tally { acknowledged: vec![1], ..Tally::default() }));
+        let seen = Arc::clone(&tally);
+        tasks.push((
+            tally,
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let reply = send(&app, "/incr", &[&cookie]).await;
+                    let mut tally = seen.lock().await;
+                    match reply.status {
+                        StatusCode::OK => tally.acknowledged.push(reply.body.parse().unwrap()),
+                        StatusCode::SERVICE_UNAVAILABLE => {
+                            tally.failed += 1;
+                            tally.failed_at.push(Instant::now());
+                            drop(tally);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        other => panic!("{other} during the failover: {}", reply.body),
+                    }
+                }
+            }),
+        ));
+    }
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let victim = cluster.primaries()[0];
+    cluster.kill(victim);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.start_again(victim);
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.wait_until_healthy(Duration::from_secs(30));
+        cluster
+    })
+    .await
+    .unwrap();
+    let whole = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut figures =
+        Figures { acknowledged: 0, stored: 0, lost: 0, in_doubt: 0, seconds_unavailable: 0.0 };
+    let (mut first_failure, mut last_failure) = (None::<Instant>, None::<Instant>);
+    for (cookie, (tally, task)) in cookies.iter().zip(tasks) {
+        task.await.unwrap();
+        let tally = tally.lock().await;
+        // The store recovered without a restart: one more increment answers,
+        // with the stored count + 1.
+        let reply = send(&app, "/incr", &[cookie]).await;
+        let stored: u64 = match reply.status {
+            StatusCode::OK => reply.body.parse::<u64>().unwrap() - 1,
+            other => panic!("{other} reading the count after the failover: {}", reply.body),
+        };
+        let distinct: BTreeSet<u64> = tally.acknowledged.iter().copied().collect();
+        let highest = distinct.last().copied().unwrap_or(0);
+        let rolled_back = usize::try_from(highest.saturating_sub(stored)).unwrap();
+        figures.lost += tally.acknowledged.len() - distinct.len() + rolled_back;
+        figures.acknowledged += tally.acknowledged.len();
+        figures.stored += stored;
+        figures.in_doubt += tally.failed;
+        // Never more than acknowledged + the requests that may have landed.
+        assert!(
+            stored <= u64::try_from(distinct.len()).unwrap() + tally.failed,
+            "{stored} stored > {} acknowledged + {} in doubt",
+            distinct.len(),
+            tally.failed
+        );
+        for &at in &tally.failed_at {
+            first_failure = Some(first_failure.map_or(at, |first| first.min(at)));
+            last_failure = Some(last_failure.map_or(at, |last| last.max(at)));
+            // Once the cluster was whole again, no request failed.
+            assert!(
+                at < whole,
+                "a request failed {:?} after the cluster was whole again",
+                at.duration_since(whole)
+            );
+        }
+    }
+    if let (Some(first), Some(last)) = (first_failure, last_failure) {
+        figures.seconds_unavailable = last.duration_since(first).as_secs_f64();
+    }
+    println!(
+        "failover (replica acks {}): acknowledged {}, stored {}, lost {}, in doubt {}, \
+         seconds unavailable {:.1}",
+        if replica_acks { "on" } else { "off" },
+        figures.acknowledged,
+        figures.stored,
+        figures.lost,
+        figures.in_doubt,
+        figures.seconds_unavailable
+    );
+    drop(cluster);
+    figures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_replica_acks_no_acknowledged_increment_is_lost_in_a_failover() {
+    let figures = kill_a_primary_under_load(true).await;
+    assert_eq!(figures.lost, 0, "acknowledged increments lost");
+    assert!(figures.in_doubt > 0, "the kill was felt: requests failed during the failover");
+    assert!(figures.acknowledged > figures.in_doubt as usize, "the cluster served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_replica_acks_the_loss_in_a_failover_is_reported() {
+    let figures = kill_a_primary_under_load(false).await;
+    assert!(figures.in_doubt > 0, "the kill was felt: requests failed during the failover");
+    assert!(figures.acknowledged > figures.in_doubt as usize, "the cluster served");
+}
