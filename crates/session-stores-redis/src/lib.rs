@@ -38,8 +38,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The `testing` feature adds `testing::PrivateRedis`: a `redis-server` of a
-//! test's own, to kill and start again in fault tests.
+//! With the `cluster` feature, `RedisStore::cluster(urls)` runs the same
+//! store on Redis Cluster: a session's record and lock share a hash slot, so
+//! every per-session operation is still one atomic script; a user's index
+//! lives in a slot of its own and is kept in step by separate commands (see
+//! `RedisStore::cluster` for what that changes).
+//!
+//! The `testing` feature adds `testing::PrivateRedis` and
+//! `testing::PrivateRedisCluster`: a `redis-server` (or six, as a cluster)
+//! of a test's own, to kill and start again in fault and failover tests.
 //!
 //! Not for direct use; see the `session-axum` crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
