@@ -18,7 +18,7 @@
 //! the store with N other live sessions (memory rows only);
 //! `--stdin-lifeline` makes the server exit when its stdin closes (how
 //! `cargo xtask bench` makes sure no server outlives it). Redis and
-//! Postgres rows read `REDIS_URL` / `DATABASE_URL`; rows that keep files
+//! Postgres rows read `REDIS_URL` / `REDIS_CLUSTER_URLS` / `DATABASE_URL`; rows that keep files
 //! use `BENCH_DATA_DIR` (default: a directory under the system temp dir).
 
 mod bare;

@@ -84,6 +84,16 @@ pub(crate) fn redis() -> Result<Router> {
     Ok(counter(store, Locking::Lock))
 }
 
+/// `ours-redis-cluster`: the Redis store and its lock on the local Redis
+/// Cluster.
+pub(crate) fn redis_cluster() -> Result<Router> {
+    let urls = crate::env("REDIS_CLUSTER_URLS")?;
+    let store = RedisStore::cluster(urls.split(','))
+        .map_err(|e| format!("redis cluster: {e}"))?
+        .with_prefix(format!("bench:{}:", std::process::id()));
+    Ok(counter(store, Locking::Lock))
+}
+
 /// `ours-postgres`: the PostgreSQL store and its advisory lock.
 pub(crate) async fn postgres() -> Result<Router> {
     let url = crate::env("DATABASE_URL")?;

@@ -33,7 +33,7 @@ pub(crate) struct Route {
     /// The comparison row doing the same work (tower-sessions, or axum-extra's
     /// private cookie jar for cookie-held sessions).
     pub(crate) peer: Option<&'static str>,
-    /// Services it needs: `redis`, `postgres`.
+    /// Services it needs: `redis`, `redis-cluster`, `postgres`, `pgbouncer`.
     pub(crate) needs: &'static [&'static str],
     pub(crate) kind: Kind,
     /// Whether `--prefill N` is supported (memory stores).
@@ -125,6 +125,15 @@ pub(crate) const ROUTES: &[Route] = &[
         prefill: false,
         what: "session-axum RedisStore, Session::lock() (distributed lock) then get + insert",
         build: |_| Box::pin(async { ours::redis() }),
+    },
+    Route {
+        name: "ours-redis-cluster",
+        peer: None,
+        needs: &["redis-cluster"],
+        kind: Kind::Server,
+        prefill: false,
+        what: "session-axum RedisStore::cluster on a local 3+3 node Redis Cluster, Session::lock()",
+        build: |_| Box::pin(async { ours::redis_cluster() }),
     },
     Route {
         name: "tower-sessions-postgres",

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use std::io::Write as _;
 
+#[cfg(feature = "cluster")]
 use deadpool_redis::redis::aio::ConnectionLike as _;
 use deadpool_redis::redis::{
     self, Cmd, ErrorKind, RedisError, RedisWrite as _, ServerErrorKind, Value,
@@ -512,17 +513,28 @@ pub(crate) async fn send(
     command: &Cmd,
     script: Option<&Lua>,
 ) -> Result<Value, RedisError> {
-    let result = connection.req_packed_command(command).await.and_then(Value::extract_error);
+    let result = send_once(connection, command).await;
     match (result, script) {
         (Err(error), Some(script))
             if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
         {
             let eval = script.eval_instead(command);
             // Boxed: rare, and kept out of the size of every `run` future.
-            Box::pin(connection.req_packed_command(&eval)).await.and_then(Value::extract_error)
+            Box::pin(send_once(connection, &eval)).await
         }
         (result, _) => result,
     }
+}
+
+async fn send_once(connection: &mut Connection, command: &Cmd) -> Result<Value, RedisError> {
+    match connection {
+        // The inherent method: `ConnectionLike` would box its future, an
+        // allocation per command on the hot path.
+        Connection::Standalone(connection) => connection.send_packed_command(command).await,
+        #[cfg(feature = "cluster")]
+        Connection::Cluster(connection) => connection.req_packed_command(command).await,
+    }
+    .and_then(Value::extract_error)
 }
 
 pub(crate) fn int_reply(reply: Value, operation: &'static str) -> Result<i64, RedisStoreError> {
