@@ -329,7 +329,12 @@ impl RedisStore {
         script: Option<&Lua>,
     ) -> Result<Value, RedisStoreError> {
         let mut lent = self.connections.get(self.connect_timeout).await?;
-        match self.bounded(send(&mut lent.connection, command, script)).await? {
+        let result = match self.response_timeout {
+            None => send(&mut lent.connection, command, script).await,
+            // Boxed: kept out of the size of the standalone hot path's future.
+            Some(_) => Box::pin(self.bounded(send(&mut lent.connection, command, script))).await?,
+        };
+        match result {
             Ok(value) => Ok(value),
             Err(error) => {
                 self.connections.failed(&lent, &error);
