@@ -10,8 +10,9 @@
 //! (`lock_and_load`, then `save_and_release`, each one script call) and one
 //! per operation without it (`load` is a single `GET`; `save` a single
 //! script call). Each session is one Redis string, so a load answers with
-//! one bulk string, and the two hot-path scripts run six commands inside
-//! Redis between them (`SET NX PX` + `GET`; `GET`, `GET`, `SET EXAT`, `DEL`);
+//! one bulk string, and the two hot-path scripts run five commands inside
+//! Redis between them (`SET NX PX` + `GET`; `GET` of the lock,
+//! `SET XX GET EXAT`, `DEL`);
 //! the user index is only written when a session's user or deadline
 //! changes. Held locks' leases are renewed by one task per store. Needs
 //! Redis 6.2 or later.

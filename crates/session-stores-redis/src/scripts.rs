@@ -30,8 +30,8 @@
 //!   see `crate::cluster`).
 //!
 //! The hot path is `LOCK_AND_LOAD` (`SET NX PX`, `GET`) and `SAVE` with the
-//! lock (`GET` of the lock, `GET` of the record, `SET EXAT`, `DEL` of the
-//! lock). The user index is only written when a record's user or deadline
+//! lock (`GET` of the lock, `SET XX GET EXAT` of the record, which returns
+//! the old value, `DEL` of the lock). The user index is only written when a record's user or deadline
 //! changes: the save script compares the head of the stored value
 //! (`s1 <at> <user> `) with the new one. That keeps the invariant every
 //! index reader relies on: a live record with a user is in that user's
@@ -144,7 +144,7 @@ return 1
 });
 
 /// `save`, and `save_and_release` when a lock key is given: overwrites the
-/// record only if one exists, keeps the user index in step, and releases
+/// record only if one exists (`SET XX GET`: one command reads and writes), keeps the user index in step, and releases
 /// the lock if the caller still holds it.
 ///
 /// KEYS: record, optionally the lock. ARGV: value, expire-at, length of the
@@ -156,10 +156,14 @@ pub(crate) static SAVE: LazyLock<Lua> = LazyLock::new(|| {
         r#"
 local lock = KEYS[2]
 if lock and redis.call('GET', lock) ~= ARGV[6] then return -1 end
-local old = redis.pcall('GET', KEYS[1])
+-- One command reads the old value and writes the new one, only over an
+-- existing key (XX); a key of another type is an error and left alone.
+local old = redis.pcall('SET', KEYS[1], ARGV[1], 'XX', 'GET', 'EXAT', ARGV[2])
 local saved = 0
-if type(old) == 'string' and string.sub(old, 1, 3) == 's1 ' then
-  redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
+if type(old) == 'string' and string.sub(old, 1, 3) ~= 's1 ' then
+  -- Not a record of ours: put its value back (rare; its TTL is now ours).
+  redis.call('SET', KEYS[1], old, 'KEEPTTL')
+elseif type(old) == 'string' then
   local n = tonumber(ARGV[3])
   if ARGV[5] == '1' and string.sub(old, 1, n) ~= string.sub(ARGV[1], 1, n) then
     local member = member_of(KEYS[1], ARGV[4])
