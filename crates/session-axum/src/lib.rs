@@ -85,13 +85,14 @@ pub mod redis {
     };
 }
 
-/// The PostgreSQL store, with advisory locks.
+/// The PostgreSQL store, with advisory locks, or lease locks for PgBouncer's
+/// transaction pooling ([`LockMode`](postgres::LockMode)).
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres {
     #[doc(inline)]
     pub use session_stores_postgres::{
-        CleanupHandle, DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, InvalidTableName,
+        CleanupHandle, DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, InvalidTableName, LockMode,
         PgConnectOptions, PgPool, PgPoolOptions, PostgresStore,
     };
 }

@@ -1,6 +1,7 @@
 //! The auth scenarios on the memory store, plus auth behaviour that does not
 //! depend on the store. Redis and Postgres come from `REDIS_URL` /
-//! `DATABASE_URL`, which `cargo xtask test` sets.
+//! `DATABASE_URL`, PgBouncer (Postgres in lease mode) from `PGBOUNCER_URL`,
+//! which `cargo xtask test` sets.
 
 #![allow(clippy::expect_used)] // Store constructors in test helpers.
 
@@ -95,6 +96,32 @@ mod postgres {
         let pool = PgPool::connect(&url).await.expect("a Postgres pool");
         // One table for every run: users and session ids are random per test.
         let store = PostgresStore::new(pool).with_table_name("axum_auth_tests").expect("a name");
+        store.migrate().await.expect("migrations");
+        store
+    }
+
+    crate::auth_tests!(make_store);
+    crate::auth_race_tests!(make_store);
+}
+
+/// Lease mode through PgBouncer in transaction pooling mode (`PGBOUNCER_URL`).
+#[cfg(feature = "postgres")]
+mod postgres_lease_pgbouncer {
+    use session_axum::postgres::{LockMode, PgConnectOptions, PgPoolOptions, PostgresStore};
+
+    async fn make_store() -> PostgresStore {
+        let options: PgConnectOptions =
+            crate::service_url("PGBOUNCER_URL").parse().expect("a PostgreSQL URL");
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            // PgBouncer refuses sqlx's `extra_float_digits` startup parameter.
+            .connect_with(options.extra_float_digits(None))
+            .await
+            .expect("a pool through PgBouncer");
+        let store = PostgresStore::new(pool)
+            .with_table_name("axum_auth_tests_lease")
+            .expect("a name")
+            .with_lock_mode(LockMode::Lease);
         store.migrate().await.expect("migrations");
         store
     }

@@ -1,7 +1,7 @@
 //! The HTTP scenarios of `route_tests!` on every server-side store besides
 //! memory (which `tests/memory.rs` covers). Redis and Postgres come from
-//! `REDIS_URL` / `REDIS_CLUSTER_URLS` / `DATABASE_URL`, which `cargo xtask test`
-//! sets.
+//! `REDIS_URL` / `REDIS_CLUSTER_URLS` / `DATABASE_URL`, PgBouncer (for Postgres in
+//! lease mode) from `PGBOUNCER_URL`, which `cargo xtask test` sets.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Store constructors in test helpers.
 
@@ -45,6 +45,40 @@ mod postgres {
         let pool = PgPool::connect(&crate::common::service_url("DATABASE_URL")).await.unwrap();
         // One table for all runs: every test uses fresh random session ids.
         let store = PostgresStore::new(pool).with_table_name("axum_route_tests").unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    crate::route_tests!(make_store);
+    crate::race_tests!(make_store);
+}
+
+/// Lease mode through PgBouncer in transaction pooling mode (`PGBOUNCER_URL`),
+/// on a pool with more client connections than PgBouncer has server
+/// connections.
+#[cfg(feature = "postgres")]
+mod postgres_lease_pgbouncer {
+    use std::time::Duration;
+
+    use session_axum::postgres::{LockMode, PgConnectOptions, PgPoolOptions, PostgresStore};
+
+    async fn make_store() -> PostgresStore {
+        let options: PgConnectOptions =
+            crate::common::service_url("PGBOUNCER_URL").parse().unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            // PgBouncer refuses sqlx's `extra_float_digits` startup parameter.
+            .connect_with(options.extra_float_digits(None))
+            .await
+            .unwrap();
+        // One table for all runs (every test uses fresh random session ids),
+        // apart from the advisory-mode tests: the two modes do not exclude
+        // each other.
+        let store = PostgresStore::new(pool)
+            .with_table_name("axum_route_tests_lease")
+            .unwrap()
+            .with_lock_mode(LockMode::Lease);
         store.migrate().await.unwrap();
         store
     }

@@ -15,13 +15,24 @@ pub(crate) enum PgStoreError {
     /// connection was reset while the guard was alive.
     #[error("the session's advisory lock was no longer held by its connection")]
     LockLost,
+
+    /// The OS random number generator failed (lease tokens).
+    #[error("the OS random number generator failed: {0}")]
+    Random(getrandom::Error),
+
+    /// A statement answered with rows it never returns (a table changed
+    /// behind the store's back).
+    #[error("unexpected result from PostgreSQL: {0}")]
+    UnexpectedReply(&'static str),
 }
 
 impl From<PgStoreError> for session_core::Error {
     fn from(error: PgStoreError) -> Self {
         match error {
             PgStoreError::LockLost => Self::LockLost,
-            PgStoreError::Sqlx(_) => Self::backend(STORE, error),
+            PgStoreError::Sqlx(_) | PgStoreError::Random(_) | PgStoreError::UnexpectedReply(_) => {
+                Self::backend(STORE, error)
+            }
         }
     }
 }

@@ -7,9 +7,12 @@
 //! - `create` is one `INSERT ... ON CONFLICT DO NOTHING`, so an id collision
 //!   is detected atomically; `save` and `touch` are `UPDATE`s that never
 //!   bring back a deleted session.
-//! - [`lock`](session_core::LockingStore::lock) takes a PostgreSQL advisory
-//!   lock on the session, exclusive across every process using the database,
-//!   so read-modify-write under `session.lock()` loses no update.
+//! - [`lock`](session_core::LockingStore::lock) takes a lock on the session,
+//!   exclusive across every process using the database, so read-modify-write
+//!   under `session.lock()` loses no update. [`LockMode`] picks how: a
+//!   PostgreSQL advisory lock (the default, for direct connections), or a
+//!   lease row fenced by a random token, for PgBouncer in transaction
+//!   pooling mode (see [below](#behind-pgbouncer)).
 //! - Expired sessions never load; [`SpawnCleanup::spawn_cleanup`] deletes
 //!   them in bounded batches in the background. Running it in several
 //!   processes at once is fine.
@@ -36,6 +39,33 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Behind PgBouncer
+//!
+//! With PgBouncer in transaction pooling mode in front of the database, the
+//! advisory lock does not work (it belongs to a server connection that
+//! PgBouncer hands to other clients between transactions), and neither do
+//! sqlx's prepared statements. [`LockMode::Lease`] locks with a lease row
+//! instead, and sends every statement of the store as a simple query with
+//! no prepared statement. The pool needs sqlx's `extra_float_digits`
+//! startup parameter off (PgBouncer 1.18 refuses it), which the store does
+//! itself for connections opened after
+//! [`with_lock_mode`](PostgresStore::with_lock_mode); set it before
+//! connecting if the pool connects eagerly:
+//!
+//! ```rust,no_run
+//! use session_stores_postgres::{LockMode, PgConnectOptions, PgPoolOptions, PostgresStore};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let options: PgConnectOptions = "postgres://app@pgbouncer.internal:6432/app".parse()?;
+//! let pool = PgPoolOptions::new()
+//!     .max_connections(20)
+//!     .connect_with(options.extra_float_digits(None))
+//!     .await?;
+//! let store = PostgresStore::new(pool).with_lock_mode(LockMode::Lease);
+//! store.migrate().await?;
+//! # Ok(()) }
+//! ```
+//!
 //! TLS is not enabled in this crate's sqlx build; connect over a trusted
 //! network or a Unix socket.
 //!
@@ -44,10 +74,14 @@
 
 mod driver;
 mod error;
+mod inline;
+mod lease;
 mod lock;
+mod mode;
 mod store;
 mod table;
 
+pub use mode::LockMode;
 /// The background task that deletes expired sessions: `store.spawn_cleanup(interval)`
 /// through [`SpawnCleanup`], stopped through its [`CleanupHandle`].
 pub use session_core::{CleanupHandle, SpawnCleanup};

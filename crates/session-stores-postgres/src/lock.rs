@@ -1,4 +1,6 @@
-//! Session locks as PostgreSQL advisory locks.
+//! Session locks as PostgreSQL advisory locks ([`LockMode::Advisory`]), and
+//! the [`LockingStore`] impl that picks the store's mode (the lease mode is
+//! in `lease.rs`).
 //!
 //! A lock is a session-level `pg_advisory_lock` on the first 64 bits of the
 //! session's [`StorageKey`], taken on a connection checked out of the pool
@@ -24,14 +26,14 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, Postgres, Row};
 use tokio::time::Instant;
 
-use crate::PostgresStore;
 use crate::driver::Pg;
 use crate::error::{PgStoreError, STORE, backend};
+use crate::{LockMode, PostgresStore};
 
 /// First pause between attempts to take a busy lock.
-const FIRST_BACKOFF: Duration = Duration::from_millis(2);
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(2);
 /// Longest pause between attempts.
-const MAX_BACKOFF: Duration = Duration::from_millis(50);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A pooled connection that may hold an advisory lock. Unless marked clean,
 /// it is closed rather than returned to the pool when dropped.
@@ -144,7 +146,7 @@ async fn try_lock(
 }
 
 /// A little randomness so waiters on one lock do not poll in step.
-fn jittered(backoff: Duration, seed: &mut u64) -> Duration {
+pub(crate) fn jittered(backoff: Duration, seed: &mut u64) -> Duration {
     // xorshift64
     *seed ^= *seed << 13;
     *seed ^= *seed >> 7;
@@ -283,15 +285,18 @@ impl PostgresStore {
     }
 }
 
-/// Session-level advisory locks, exclusive across every process and machine
-/// using the same database.
+/// Per-session locks, exclusive across every process and machine using the
+/// same database, in the store's [`LockMode`].
 ///
-/// `options.lease` does not apply: the lock lives exactly as long as the
-/// database session holding it, so a crashed process releases it at once.
-/// Waiting polls with backoff and gives up with [`Error::LockTimeout`] after
-/// `options.wait_timeout`. A guard dropped without
-/// [`release`](LockGuard::release) is unlocked by a spawned task; if that
-/// fails, the connection is closed instead of being returned to the pool.
+/// # [`LockMode::Advisory`] (the default)
+///
+/// Session-level advisory locks. `options.lease` does not apply: the lock
+/// lives exactly as long as the database session holding it, so a crashed
+/// process releases it at once. Waiting polls with backoff and gives up with
+/// [`Error::LockTimeout`] after `options.wait_timeout`. A guard dropped
+/// without [`release`](LockGuard::release) is unlocked by a spawned task; if
+/// that fails, the connection is closed instead of being returned to the
+/// pool.
 ///
 /// A locked read-modify-write takes one connection from the pool and two
 /// round trips ([`lock_and_load`](LockingStore::lock_and_load) and
@@ -302,29 +307,62 @@ impl PostgresStore {
 /// Locks are keyed by the first 64 bits of the session's storage key (in the
 /// database-wide advisory lock space shared with other applications); two
 /// sessions sharing those bits would merely wait for each other.
+///
+/// # [`LockMode::Lease`]
+///
+/// A row per locked session in `<table>_leases`, holding a random token and
+/// the end of the lease on the database's clock:
+///
+/// - Taking it: one `INSERT ... ON CONFLICT DO UPDATE ... WHERE` the lease
+///   ended, retried with backoff until `options.wait_timeout`;
+///   [`lock_and_load`](LockingStore::lock_and_load) reads the session in
+///   the same round trip, after the lease is taken.
+/// - Holding it: a task renews the lease every third of `options.lease`. If
+///   it finds the token gone, or cannot reach the database before the lease
+///   ends, [`LockGuard::is_held`] turns `false` and `save_and_release`
+///   refuses to save. No connection is held between statements.
+/// - Saving: [`save_and_release`](LockingStore::save_and_release) deletes the
+///   lease by token and updates the session in one statement, writing only
+///   if the token was still there: a holder whose lease ended and was taken
+///   by another gets [`Error::LockLost`] and never overwrites.
+/// - Releasing: compare-and-delete by token. A guard dropped without
+///   `release` is released by a spawned task; a process that dies leaves
+///   its lease to end, after which the next holder takes it over.
 #[async_trait]
 impl LockingStore for PostgresStore {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
+        if self.mode == LockMode::Lease {
+            let (guard, _) = self.lease_acquire(key, options, None).await?;
+            return Ok(guard);
+        }
         let (lock, _) = self.take_lock(key, options, Attempt::Lock).await?;
         Ok(LockGuard::new(lock))
     }
 
-    /// Takes the lock and loads the record in one round trip, the load in a
-    /// transaction that starts after the lock was taken.
+    /// Takes the lock and loads the record in one round trip, the load after
+    /// the lock was taken (advisory: in a transaction that starts after it;
+    /// lease: in a statement that starts after it).
     async fn lock_and_load(
         &self,
         key: &StorageKey,
         options: LockOptions,
         now: Timestamp,
     ) -> Result<(LockGuard, Option<Record>), Error> {
+        if self.mode == LockMode::Lease {
+            return self.lease_acquire(key, options, Some(now)).await;
+        }
         let (lock, record) = self.take_lock(key, options, Attempt::LockAndLoad(now)).await?;
         Ok((LockGuard::new(lock), record))
     }
 
-    /// Saves and unlocks in one round trip on the lock's own connection; the
-    /// save commits before the unlock. Guards of other stores are saved
-    /// through the pool, then released.
+    /// Saves and unlocks in one round trip (advisory: on the lock's own
+    /// connection, the save committed before the unlock; lease: one fenced
+    /// statement). Guards of other stores are saved through the pool, then
+    /// released.
     async fn save_and_release(&self, record: &Record, guard: LockGuard) -> Result<(), Error> {
+        if self.mode == LockMode::Lease {
+            return self.lease_save_and_release(record, guard).await;
+        }
         let Some(lock) = guard.downcast_ref::<PgLock>() else {
             // Another store's lock, or another key's: save, then release it.
             return guard.save_through(self, record).await;

@@ -3,17 +3,20 @@
 use std::fmt;
 use std::sync::Arc;
 
-use session_core::Error;
+use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, async_trait};
 use session_stores_sql::{
     DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, InvalidTableName, SessionTable, trusted_sql,
 };
 use sqlx::{PgPool, SqlStr};
 
+use crate::LockMode;
 use crate::driver::Pg;
 use crate::error::backend;
+use crate::lease::LeaseStatements;
 use crate::table::TableName;
 
-/// Sessions in a PostgreSQL table, with advisory locks.
+/// Sessions in a PostgreSQL table, with advisory locks or (behind PgBouncer)
+/// lease locks.
 ///
 /// Cloning is cheap and clones share the pool. Create the table once with
 /// [`migrate`](Self::migrate) (idempotent; safe to run at every start).
@@ -37,13 +40,36 @@ use crate::table::TableName;
 /// strings containing `\u0000` that JSON (and session data) allow, and a
 /// corrupt value must be readable to be reported rather than fail the query.
 ///
+/// [`LockMode::Lease`] also uses `<table>_leases` (`session_key BYTEA`
+/// primary key, `token BYTEA`, `lease_until TIMESTAMPTZ`), one row per
+/// locked session; `migrate` creates it in either mode.
+///
 /// # Locks and the pool
 ///
+/// In the default [`LockMode::Advisory`],
 /// [`lock`](session_core::LockingStore::lock) holds a session-level advisory
 /// lock on a pooled connection for as long as the guard lives, so size the
 /// pool for the number of sessions locked at once plus the connections other
-/// requests need. The pool's acquire timeout bounds every operation: with the
-/// pool exhausted, calls fail with [`Error::Backend`] after that timeout.
+/// requests need. In [`LockMode::Lease`] a held lock takes no connection.
+/// The pool's acquire timeout bounds every operation: with the pool
+/// exhausted, calls fail with [`Error::Backend`] after that timeout.
+///
+/// # PgBouncer
+///
+/// Behind PgBouncer in transaction pooling mode, use
+/// [`with_lock_mode(LockMode::Lease)`](Self::with_lock_mode): see
+/// [`LockMode`] for what it changes and what the pool needs. In that mode
+/// every statement of the store is a simple query, so it is safe through
+/// PgBouncer; queries of your own on the same pool are not made so. sqlx
+/// prepares every query with parameters, and neither of its ways is safe
+/// under transaction pooling without an explicit transaction: named
+/// statements (the default, and still with `statement_cache_capacity(0)`)
+/// stay on one server connection, and unnamed ones (`.persistent(false)`)
+/// are prepared and executed in two round trips that PgBouncer may send to
+/// two server connections, running another client's statement. Run such
+/// queries with `.persistent(false)` inside a transaction (`pool.begin()`),
+/// which keeps one server connection until it ends, or with
+/// `sqlx::raw_sql` and no parameters.
 ///
 /// ```rust,no_run
 /// use session_stores_postgres::{PgPool, PostgresStore};
@@ -58,6 +84,7 @@ use crate::table::TableName;
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
     pub(crate) table: Arc<Table>,
+    pub(crate) mode: LockMode,
 }
 
 /// A table name with the statements that use it, built once.
@@ -73,6 +100,8 @@ pub(crate) struct Table {
     pub(crate) lock_and_load: SqlStr,
     /// `CALL` of the procedure that saves, commits and unlocks.
     pub(crate) save_and_unlock: SqlStr,
+    /// The statements of [`LockMode::Lease`] (see `lease.rs`).
+    pub(crate) lease: LeaseStatements,
 }
 
 impl Table {
@@ -80,6 +109,7 @@ impl Table {
         let t = name.quoted();
         let lock_and_load = name.routine("lock_and_load");
         let save_and_unlock = name.routine("save_and_unlock");
+        let lease = LeaseStatements::new(&name);
         let migrate = format!(
             "CREATE TABLE IF NOT EXISTS {t} (
                 session_key BYTEA PRIMARY KEY,
@@ -94,9 +124,15 @@ impl Table {
                 version BIGINT NOT NULL
             );
             CREATE INDEX IF NOT EXISTS {expires_idx} ON {t} (expires_at);
-            CREATE INDEX IF NOT EXISTS {user_idx} ON {t} (user_id) WHERE user_id IS NOT NULL;",
+            CREATE INDEX IF NOT EXISTS {user_idx} ON {t} (user_id) WHERE user_id IS NOT NULL;
+            CREATE TABLE IF NOT EXISTS {leases} (
+                session_key BYTEA PRIMARY KEY,
+                token BYTEA NOT NULL,
+                lease_until TIMESTAMPTZ NOT NULL
+            );",
             expires_idx = name.derived("expires_at_idx"),
             user_idx = name.derived("user_id_idx"),
+            leases = lease.leases,
         );
         // The two halves of a locked read-modify-write, one round trip each.
         // Procedures (not functions) because they can COMMIT between
@@ -163,6 +199,7 @@ impl Table {
             save_and_unlock: trusted_sql(format!(
                 "CALL {save_and_unlock}($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             )),
+            lease,
             name,
         }
     }
@@ -179,6 +216,7 @@ impl PostgresStore {
                 TableName::unchecked(DEFAULT_TABLE_NAME),
                 DEFAULT_CLEANUP_BATCH_SIZE,
             )),
+            mode: LockMode::Advisory,
         }
     }
 
@@ -203,10 +241,7 @@ impl PostgresStore {
     /// ```
     pub fn with_table_name(self, name: &str) -> Result<Self, InvalidTableName> {
         let name = TableName::parse(name)?;
-        Ok(Self {
-            table: Arc::new(Table::new(name, self.table.sessions.batch_size())),
-            pool: self.pool,
-        })
+        Ok(Self { table: Arc::new(Table::new(name, self.table.sessions.batch_size())), ..self })
     }
 
     /// Sets how many rows one cleanup statement deletes at most (default
@@ -214,35 +249,77 @@ impl PostgresStore {
     /// statement's locks short on a busy table.
     #[must_use]
     pub fn with_cleanup_batch_size(self, batch_size: u32) -> Self {
-        Self {
-            table: Arc::new(Table::new(self.table.name.clone(), batch_size.max(1))),
-            pool: self.pool,
-        }
+        Self { table: Arc::new(Table::new(self.table.name.clone(), batch_size.max(1))), ..self }
     }
 
-    /// Creates the table and its indexes if they do not exist. Idempotent, and
-    /// safe to run from several processes at once (it takes a
-    /// transaction-scoped advisory lock).
+    /// Sets how sessions are locked: [`LockMode::Advisory`] (the default)
+    /// for a direct connection, [`LockMode::Lease`] behind PgBouncer in
+    /// transaction pooling mode. See [`LockMode`] for when to use which;
+    /// every process sharing the table must use the same mode.
+    ///
+    /// [`LockMode::Lease`] also turns off sqlx's `extra_float_digits`
+    /// startup parameter, which PgBouncer refuses, in the pool's options for
+    /// the connections it opens from now on (this store's statements read no
+    /// floating-point values; queries of yours that do, in text format, get
+    /// the server's default precision, exact since PostgreSQL 12).
+    ///
+    /// ```
+    /// use session_stores_postgres::{LockMode, PgPoolOptions, PostgresStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = PgPoolOptions::new().connect_lazy("postgres://app@127.0.0.1:6432/app")?;
+    /// let store = PostgresStore::new(pool).with_lock_mode(LockMode::Lease);
+    /// assert_eq!(store.lock_mode(), LockMode::Lease);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_lock_mode(self, mode: LockMode) -> Self {
+        if mode == LockMode::Lease {
+            let options = (*self.pool.connect_options()).clone();
+            self.pool.set_connect_options(options.extra_float_digits(None));
+        }
+        Self { mode, ..self }
+    }
+
+    /// How this store locks sessions (see [`with_lock_mode`](Self::with_lock_mode)).
+    #[must_use]
+    pub fn lock_mode(&self) -> LockMode {
+        self.mode
+    }
+
+    /// Creates the table, its indexes and the lease table of
+    /// [`LockMode::Lease`] if they do not exist. Idempotent, and safe to run
+    /// from several processes at once (it takes a transaction-scoped advisory
+    /// lock) and through PgBouncer's transaction pooling (it runs in one
+    /// transaction, with unnamed statements only).
     ///
     /// # Errors
     ///
     /// [`Error::Backend`] if the database refuses (no such schema, no
     /// privilege, connection failure).
     pub async fn migrate(&self) -> Result<(), Error> {
+        // Unnamed statements (`persistent(false)`), so nothing stays behind on
+        // a server connection that PgBouncer hands to other clients; inside
+        // the transaction, which keeps one server connection, they are safe
+        // (see the `PgBouncer` section above).
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .persistent(false)
             .bind(self.table.name.lock_id())
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
         sqlx::raw_sql(self.table.migrate.clone()).execute(&mut *tx).await.map_err(backend)?;
         let user_id_type: Option<String> = sqlx::query_scalar(self.table.user_id_type.clone())
+            .persistent(false)
             .bind(self.table.name.quoted())
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
         if user_id_type.as_deref() == Some("text") {
             sqlx::query(self.table.user_id_to_bytea.clone())
+                .persistent(false)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
@@ -257,12 +334,6 @@ impl PostgresStore {
         &self.pool
     }
 
-    /// The statements shared with the other SQL store, for
-    /// `impl_session_store!`.
-    fn sessions(&self) -> &SessionTable<Pg> {
-        &self.table.sessions
-    }
-
     /// The table name, as given (unquoted).
     #[must_use]
     pub fn table_name(&self) -> String {
@@ -274,9 +345,77 @@ impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresStore")
             .field("table", &self.table.name)
+            .field("lock_mode", &self.mode)
             .field("pool_size", &self.pool.size())
             .finish_non_exhaustive()
     }
 }
 
-session_stores_sql::impl_session_store!(PostgresStore);
+/// In [`LockMode::Advisory`] the statements shared with the SQLite store, on
+/// the pool (prepared and cached by sqlx); in [`LockMode::Lease`] the same
+/// SQL as simple queries (see `lease.rs`).
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn create(&self, record: &Record) -> Result<(), Error> {
+        match self.mode {
+            LockMode::Advisory => self.sessions().create(&self.pool, record).await,
+            LockMode::Lease => self.lease_create(record).await,
+        }
+    }
+
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, Error> {
+        match self.mode {
+            LockMode::Advisory => self.sessions().load(&self.pool, key, now).await,
+            LockMode::Lease => self.lease_load(key, now).await,
+        }
+    }
+
+    async fn save(&self, record: &Record) -> Result<(), Error> {
+        match self.mode {
+            LockMode::Advisory => self.sessions().save(&self.pool, record).await,
+            LockMode::Lease => self.lease_save(record).await,
+        }
+    }
+
+    async fn delete(&self, key: &StorageKey) -> Result<(), Error> {
+        match self.mode {
+            LockMode::Advisory => self.sessions().delete(&self.pool, key).await,
+            LockMode::Lease => self.lease_delete(key).await,
+        }
+    }
+
+    async fn touch(&self, record: &Record) -> Result<(), Error> {
+        match self.mode {
+            LockMode::Advisory => self.sessions().touch(&self.pool, record).await,
+            LockMode::Lease => self.lease_touch(record).await,
+        }
+    }
+
+    async fn delete_expired(&self, now: Timestamp) -> Result<u64, Error> {
+        match self.mode {
+            LockMode::Advisory => self.sessions().delete_expired(&self.pool, now).await,
+            LockMode::Lease => self.lease_delete_expired(now).await,
+        }
+    }
+
+    async fn list_for_user(&self, user: &str, now: Timestamp) -> Result<Vec<Record>, Error> {
+        match self.mode {
+            LockMode::Advisory => self.sessions().list_for_user(&self.pool, user, now).await,
+            LockMode::Lease => self.lease_list_for_user(user, now).await,
+        }
+    }
+
+    async fn delete_for_user(&self, user: &str) -> Result<u64, Error> {
+        match self.mode {
+            LockMode::Advisory => self.sessions().delete_for_user(&self.pool, user).await,
+            LockMode::Lease => self.lease_delete_for_user(user).await,
+        }
+    }
+}
+
+impl PostgresStore {
+    /// The statements shared with the other SQL store.
+    fn sessions(&self) -> &SessionTable<Pg> {
+        &self.table.sessions
+    }
+}

@@ -64,6 +64,13 @@ impl TableName {
     /// A quoted name for a routine belonging to this table, in the table's
     /// schema (if it names one): like [`derived`](Self::derived), qualified.
     pub(crate) fn routine(&self, suffix: &str) -> String {
+        self.qualified(suffix)
+    }
+
+    /// A quoted name for a table or routine belonging to this table, in the
+    /// table's schema (if it names one): like [`derived`](Self::derived),
+    /// qualified.
+    pub(crate) fn qualified(&self, suffix: &str) -> String {
         match &self.schema {
             Some(schema) => format!("{}.{}", quote(schema), self.derived(suffix)),
             None => self.derived(suffix),

@@ -1,14 +1,16 @@
 //! The hostile-input catalogue (`docs/hostile-inputs.md`), store level, for the PostgreSQL
 //! store: where each row that a store answers for is tested, and the checks
 //! only this store can make. Two stores with pools of their own on one table
-//! stand for two processes. Needs `DATABASE_URL` (`cargo xtask test` sets
-//! it).
+//! stand for two processes. Each check runs in both lock modes: advisory
+//! straight on PostgreSQL, and lease through PgBouncer (whose statements
+//! write values as literals and read results as text). Needs `DATABASE_URL`
+//! and `PGBOUNCER_URL` (`cargo xtask test` sets them).
 //!
 //! | row | here |
 //! |-----|------|
 //! | 1-4, 6, 20, 21, 27 | the layer: `session-axum/tests/bad_inputs.rs` (rows are keyed by hashed ids only) |
 //! | 5 | `conformance::row05_unknown_key_is_not_created` (`session_core::testing`); below: no row is left in the table |
-//! | 7, 8 | `conformance::row07_*`, `conformance::row08_*`: hostile user ids in the per-user index (bound parameters, never SQL text); below: NUL in user ids (`BYTEA`) |
+//! | 7, 8 | `conformance::row07_*`, `conformance::row08_*` (and in `lease.rs`, both lease backends): hostile user ids in the per-user index (advisory mode: bound parameters; lease mode: hex literals, never the id's own characters); below: NUL in user ids (`BYTEA`) |
 //! | 9-18 | cookie formats only |
 //! | 19 | `row19_corrupt_rows_are_absent_and_cleanup_goes_on`; more corruptions in `postgres.rs` (`corrupt_rows_load_as_absent_and_spare_their_neighbours`) |
 //! | 22 | `faults.rs`: `store_fails_cleanly_while_postgres_is_down_and_recovers_after`; through the layer: `row22_*` in `session-axum/tests/bad_inputs.rs` |
@@ -26,32 +28,51 @@ use session_core::testing;
 use session_core::{
     ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
 };
+use session_stores_postgres::PostgresStore;
 use sqlx::AssertSqlSafe;
+
+/// Declares `$name` (advisory, straight on PostgreSQL) and `$lease` (lease
+/// mode through PgBouncer), both running `$check(store, other)`.
+macro_rules! in_both_modes {
+    ($check:ident: $name:ident, $lease:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            let (store, other) = common::two_stores().await;
+            $check(store, other).await;
+        }
+
+        #[tokio::test]
+        async fn $lease() {
+            let (store, other) = common::two_lease_pgbouncer_stores(4).await;
+            $check(store, other).await;
+        }
+    };
+}
 
 fn record(now: Timestamp) -> Record {
     ExpiryPolicy::default().new_record(SessionId::random().storage_key(), now)
 }
 
 /// Row 5 in the database: the unknown keys the generic check used left no
-/// row.
-#[tokio::test]
-async fn row05_unknown_key_leaves_no_row() {
-    let (store, other) = common::two_stores().await;
+/// row (nor a lease).
+async fn row05(store: PostgresStore, other: PostgresStore) {
     testing::row05_unknown_key_is_not_created(Arc::new(store.clone()), Arc::new(other)).await;
-    let table = common::quoted(&store.table_name());
-    let rows: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(rows, 0, "nothing was left behind");
+    let admin = common::pool(1).await;
+    for table in [common::quoted(&store.table_name()), common::quoted_leases(&store.table_name())] {
+        let rows: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "nothing was left behind in {table}");
+    }
 }
+
+in_both_modes!(row05: row05_unknown_key_leaves_no_row, row05_unknown_key_leaves_no_row_lease);
 
 /// User ids are stored as their UTF-8 bytes (`BYTEA`): PostgreSQL `TEXT`
 /// cannot hold NUL, and a user id may. One with NUL (and other control
 /// characters) is indexed, listed, moved by `save` and deleted like any other.
-#[tokio::test]
-async fn row07_nul_in_a_user_id_works() {
-    let (store, other) = common::two_stores().await;
+async fn row07(store: PostgresStore, other: PostgresStore) {
     testing::hostile_user_ids(&store, &other, &["a\0b", "\0", "nul\0\0end", "\u{1}\r\n\t"]).await;
     let now = Timestamp::now();
     let user = format!("a\0b-{}", &SessionId::random().storage_key().to_hex()[..8]);
@@ -79,11 +100,11 @@ async fn row07_nul_in_a_user_id_works() {
     assert!(other.load(&plain.key, now).await.unwrap().is_none());
 }
 
+in_both_modes!(row07: row07_nul_in_a_user_id_works, row07_nul_in_a_user_id_works_lease);
+
 /// A corrupt row is absent for readers of either store; the cleanup still
 /// removes what expired (corrupt or not) and nothing else.
-#[tokio::test]
-async fn row19_corrupt_rows_are_absent_and_cleanup_goes_on() {
-    let (store, other) = common::two_stores().await;
+async fn row19(store: PostgresStore, other: PostgresStore) {
     let now = Timestamp::now();
     let (mut live_corrupt, mut expired_corrupt, good) = (record(now), record(now), record(now));
     expired_corrupt.created_at = now - Duration::from_secs(100);
@@ -93,11 +114,12 @@ async fn row19_corrupt_rows_are_absent_and_cleanup_goes_on() {
         store.create(r).await.unwrap();
     }
     let table = common::quoted(&store.table_name());
+    let admin = common::pool(1).await;
     for (r, set) in [(&live_corrupt, "data = '{\"n\": '"), (&expired_corrupt, "expiry = 'nope'")] {
         let sql = format!("UPDATE {table} SET {set} WHERE session_key = $1");
         sqlx::query(AssertSqlSafe(sql))
             .bind(r.key.as_bytes().as_slice())
-            .execute(store.pool())
+            .execute(&admin)
             .await
             .unwrap();
     }
@@ -120,3 +142,8 @@ async fn row19_corrupt_rows_are_absent_and_cleanup_goes_on() {
     let repaired = other.load(&live_corrupt.key, now).await.unwrap().unwrap();
     assert_eq!(repaired.data.get::<u64>("n").unwrap(), Some(1));
 }
+
+in_both_modes!(
+    row19: row19_corrupt_rows_are_absent_and_cleanup_goes_on,
+    row19_corrupt_rows_are_absent_and_cleanup_goes_on_lease
+);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use session_core::SessionId;
 use session_core::testing::Backend;
-use session_stores_postgres::{PgPool, PgPoolOptions, PostgresStore};
+use session_stores_postgres::{LockMode, PgConnectOptions, PgPool, PgPoolOptions, PostgresStore};
 
 /// The test database, from `DATABASE_URL`. Never skips: without it, fail.
 pub fn database_url() -> String {
@@ -41,15 +41,14 @@ pub fn quoted(table: &str) -> String {
 /// Creates [`SCHEMA`] if needed. Concurrent tests may race to create it, so
 /// they take turns under an advisory lock.
 pub async fn ensure_schema(pool: &PgPool) {
-    let run = async {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(7171717171)").execute(&mut *tx).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {SCHEMA}")))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await
-    };
-    run.await.unwrap_or_else(|e: sqlx::Error| panic!("creating schema {SCHEMA}: {e}"));
+    // One simple query (one implicit transaction, no prepared statement), so
+    // it is safe through PgBouncer's transaction pooling too.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_advisory_xact_lock(7171717171); CREATE SCHEMA IF NOT EXISTS {SCHEMA}"
+    )))
+    .execute(pool)
+    .await
+    .unwrap_or_else(|e| panic!("creating schema {SCHEMA}: {e}"));
 }
 
 /// A small pool on the test database (the server is shared; keep it lean).
@@ -91,4 +90,79 @@ pub async fn two_stores() -> (PostgresStore, PostgresStore) {
 pub async fn backend() -> Backend {
     let (store, other) = two_stores().await;
     Backend::new(store, other)
+}
+
+/// PgBouncer in transaction pooling mode in front of the test database, from
+/// `PGBOUNCER_URL`. Never skips: without it, fail.
+pub fn pgbouncer_url() -> String {
+    match std::env::var("PGBOUNCER_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "PGBOUNCER_URL is not set. These tests need a real PgBouncer in transaction pooling \
+             mode in front of the test PostgreSQL: run them with `cargo xtask test`, or set \
+             PGBOUNCER_URL=postgres://postgres@127.0.0.1:PORT/sessions."
+        ),
+    }
+}
+
+/// Connect options for PgBouncer: without sqlx's `extra_float_digits`
+/// startup parameter, which PgBouncer refuses unless told to ignore it.
+pub fn pgbouncer_options() -> PgConnectOptions {
+    pgbouncer_url()
+        .parse::<PgConnectOptions>()
+        .unwrap_or_else(|e| panic!("PGBOUNCER_URL: {e}"))
+        .extra_float_digits(None)
+}
+
+/// A pool of up to `max_connections` client connections to PgBouncer (which
+/// shares a few server connections among all of them).
+pub async fn pgbouncer_pool(max_connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(pgbouncer_options())
+        .await
+        .unwrap_or_else(|e| panic!("connecting to PGBOUNCER_URL: {e}"))
+}
+
+/// A lease-mode store on `pool` with its own migrated table (migrated
+/// through `pool`, so through PgBouncer when `pool` goes there).
+pub async fn lease_store_on(pool: PgPool, table: &str) -> PostgresStore {
+    if table.starts_with(&format!("{SCHEMA}.")) {
+        ensure_schema(&pool).await;
+    }
+    let store = PostgresStore::new(pool)
+        .with_table_name(table)
+        .unwrap_or_else(|e| panic!("table name: {e}"))
+        .with_lock_mode(LockMode::Lease);
+    store.migrate().await.unwrap_or_else(|e| panic!("migrate: {e}"));
+    store
+}
+
+/// Two lease-mode stores straight on PostgreSQL, each with its own pool, on
+/// one fresh table, for the conformance suite.
+pub async fn lease_backend() -> Backend {
+    let table = random_table();
+    let store = lease_store_on(pool(4).await, &table).await;
+    Backend::new(store, lease_store_on(pool(4).await, &table).await)
+}
+
+/// Two lease-mode stores through PgBouncer, each with its own pool, on one
+/// fresh table, for the conformance suite.
+pub async fn lease_pgbouncer_backend() -> Backend {
+    let (store, other) = two_lease_pgbouncer_stores(4).await;
+    Backend::new(store, other)
+}
+
+/// Two lease-mode stores through PgBouncer, each with a pool of
+/// `connections`, on one fresh table: two processes behind one PgBouncer.
+pub async fn two_lease_pgbouncer_stores(connections: u32) -> (PostgresStore, PostgresStore) {
+    let table = random_table();
+    let store = lease_store_on(pgbouncer_pool(connections).await, &table).await;
+    (store, lease_store_on(pgbouncer_pool(connections).await, &table).await)
+}
+
+/// `<table>_leases`, quoted for raw SQL in tests.
+pub fn quoted_leases(table: &str) -> String {
+    quoted(&format!("{table}_leases"))
 }
