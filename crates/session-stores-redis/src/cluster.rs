@@ -154,17 +154,27 @@ pub(crate) async fn index_before_write(
 /// Removes `members` from `user`'s index, best effort: an entry left behind
 /// is ignored by readers and pruned later.
 pub(crate) async fn index_remove(store: &RedisStore, user: &[u8], members: &[[u8; 64]]) {
+    if let Err(error) = remove_members(store, &store.index_key(user), members).await {
+        tracing::debug!(%error, "removing user-index entries failed; they are pruned when read");
+    }
+}
+
+/// `SREM` of `members` from `index`; nothing to send when there are none.
+async fn remove_members(
+    store: &RedisStore,
+    index: &[u8],
+    members: &[[u8; 64]],
+) -> Result<(), RedisStoreError> {
     if members.is_empty() {
-        return;
+        return Ok(());
     }
     let mut command = Cmd::with_capacity(2 + members.len(), 80 * members.len());
-    command.arg("SREM").arg(store.index_key(user));
+    command.arg("SREM").arg(index);
     for member in members {
         command.arg(&member[..]);
     }
-    if let Err(error) = store.run(&command, None).await {
-        tracing::debug!(%error, "removing user-index entries failed; they are pruned when read");
-    }
+    store.run(&command, None).await?;
+    Ok(())
 }
 
 /// The entries of an index, with the storage key each names. Entries that
@@ -274,14 +284,7 @@ pub(crate) async fn prune_indexes(store: &RedisStore) -> Result<(), RedisStoreEr
                     }
                 }
                 pruned += gone.len();
-                let mut command = Cmd::with_capacity(2 + gone.len(), 80 * gone.len());
-                command.arg("SREM").arg(&index);
-                for member in &gone {
-                    command.arg(&member[..]);
-                }
-                if !gone.is_empty() {
-                    store.run(&command, None).await?;
-                }
+                remove_members(store, &index, &gone).await?;
             }
             if next == 0 {
                 break;

@@ -41,7 +41,7 @@ pub(crate) const SCAN_COUNT: usize = 200;
 ///   id>}` listing them, kept in step by `create`, `save` and `delete`.
 /// - `load` is one `GET`; `create`, `save`, `touch`, `delete` and the lock
 ///   operations are one Lua script call each (one round trip).
-/// - Needs Redis 6.2 or later (`SET ... EXAT`, `GETDEL`).
+/// - Needs Redis 6.2 or later (`SET ... EXAT`, `SET ... XX GET`).
 /// - The per-session lock ([`LockingStore`](session_core::LockingStore)) works
 ///   across processes: `SET NX PX` with a random token, a lease renewed while
 ///   the guard lives, released by compare-and-delete.
@@ -74,9 +74,10 @@ pub struct RedisStore {
     codec: Arc<dyn Codec>,
     connect_timeout: Duration,
     replica_acks: Option<ReplicaAcks>,
-    /// Bounds every command on a cluster, whose client has no response
-    /// timeout of its own by default (and retries redirects and reconnects
-    /// for minutes). `None` on one Redis, where the client has one.
+    /// Bounds every command ([`RedisStore::with_response_timeout`]). Set by
+    /// default on a cluster, whose client has no response timeout of its own
+    /// (and retries redirects and reconnects for minutes); `None` by default
+    /// on one Redis, where the client has one.
     pub(crate) response_timeout: Option<Duration>,
 }
 
