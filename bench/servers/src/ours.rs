@@ -16,7 +16,7 @@ use session_core::{
 };
 use session_stores_cookie::{FernetFormat, JwtFormat, Key, Keyring, SignedFormat};
 use session_stores_fs::FsStore;
-use session_stores_postgres::{PgPoolOptions, PostgresStore};
+use session_stores_postgres::{LockMode, PgPoolOptions, PostgresStore};
 use session_stores_redis::RedisStore;
 use session_stores_sqlite::SqliteStore;
 
@@ -96,15 +96,27 @@ pub(crate) fn redis_cluster() -> Result<Router> {
 
 /// `ours-postgres`: the PostgreSQL store and its advisory lock.
 pub(crate) async fn postgres() -> Result<Router> {
-    let url = crate::env("DATABASE_URL")?;
+    postgres_store("DATABASE_URL", "bench_sessions", LockMode::Advisory).await
+}
+
+/// `ours-postgres-pgbouncer`: the PostgreSQL store through PgBouncer in
+/// transaction pooling, with the lease lock that mode needs.
+pub(crate) async fn postgres_pgbouncer() -> Result<Router> {
+    postgres_store("PGBOUNCER_URL", "bench_sessions_lease", LockMode::Lease).await
+}
+
+/// A counter on a [`PostgresStore`] reached at the URL in `url_var`.
+async fn postgres_store(url_var: &str, table: &str, mode: LockMode) -> Result<Router> {
+    let url = crate::env(url_var)?;
     let pool = PgPoolOptions::new()
         .max_connections(crate::PG_POOL)
         .connect(&url)
         .await
         .map_err(|e| format!("postgres: {e}"))?;
     let store = PostgresStore::new(pool)
-        .with_table_name("bench_sessions")
-        .map_err(|e| format!("postgres: {e}"))?;
+        .with_table_name(table)
+        .map_err(|e| format!("postgres: {e}"))?
+        .with_lock_mode(mode);
     store.migrate().await.map_err(|e| format!("postgres: {e}"))?;
     Ok(counter(store, Locking::Lock))
 }

@@ -154,6 +154,15 @@ pub(crate) const ROUTES: &[Route] = &[
         build: |_| Box::pin(ours::postgres()),
     },
     Route {
+        name: "ours-postgres-pgbouncer",
+        peer: None,
+        needs: &["pgbouncer"],
+        kind: Kind::Server,
+        prefill: false,
+        what: "session-axum PostgresStore LockMode::Lease through PgBouncer (transaction pooling, 4 server connections), 48 client connections, Session::lock()",
+        build: |_| Box::pin(ours::postgres_pgbouncer()),
+    },
+    Route {
         name: "ours-sqlite",
         peer: None,
         needs: &[],

@@ -1,6 +1,6 @@
 //! The HTTP scenarios on the memory store, plus layer behaviour that does not
 //! depend on the store.
-#![allow(clippy::expect_used)] // Layers built from constant, valid configs.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // Layers built from constant, valid configs; test set-up.
 
 mod common;
 
@@ -41,4 +41,22 @@ async fn optional_session_is_none_without_the_layer() {
             }),
         );
     assert_eq!(common::send(&app, "/", &[]).await.body, "none");
+}
+
+/// The wire client reaches an app served on a real socket: a fresh session
+/// comes back with its cookie, and the cookie carries it to the next request.
+#[tokio::test]
+async fn the_wire_client_carries_a_session_over_a_real_socket() {
+    use std::time::Duration;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let layer =
+        session_axum::SessionLayer::new(MemoryStore::new()).with_config(common::config()).unwrap();
+    tokio::spawn(async move { axum::serve(listener, common::app(layer)).await });
+    let mut client = common::wire::WireClient::new(port, Duration::from_secs(10));
+    let first = client.get("/incr", None).await.unwrap();
+    assert_eq!(first.status, http::StatusCode::OK);
+    let cookie = first.cookies.first().expect("a session cookie").clone();
+    let second = client.get("/incr", Some(&cookie)).await.unwrap();
+    assert_eq!((first.body.as_str(), second.body.as_str()), ("1", "2"));
 }

@@ -24,6 +24,7 @@ use session_axum::{Session, SessionConfig, SessionError, SessionLayer};
 use tower::ServiceExt;
 
 pub mod races;
+pub mod wire;
 
 /// Counts writes to the wrapped store and fails every call on demand.
 #[derive(Debug, Clone)]
