@@ -13,7 +13,8 @@
 //!   implements, with their contracts; [`Error`].
 //! - [`Mirrored`]: a primary store whose writes also go to replicas.
 //! - [`CookieFormat`]: client-side sessions sealed into the cookie.
-//! - [`Clock`], [`SystemClock`], [`ManualClock`]: time, testable.
+//! - [`Clock`], [`SystemClock`], [`SteadyClock`], [`ManualClock`]: time that
+//!   survives a stepped wall clock, and is testable.
 //! - For store crates: [`spawn_cleanup`], the background task that deletes
 //!   expired sessions, and [`LocalLocks`], per-session locks within one
 //!   process.
@@ -45,7 +46,7 @@ pub use async_trait::async_trait;
 
 pub use cleanup::{CleanupHandle, SpawnCleanup, spawn_cleanup};
 pub use client::{CookieFormat, Opened};
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use clock::{Clock, ManualClock, SteadyClock, SystemClock, Timestamp};
 pub use codec::{Codec, JsonCodec};
 pub use data::SessionData;
 pub use error::{BoxError, Error};

@@ -23,6 +23,7 @@ use session_axum::flash::{Flash, Level};
 use session_axum::{Session, SessionConfig, SessionError, SessionLayer};
 use tower::ServiceExt;
 
+pub mod clock_steps;
 pub mod races;
 pub mod wire;
 
@@ -667,6 +668,16 @@ macro_rules! route_tests {
                 // Replaying the old cookie in a write starts a fresh session.
                 let fresh = send(&app, "/set?v=new", &[&cookie]).await.cookie();
                 assert_ne!(fresh, cookie);
+            }
+
+            #[tokio::test]
+            async fn requests_at_the_deadline() {
+                $crate::common::clock_steps::requests_at_the_deadline(probe().await).await;
+            }
+
+            #[tokio::test]
+            async fn a_stepped_wall_clock_neither_resurrects_nor_ends_every_session() {
+                $crate::common::clock_steps::a_stepped_wall_clock(probe().await).await;
             }
 
             #[tokio::test]
