@@ -611,21 +611,47 @@ fn from_url_checks_the_url_but_does_not_connect() {
     assert!(RedisStore::from_url("redis://127.0.0.1:1/").is_ok());
 }
 
-/// Fencing, the whole story: our lease runs out (the lock key is gone, as
-/// after a pause longer than the lease), another process locks and saves,
-/// then our late save is refused with `LockLost`, and the other process's
-/// data stays.
-#[tokio::test]
-async fn a_holder_whose_lease_ran_out_cannot_overwrite_the_next_holder() {
-    let (first, second) = common::two_stores("fenced");
-    let mut raw = common::raw_connection(&common::redis_url()).await;
+/// Fencing with a lease that really runs out: the holder is cut off from
+/// Redis (a partition), so it cannot renew and Redis expires its lock key
+/// after the lease; `is_held` turns false, another process that still
+/// reaches Redis takes the lock and saves, and when the partition heals the
+/// late save is refused with `LockLost` and the newer data kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_cut_off_past_its_lease_cannot_overwrite_the_next_holder() {
+    let (_, second) = common::two_stores("fenced-expiry");
+    let partition = common::partition::Partition::in_front_of(&common::redis_url()).await;
+    let first = RedisStore::from_url(&partition.url())
+        .unwrap()
+        .with_prefix(second.prefix().to_owned())
+        .with_connect_timeout(Duration::from_millis(200));
     let now = Timestamp::now();
     let mut record = fresh_record(now);
     record.data.insert_value("n", 1.into());
     first.create(&record).await.unwrap();
-    let wait = options(Duration::from_secs(30), Duration::from_secs(5));
-    let (late_guard, late) = first.lock_and_load(&record.key, wait, now).await.unwrap();
-    let () = raw.del(lock_key(&first, &record)).await.unwrap();
+    let lease = Duration::from_millis(600);
+    let (late_guard, late) = first
+        .lock_and_load(&record.key, options(lease, Duration::from_secs(5)), now)
+        .await
+        .unwrap();
+    let taken = std::time::Instant::now();
+    partition.cut();
+    while late_guard.is_held() {
+        assert!(taken.elapsed() < Duration::from_secs(10), "the lease never ran out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(taken.elapsed() >= lease - Duration::from_millis(50), "held until the lease ran out");
+    let mut raw = common::raw_connection(&common::redis_url()).await;
+    let mut expired = false;
+    for _ in 0..100 {
+        let exists: bool = raw.exists(lock_key(&first, &record)).await.unwrap();
+        if !exists {
+            expired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(expired, "Redis expired the lock key on its own");
+    partition.heal();
     let error =
         late_save_under_a_lost_lock_is_refused(&first, &second, late_guard, late.unwrap()).await;
     assert!(matches!(error, Error::LockLost), "{error:?}");

@@ -3,6 +3,8 @@
 //! tests are `session_stores_redis::testing::PrivateRedis`.
 #![allow(dead_code)] // Each test binary uses a different part.
 
+pub(crate) mod partition;
+
 use session_core::SessionId;
 use session_core::testing::Backend;
 use session_stores_redis::RedisStore;
