@@ -17,7 +17,8 @@
 //!   survives a stepped wall clock, and is testable.
 //! - For store crates: [`spawn_cleanup`], the background task that deletes
 //!   expired sessions, and [`LocalLocks`], per-session locks within one
-//!   process.
+//!   process; [`ReleaseOnDrop`] and [`spawn_release`], releasing a lock held
+//!   in a server when its request or guard is dropped.
 //! - `testing` (feature `testing`): the conformance suite for stores.
 //!
 //! Applications use these through `session-axum`.
@@ -36,6 +37,7 @@ mod local_lock;
 mod lock;
 mod mirrored;
 mod record;
+mod release_on_drop;
 mod store;
 
 #[cfg(any(test, feature = "testing"))]
@@ -60,4 +62,5 @@ pub use local_lock::LocalLocks;
 pub use lock::{HeldLock, LockGuard, LockOptions, LockingStore, Reloaded};
 pub use mirrored::{Mirrored, ReplicaFailure};
 pub use record::Record;
+pub use release_on_drop::{BackgroundRelease, ReleaseOnDrop, spawn_release};
 pub use store::SessionStore;

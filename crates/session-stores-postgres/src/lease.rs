@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use session_core::{
-    Error, HeldLock, LockGuard, LockOptions, Record, StorageKey, Timestamp, async_trait,
+    BackgroundRelease, Error, HeldLock, LockGuard, LockOptions, Record, ReleaseOnDrop, StorageKey,
+    Timestamp, async_trait, spawn_release,
 };
 use session_stores_sql::{COLUMNS, Encoded, RECORD_COLUMNS, UPDATED_COLUMNS, Write};
 use sqlx::postgres::PgRow;
@@ -431,41 +432,22 @@ fn spawn_renewal(state: &Arc<LeaseState>) -> Option<JoinHandle<()>> {
     }))
 }
 
-/// A request that may have taken the lease and whose answer was not read
-/// yet (taking it, saving and releasing, releasing). If it is abandoned
-/// there (the caller's future dropped, an error), the lease may be held with
-/// nobody left to release it: dropping this releases it by token, best
-/// effort, instead of leaving the session locked until the lease ends.
-struct Unsettled<'a> {
+/// The background release of a request that may have taken the lease and
+/// was abandoned before its answer was read (see [`ReleaseOnDrop`]): by
+/// token, so it never ends another holder's lease.
+fn unsettled<'a>(
     store: &'a PostgresStore,
     key: &'a StorageKey,
     token: &'a [u8; 16],
-    settled: bool,
-}
-
-impl<'a> Unsettled<'a> {
-    fn new(store: &'a PostgresStore, key: &'a StorageKey, token: &'a [u8; 16]) -> Self {
-        Self { store, key, token, settled: false }
-    }
-
-    fn settle(mut self) {
-        self.settled = true;
-    }
-}
-
-impl Drop for Unsettled<'_> {
-    fn drop(&mut self) {
-        if self.settled {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let (store, key, token) = (self.store.clone(), *self.key, *self.token);
-        runtime.spawn(async move {
+) -> ReleaseOnDrop<impl FnOnce() -> BackgroundRelease + 'a> {
+    ReleaseOnDrop::new(move || {
+        let (store, key, token) = (store.clone(), *key, *token);
+        Box::pin(async move {
             if let Err(error) = store.release_lease(&key, &token).await {
                 tracing::debug!(store = STORE, %error, "releasing an abandoned lease request failed; its lease will end it");
             }
-        });
-    }
+        })
+    })
 }
 
 /// A held lease. Users see it as a [`LockGuard`].
@@ -485,7 +467,7 @@ impl HeldLock for LeaseLock {
         }
         // Even a lost lock is released: "lost" may only mean the database
         // was out of reach, and the row may still hold our token.
-        let unsettled = Unsettled::new(&state.store, &state.key, &state.token);
+        let unsettled = unsettled(&state.store, &state.key, &state.token);
         let released = state.store.release_lease(&state.key, &state.token).await;
         unsettled.settle();
         if !released? {
@@ -504,21 +486,17 @@ impl Drop for LeaseLock {
         if !self.state.finish() {
             return;
         }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let state = Arc::clone(&self.state);
-                runtime.spawn(async move {
-                    if let Err(error) = state.store.release_lease(&state.key, &state.token).await {
-                        tracing::warn!(store = STORE, %error, "releasing a dropped session lease failed; its lease will end it");
-                    }
-                });
+        let state = Arc::clone(&self.state);
+        let spawned = spawn_release(async move {
+            if let Err(error) = state.store.release_lease(&state.key, &state.token).await {
+                tracing::warn!(store = STORE, %error, "releasing a dropped session lease failed; its lease will end it");
             }
-            Err(_) => {
-                tracing::debug!(
-                    store = STORE,
-                    "session lease dropped outside a Tokio runtime; its lease will end it"
-                );
-            }
+        });
+        if !spawned {
+            tracing::debug!(
+                store = STORE,
+                "session lease dropped outside a Tokio runtime; its lease will end it"
+            );
         }
     }
 }
@@ -557,7 +535,7 @@ impl PostgresStore {
             token.iter().take(8).fold(1, |seed, &byte| (seed << 8) | u64::from(byte)) | 1;
         loop {
             let sent = Instant::now();
-            let attempt = Unsettled::new(self, key, &token);
+            let attempt = unsettled(self, key, &token);
             // An attempt cut short by the deadline may have taken the lease:
             // `attempt` is dropped unsettled and gives it back.
             let taken = match tokio::time::timeout_at(
@@ -654,7 +632,7 @@ impl PostgresStore {
         // From here the statement releases the lease; the guard must not.
         state.finish();
         drop(guard);
-        let unsettled = Unsettled::new(self, &state.key, &state.token);
+        let unsettled = unsettled(self, &state.key, &state.token);
         let row = match Encoded::new(record) {
             Ok(row) => row,
             Err(error) => {

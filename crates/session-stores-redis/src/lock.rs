@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use deadpool_redis::redis::{Cmd, Value};
 use session_core::{
-    Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, StorageKey, Timestamp,
-    async_trait,
+    BackgroundRelease, Error, HeldLock, LockGuard, LockOptions, LockingStore, Record,
+    ReleaseOnDrop, StorageKey, Timestamp, async_trait, spawn_release,
 };
 
 use crate::RedisStore;
@@ -98,45 +98,22 @@ async fn release(
     Ok(store.run_for_int(&command, &scripts::RELEASE, "release").await? == 1)
 }
 
-/// A lock request whose reply has not been read yet: taking the lock, or
-/// saving and releasing it, or releasing it. If it is abandoned there (the
-/// caller's future dropped while the reply was outstanding, which can also
-/// mean the command was never sent; a reply that never came; an unreadable
-/// one), the lock may be held with nobody left to release it: dropping this
-/// releases it, best effort, by its token (which only this holder has),
-/// instead of leaving the session blocked until the lease runs out.
-struct Unsettled<'a> {
+/// The background release of a lock request that may have taken the lock
+/// and was abandoned before its reply was read (see [`ReleaseOnDrop`]): by
+/// its token, which only this holder has.
+fn unsettled<'a>(
     store: &'a RedisStore,
     lock_key: &'a [u8],
     token: &'a str,
-    settled: bool,
-}
-
-impl<'a> Unsettled<'a> {
-    fn new(store: &'a RedisStore, lock_key: &'a [u8], token: &'a str) -> Self {
-        Self { store, lock_key, token, settled: false }
-    }
-
-    /// The reply was read: from here the caller knows who holds the lock.
-    fn settle(mut self) {
-        self.settled = true;
-    }
-}
-
-impl Drop for Unsettled<'_> {
-    fn drop(&mut self) {
-        if self.settled {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let (store, lock_key, token) =
-            (self.store.clone(), self.lock_key.to_vec(), self.token.to_owned());
-        runtime.spawn(async move {
+) -> ReleaseOnDrop<impl FnOnce() -> BackgroundRelease + 'a> {
+    ReleaseOnDrop::new(move || {
+        let (store, lock_key, token) = (store.clone(), lock_key.to_vec(), token.to_owned());
+        Box::pin(async move {
             if let Err(error) = release(&store, &lock_key, &token).await {
                 tracing::debug!(%error, "releasing an abandoned lock request failed; its lease will end it");
             }
-        });
-    }
+        })
+    })
 }
 
 fn lease_millis(lease: Duration) -> u64 {
@@ -159,7 +136,7 @@ impl HeldLock for RedisLock {
         if !first || state.lost.load(Ordering::Acquire) {
             return Ok(());
         }
-        let unsettled = Unsettled::new(&state.store, &state.lock_key, &state.token);
+        let unsettled = unsettled(&state.store, &state.lock_key, &state.token);
         let released = state.release_remote().await;
         unsettled.settle();
         if !released? {
@@ -178,20 +155,14 @@ impl Drop for RedisLock {
         if !self.state.finish() || self.state.lost.load(Ordering::Acquire) {
             return;
         }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let state = Arc::clone(&self.state);
-                runtime.spawn(async move {
-                    if let Err(error) = state.release_remote().await {
-                        tracing::warn!(%error, "releasing a dropped session lock failed; its lease will end it");
-                    }
-                });
+        let state = Arc::clone(&self.state);
+        let spawned = spawn_release(async move {
+            if let Err(error) = state.release_remote().await {
+                tracing::warn!(%error, "releasing a dropped session lock failed; its lease will end it");
             }
-            Err(_) => {
-                tracing::debug!(
-                    "session lock dropped outside a Tokio runtime; its lease will end it"
-                );
-            }
+        });
+        if !spawned {
+            tracing::debug!("session lock dropped outside a Tokio runtime; its lease will end it");
         }
     }
 }
@@ -294,7 +265,7 @@ impl RedisStore {
         let started = Instant::now();
         loop {
             let sent = Instant::now();
-            let attempt = Unsettled::new(self, &lock_key, &token);
+            let attempt = unsettled(self, &lock_key, &token);
             let reply = self.run(&command, script).await?;
             let outcome = match load_at {
                 Some(now) => self.lock_and_load_reply(key, reply, now)?,
@@ -410,7 +381,7 @@ impl LockingStore for RedisStore {
         // From here the script releases the lock; the guard must not.
         state.finish();
         drop(guard);
-        let unsettled = Unsettled::new(self, &state.lock_key, &state.token);
+        let unsettled = unsettled(self, &state.lock_key, &state.token);
         let saved = self.save_script(record, Some((&state.lock_key, &state.token))).await;
         unsettled.settle();
         match saved {
