@@ -106,6 +106,38 @@ fn cookie_formats(c: &mut Criterion) {
     group.finish();
 }
 
+/// axum-extra's `PrivateCookieJar` (AES-256-GCM) sealing and opening the same
+/// session data as JSON, beside the cookie formats above: the peer a
+/// client-side session is judged against.
+fn private_cookie_jar(c: &mut Criterion) {
+    use axum::response::IntoResponse;
+    use axum_extra::extract::cookie::{Cookie, Key as JarKey, PrivateCookieJar};
+
+    let key = JarKey::from(&[7; 64]);
+    let mut group = c.benchmark_group("cookie");
+    for (data_name, data) in [("small", small()), ("typical", typical())] {
+        let seal = |data: &SessionData| {
+            let json = String::from_utf8(JsonCodec.encode(data).unwrap()).unwrap();
+            PrivateCookieJar::new(key.clone()).add(Cookie::new("id", json))
+        };
+        let response = seal(&data).into_response();
+        let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+        // axum-extra percent-encodes the value it sends.
+        let sealed = Cookie::parse_encoded(set_cookie.to_owned()).unwrap().value().to_owned();
+        group.bench_function(format!("private_cookie_jar_seal_{data_name}"), |b| {
+            b.iter(|| seal(black_box(&data)))
+        });
+        let jar = PrivateCookieJar::new(key.clone());
+        group.bench_function(format!("private_cookie_jar_open_{data_name}"), |b| {
+            b.iter(|| {
+                let opened = jar.decrypt(Cookie::new("id", black_box(sealed.clone()))).unwrap();
+                JsonCodec.decode(opened.value().as_bytes()).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
 fn memory_store(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let store = MemoryStore::new();
@@ -177,5 +209,5 @@ fn request(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ids, codec, cookie_formats, memory_store, request);
+criterion_group!(benches, ids, codec, cookie_formats, private_cookie_jar, memory_store, request);
 criterion_main!(benches);
