@@ -23,8 +23,10 @@ use session_axum::flash::{Flash, Level};
 use session_axum::{Session, SessionConfig, SessionError, SessionLayer};
 use tower::ServiceExt;
 
+pub mod child;
 pub mod clock_steps;
 pub mod races;
+pub mod target;
 pub mod wire;
 
 /// Counts writes to the wrapped store and fails every call on demand.

@@ -1,14 +1,16 @@
 //! Lifecycle races: operations that end or move a session, run against
-//! concurrent requests on the same session through two layer instances on
-//! one store (two processes sharing it). Each scenario runs many rounds, so
-//! the interleavings vary; every round checks that the outcome is one of
-//! the allowed ones. `race_tests!(make_store)` runs them on a store.
+//! concurrent requests on the same session through two apps on one store:
+//! two layer instances in this process (`race_tests!(make_store)`), or two
+//! server processes (`tests/processes.rs`, through the `*_on` functions).
+//! Each scenario runs many rounds, so the interleavings vary; every round
+//! checks that the outcome is one of the allowed ones.
 
 use session_axum::SessionLayer;
 use session_axum::core::{LockingStore, SessionId, StorageKey, Timestamp};
 use tokio::task::JoinSet;
 
-use super::{Reply, app, config, send};
+use super::target::Target;
+use super::{Reply, app, config};
 
 /// Rounds per scenario: enough for the tasks to interleave differently.
 pub const ROUNDS: usize = 20;
@@ -26,15 +28,15 @@ fn new_cookie(reply: &Reply) -> Option<String> {
     (!set.contains("Max-Age=0")).then(|| set.split(';').next().unwrap_or_default().to_owned())
 }
 
-fn two_apps<S: LockingStore + Clone>(store: &S) -> [axum::Router; 2] {
+fn two_apps<S: LockingStore + Clone>(store: &S) -> [Target; 2] {
     let layer = || SessionLayer::new(store.clone()).with_config(config()).expect("a valid config");
-    [app(layer()), app(layer())]
+    [app(layer()).into(), app(layer()).into()]
 }
 
 /// Runs `racers` requests and `ender` concurrently, alternating the two apps;
 /// returns the racers' replies (in spawn order) and the ender's.
 async fn race(
-    apps: &[axum::Router; 2],
+    apps: &[Target; 2],
     cookie: &str,
     racers: &[&'static str],
     ender: &'static str,
@@ -44,10 +46,10 @@ async fn race(
     for (i, path) in racers.iter().enumerate() {
         if i == middle {
             let (app, cookie) = (apps[1].clone(), cookie.to_owned());
-            tasks.spawn(async move { (usize::MAX, send(&app, ender, &[&cookie]).await) });
+            tasks.spawn(async move { (usize::MAX, app.send(ender, &[&cookie]).await) });
         }
         let (app, cookie, path) = (apps[i % 2].clone(), cookie.to_owned(), *path);
-        tasks.spawn(async move { (i, send(&app, path, &[&cookie]).await) });
+        tasks.spawn(async move { (i, app.send(path, &[&cookie]).await) });
     }
     let mut replies: Vec<Option<Reply>> = (0..racers.len()).map(|_| None).collect();
     let mut ended = None;
@@ -67,20 +69,24 @@ async fn race(
 /// store; a racing write either ran before it or started a new session
 /// under a new id, never recreating the old one.
 pub async fn destroy_racing_writes<S: LockingStore + Clone>(store: S) {
-    let apps = two_apps(&store);
+    destroy_racing_writes_on(&two_apps(&store), &store).await;
+}
+
+/// [`destroy_racing_writes`] through `apps`, which share `store`.
+pub async fn destroy_racing_writes_on(apps: &[Target; 2], store: &dyn LockingStore) {
     for round in 0..ROUNDS {
-        let cookie = send(&apps[0], "/set?v=before", &[]).await.cookie();
+        let cookie = apps[0].send("/set?v=before", &[]).await.cookie();
         let racers = ["/incr", "/set?v=racer", "/get", "/set?v=racer", "/incr"];
         let racers: Vec<&'static str> = racers.iter().copied().cycle().take(RACERS).collect();
-        let (replies, ended) = race(&apps, &cookie, &racers, "/destroy").await;
+        let (replies, ended) = race(apps, &cookie, &racers, "/destroy").await;
         assert_eq!(ended.body, "destroyed", "round {round}");
         for reply in &replies {
             if let Some(fresh) = new_cookie(reply) {
                 assert_ne!(fresh, cookie, "round {round}: a write re-issued the ended id");
             }
         }
-        assert_eq!(send(&apps[0], "/get", &[&cookie]).await.body, "none", "round {round}");
-        assert_eq!(send(&apps[1], "/get", &[&cookie]).await.body, "none", "round {round}");
+        assert_eq!(apps[0].send("/get", &[&cookie]).await.body, "none", "round {round}");
+        assert_eq!(apps[1].send("/get", &[&cookie]).await.body, "none", "round {round}");
         let left = store.load(&key_of(&cookie), Timestamp::now()).await.expect("load");
         assert!(left.is_none(), "round {round}: the ended session is still stored: {left:?}");
     }
@@ -91,11 +97,15 @@ pub async fn destroy_racing_writes<S: LockingStore + Clone>(store: S) {
 /// or found no session and started a new one; no increment answered on the
 /// old session is lost, and the old id never works again.
 pub async fn cycle_racing_locked_increments<S: LockingStore + Clone>(store: S) {
-    let apps = two_apps(&store);
+    cycle_racing_locked_increments_on(&two_apps(&store), &store).await;
+}
+
+/// [`cycle_racing_locked_increments`] through `apps`, which share `store`.
+pub async fn cycle_racing_locked_increments_on(apps: &[Target; 2], store: &dyn LockingStore) {
     for round in 0..ROUNDS {
-        let cookie = send(&apps[0], "/incr", &[]).await.cookie();
+        let cookie = apps[0].send("/incr", &[]).await.cookie();
         let racers = vec!["/incr"; RACERS];
-        let (replies, cycled) = race(&apps, &cookie, &racers, "/cycle").await;
+        let (replies, cycled) = race(apps, &cookie, &racers, "/cycle").await;
         assert_eq!(cycled.body, "cycled", "round {round}");
         let moved = new_cookie(&cycled).expect("the cycled session's new id");
         assert_ne!(moved, cookie);
@@ -118,7 +128,7 @@ pub async fn cycle_racing_locked_increments<S: LockingStore + Clone>(store: S) {
             1 + on_old_session,
             "round {round}: increments answered on the old session were lost in the move"
         );
-        assert_eq!(send(&apps[1], "/get", &[&cookie]).await.body, "none");
+        assert_eq!(apps[1].send("/get", &[&cookie]).await.body, "none");
     }
 }
 

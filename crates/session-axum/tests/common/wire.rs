@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use http::{Request, StatusCode, header};
+use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -21,7 +21,15 @@ pub struct WireReply {
     pub cookies: Vec<String>,
     /// Whether a `Set-Cookie` removed a cookie.
     pub removed: bool,
+    pub headers: HeaderMap,
     pub body: String,
+}
+
+impl WireReply {
+    /// The reply as the in-process `send` gives it.
+    pub fn into_reply(self) -> super::Reply {
+        super::Reply { status: self.status, headers: self.headers, body: self.body }
+    }
 }
 
 /// Why a request has no reply: the connection failed or timed out. The
@@ -79,6 +87,7 @@ impl WireClient {
         let response =
             sender.send_request(request).await.map_err(|e| WireError(format!("send: {e}")))?;
         let status = response.status();
+        let headers = response.headers().clone();
         let mut cookies = Vec::new();
         let mut removed = false;
         for value in response.headers().get_all(header::SET_COOKIE) {
@@ -98,6 +107,7 @@ impl WireClient {
         self.sender = Some(sender);
         Ok(WireReply {
             status,
+            headers,
             cookies,
             removed,
             body: String::from_utf8_lossy(&body).into_owned(),
