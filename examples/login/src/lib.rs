@@ -293,8 +293,15 @@ async fn change_password(
     let message = match changed {
         Ok(Some(updated)) => {
             // The new hash ends every session logged in with the old one;
-            // logging in again keeps this one.
+            // logging in again keeps this one. Ending the others now also
+            // deletes their data; cookie sessions, with no server-side
+            // index, end as each is next used.
             auth.login(&updated).await.map_err(IntoResponse::into_response)?;
+            match auth.logout_other_sessions().await {
+                Ok(_) => {}
+                Err(rejection) if client_side_only(&rejection) => {}
+                Err(rejection) => return Err(rejection.into_response()),
+            }
             tracing::info!(user = id, "password changed");
             success("Password changed. Your other sessions have been logged out.")
         }

@@ -329,6 +329,58 @@ impl<U: AuthUser, K: SessionKind> Auth<U, K> {
         Ok(ended)
     }
 
+    /// Ends every other session of the logged-in user now, keeping this one;
+    /// the number ended. Without a (valid) logged-in user, nothing.
+    ///
+    /// A password change ends the other sessions anyway (their stored auth
+    /// hash no longer matches), but only as each is next authenticated: until
+    /// then its data is still served to routes that read the session without
+    /// [`CurrentUser`](crate::CurrentUser). Call this after the change (and
+    /// after [`login`](Self::login) with the updated user) to delete them at
+    /// once, data included. A write racing it on one of those sessions finds
+    /// it gone and cannot recreate it.
+    ///
+    /// ```
+    /// use session_axum::{Auth, auth::AuthRejection};
+    /// # #[derive(Clone)] struct User;
+    /// # impl session_axum::AuthUser for User {
+    /// #     type Id = u64;
+    /// #     fn id(&self) -> u64 { 0 }
+    /// #     fn session_auth_hash(&self) -> &[u8] { b"" }
+    /// # }
+    /// # fn save_new_password(user: &User, password: &str) -> User { user.clone() }
+    ///
+    /// async fn change_password(auth: Auth<User>, user: User) -> Result<String, AuthRejection> {
+    ///     let updated = save_new_password(&user, "correct horse battery staple");
+    ///     auth.login(&updated).await?;
+    ///     let ended = auth.logout_other_sessions().await?;
+    ///     Ok(format!("Password changed; {ended} other sessions ended."))
+    /// }
+    /// # let _ = change_password;
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`logout_everywhere`](Self::logout_everywhere).
+    pub async fn logout_other_sessions(&self) -> Result<u64, AuthRejection> {
+        let Some(user) = self.context.user(&self.session).await? else {
+            return Ok(0);
+        };
+        let current = self.session.storage_key().await?;
+        let now = self.session.config().clock.now();
+        let store = self.session.store("ending a user's other sessions")?;
+        let records = store
+            .list_for_user(&user.id().to_string(), now)
+            .await
+            .map_err(|e| self.session.error(e))?;
+        let mut ended = 0;
+        for record in records.iter().filter(|record| Some(record.key) != current) {
+            store.delete(&record.key).await.map_err(|e| self.session.error(e))?;
+            ended += 1;
+        }
+        Ok(ended)
+    }
+
     /// The logged-in user's live sessions: this request's first (marked
     /// [`current`](SessionInfo::current)), then the most recently seen.
     /// Empty without a (valid) logged-in user.

@@ -160,6 +160,7 @@ struct LoginQuery {
 struct PasswordQuery {
     pw: String,
     relogin: Option<bool>,
+    end_others: Option<bool>,
 }
 
 #[derive(serde::Deserialize)]
@@ -290,6 +291,9 @@ pub fn app(layer: SessionLayer, users: TestUsers, numeric: NumericUsers) -> Rout
                         let user = users.set_password(&id, &query.pw).unwrap();
                         if query.relogin.unwrap_or(false) {
                             auth.login(&user).await?;
+                        }
+                        if query.end_others.unwrap_or(false) {
+                            auth.logout_other_sessions().await?;
                         }
                         Ok::<_, AuthRejection>("password changed")
                     }
@@ -839,6 +843,33 @@ macro_rules! auth_tests {
                 // Without a new login, the changing session ends too.
                 f.users.set_password(&alice.id, "third");
                 assert_eq!(send(&f.app, "/me", &[&laptop]).await.status, 401);
+            }
+
+            #[tokio::test]
+            async fn logout_other_sessions_deletes_them_and_their_data_at_once() {
+                let f = setup().await;
+                let alice = f.users.add("alice", false);
+                let bob = f.users.add("bob", false);
+                let laptop = login(&f.app, &alice).await;
+                let phone = login(&f.app, &alice).await;
+                let bobs = login(&f.app, &bob).await;
+                assert_eq!(send(&f.app, "/set?v=cart", &[&phone]).await.status, 200);
+
+                let path = format!("/password/{}?pw=second&relogin=true&end_others=true", alice.id);
+                let reply = send(&f.app, &path, &[&laptop]).await;
+                assert_eq!(reply.body, "password changed");
+                let laptop = reply.cookie();
+
+                // Gone before anything authenticates it again: data included.
+                assert_eq!(send(&f.app, "/get", &[&phone]).await.body, "none");
+                let left = f.store.list_for_user(&alice.id, Timestamp::now()).await.unwrap();
+                assert_eq!(left.len(), 1, "only the laptop's session is left");
+                assert_eq!(send(&f.app, "/me", &[&laptop]).await.body, "alice");
+                assert_eq!(
+                    send(&f.app, "/me", &[&bobs]).await.body,
+                    "bob",
+                    "other users keep theirs"
+                );
             }
 
             #[tokio::test]

@@ -142,6 +142,50 @@ pub async fn two_logins_racing<S: LockingStore + Clone>(store: S) {
     }
 }
 
+/// A password change (new login, then `logout_other_sessions`) racing
+/// writes and reads on the user's other sessions: once the change has
+/// answered, no other session loads again on either app, no racing write
+/// recreates one, nothing of them is left in the store, and the user's
+/// index lists the changing session alone.
+pub async fn password_change_racing_writes<S: LockingStore + Clone>(store: S) {
+    let users = TestUsers::default();
+    let apps = two_apps(&store, &users);
+    for round in 0..ROUNDS {
+        let user = users.add(&format!("password-{round}"), false);
+        let mut cookies = Vec::new();
+        for i in 0..3 {
+            cookies.push(login(&apps[i % 2], &user).await);
+        }
+        let mut requests = Vec::new();
+        for (i, cookie) in cookies.iter().enumerate().skip(1) {
+            for (j, path) in ["/set?v=racer", "/me", "/incr"].into_iter().enumerate() {
+                requests.push((apps[(i + j) % 2].clone(), path.to_owned(), cookie.clone()));
+            }
+            if i == 1 {
+                let change =
+                    format!("/password/{}?pw=round{round}&relogin=true&end_others=true", user.id);
+                requests.push((apps[0].clone(), change, cookies[0].clone()));
+            }
+        }
+        let replies = all_at_once(requests).await;
+        let changed = replies
+            .iter()
+            .find(|reply| reply.body == "password changed")
+            .unwrap_or_else(|| panic!("round {round}: the password change did not answer"));
+        let kept = changed.cookie();
+        let what = format!("round {round}");
+        for cookie in &cookies[1..] {
+            assert_gone(&store, &apps, cookie, &what).await;
+        }
+        assert_gone(&store, &apps, &cookies[0], &format!("{what}: the changing session's old id"))
+            .await;
+        assert_eq!(send(&apps[1], "/me", &[&kept]).await.body, user.name, "{what}");
+        let listed = store.list_for_user(&user.id, Timestamp::now()).await.expect("list");
+        assert_eq!(listed.len(), 1, "{what}: the index lists {} sessions", listed.len());
+        assert_eq!(listed[0].key, key_of(&kept), "{what}");
+    }
+}
+
 /// Expands to one test per auth race on the store built by `$make_store`.
 #[macro_export]
 macro_rules! auth_race_tests {
@@ -152,6 +196,12 @@ macro_rules! auth_race_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn logout_everywhere_racing_writes() {
                 $crate::auth_common::races::logout_everywhere_racing_writes($make_store().await)
+                    .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn password_change_racing_writes() {
+                $crate::auth_common::races::password_change_racing_writes($make_store().await)
                     .await;
             }
 
