@@ -17,8 +17,9 @@
 //!   of 17 bytes a request would pass it in a million requests),
 //! - open file descriptors by at most [`FD_GROWTH_BOUND`], live tasks by at most
 //!   [`TASK_GROWTH_BOUND`],
-//! - store entries and locks never exceed what the browsers alive at once can
-//!   hold, and the pool never exceeds its maximum size.
+//! - store entries, locks and user indexes never exceed twice what the
+//!   browsers alive at once hold (see [`Gauge::bound`]), and the pool never
+//!   exceeds its maximum size.
 //!
 //! These are resource assertions; the run's duration is reported, never
 //! asserted. Redis comes from `REDIS_URL` (which `cargo xtask test` and
@@ -153,9 +154,10 @@ impl Gauge {
 
     /// The most entries, locks and index keys allowed in one count. Each
     /// client plays one browser at a time, so at most `CLIENTS` sessions (and
-    /// locks, and users) exist at once; but a count is no snapshot (the
-    /// memory store's goes shard by shard, Redis' `SCAN` key by key), so a
-    /// session whose id moves during it can be counted under both ids.
+    /// locks, and users) exist at once; but while a session's id moves (a
+    /// cycle, a login) its new record is written before the old one is
+    /// deleted, and a count is no snapshot either (the memory store's goes
+    /// shard by shard, Redis' `SCAN` key by key): it can see both.
     fn bound(&self) -> usize {
         2 * CLIENTS
     }
