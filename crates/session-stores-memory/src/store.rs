@@ -216,8 +216,7 @@ impl Inner {
         }
     }
 
-    /// Number of keys locked right now. For tests.
-    #[cfg(test)]
+    /// Number of keys locked right now.
     pub(crate) fn lock_entries(&self) -> usize {
         self.shards.iter().map(|shard| read(shard).locks.len()).sum()
     }
@@ -240,6 +239,34 @@ impl MemoryStore {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Number of sessions whose lock is held right now, by this store or its
+    /// clones (each with its queue of waiters, which are not counted).
+    ///
+    /// A lock's entry goes as soon as it is released with nobody waiting, so
+    /// this is 0 whenever no request holds a session lock: a count that stays
+    /// above 0 while the server is idle means a lock was leaked. Meant for
+    /// monitoring and leak tests, like [`len`](Self::len); the figure may be
+    /// stale by the time it is returned.
+    ///
+    /// ```
+    /// use session_core::{LockOptions, LockingStore, SessionId};
+    /// use session_stores_memory::MemoryStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), session_core::Error> {
+    /// let store = MemoryStore::new();
+    /// let key = SessionId::random().storage_key();
+    /// let guard = store.lock(&key, LockOptions::default()).await?;
+    /// assert_eq!(store.locks_in_use(), 1);
+    /// guard.release().await?;
+    /// assert_eq!(store.locks_in_use(), 0);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn locks_in_use(&self) -> usize {
+        self.inner.lock_entries()
     }
 
     pub(crate) fn shard(&self, key: &StorageKey) -> &RwLock<Shard> {
