@@ -23,6 +23,7 @@ use session_axum::flash::{Flash, Level};
 use session_axum::{Session, SessionConfig, SessionError, SessionLayer};
 use tower::ServiceExt;
 
+pub mod ledger;
 pub mod races;
 pub mod wire;
 
