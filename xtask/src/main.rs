@@ -8,6 +8,7 @@ mod cmd;
 mod fuzz;
 mod services;
 mod session;
+mod soak;
 mod tasks;
 
 use std::process::ExitCode;
@@ -49,6 +50,14 @@ COMMANDS:
 
     fuzz [--seconds N] [--target T]... [--seed N]
         Run the cargo-fuzz targets in fuzz/, N seconds each (default 60; `fuzz --help`).
+
+    soak [--seconds N] [--store-kills N] [--app-kills N] [--clients N] [--sessions N]
+        Acknowledged writes under faults, in release mode: locked increments
+        against an app server process while durable Redis, PostgreSQL (fsync
+        on), the filesystem store and SQLite are SIGKILLed and restarted, and
+        the app too; prints acknowledged / stored / lost per store and fails on
+        a lost one. Then the long_run_* tests, if crates/session-axum/tests/
+        long_run.rs exists, with the services up (`soak --help`).
 
     keygen
         Print a new random 32-byte key (base64url) for the client-side cookie
@@ -126,6 +135,7 @@ fn main() -> ExitCode {
         ["ci"] => tasks::ci(),
         ["bench", rest @ ..] => bench::bench(rest),
         ["fuzz", rest @ ..] => fuzz::fuzz(rest),
+        ["soak", rest @ ..] => soak::soak(rest),
         ["keygen"] => keygen(),
         ["services", "start"] => services_start(),
         ["services", "stop"] => services_stop(),
@@ -182,6 +192,7 @@ mod tests {
         for word in [
             "test",
             "ci",
+            "soak",
             "services start",
             "stop",
             "status",

@@ -519,6 +519,19 @@ impl Services {
         self.apt_install("Chromium (for the browser test)", &["chromium", "chromium-driver"])
     }
 
+    /// Installs redis-server and the PostgreSQL server when missing, for tests
+    /// that run servers of their own (the soak tests kill and restart them).
+    pub(crate) fn ensure_servers(&mut self) -> Result<()> {
+        self.program("redis-server", &["redis-server"])?;
+        if self.pg_bin().is_none() {
+            self.apt_install("PostgreSQL", &["postgresql"])?;
+            self.pg_bin().ok_or_else(|| {
+                Error::msg("no pg_ctl under /usr/lib/postgresql/*/bin after apt-get install")
+            })?;
+        }
+        Ok(())
+    }
+
     /// Installs Debian `packages`, running `apt-get update` once per xtask run.
     fn apt_install(&mut self, what: &str, packages: &[&str]) -> Result<()> {
         if !self.root {

@@ -94,7 +94,7 @@ pub(crate) fn ci() -> Result<ExitCode> {
 }
 
 /// Starts the services, after saying which of the user's variables we override.
-fn start_services() -> Result<ServicesSession> {
+pub(crate) fn start_services() -> Result<ServicesSession> {
     let cfg = Config::from_env()?;
     for (name, ours) in cfg.env() {
         if let Ok(theirs) = std::env::var(name)

@@ -3,22 +3,17 @@
 //! app answered 200 for is counted and checked against what the cluster
 //! holds afterwards. With replica acknowledgements (`with_replica_acks`) no
 //! acknowledged increment may be lost; without, the loss is reported.
-//!
-//! Each 200 carries the count it wrote. Under the lock every increment
-//! writes the previous count + 1, so an acknowledged write that the
-//! failover lost shows as a count acknowledged twice (the next increment
-//! rebuilt it on the older record), or as a final count below the highest
-//! acknowledged one.
+//! The accounting (`common::ledger`) is that of `soak.rs`.
 #![cfg(feature = "redis-cluster")]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers.
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::ledger::{Figures, Tally};
 use common::{app, config, send};
 use http::StatusCode;
 use session_axum::SessionLayer;
@@ -26,26 +21,6 @@ use session_axum::core::LockOptions;
 use session_axum::redis::RedisStore;
 use session_stores_redis::testing::PrivateRedisCluster;
 use tokio::sync::Mutex;
-
-/// What one client task saw for its session.
-#[derive(Default)]
-struct Tally {
-    /// The counts the app acknowledged (200), in order.
-    acknowledged: Vec<u64>,
-    /// Requests answered with the error response: their increment may or
-    /// may not have been written.
-    failed: u64,
-    /// When requests failed, for the unavailability window.
-    failed_at: Vec<Instant>,
-}
-
-struct Figures {
-    acknowledged: usize,
-    stored: u64,
-    lost: usize,
-    in_doubt: u64,
-    seconds_unavailable: f64,
-}
 
 /// Runs the scenario: `sessions` client tasks, each incrementing its own
 /// session, a primary killed after a second, started again three seconds
@@ -76,7 +51,7 @@ async fn kill_a_primary_under_load(replica_acks: bool) -> Figures {
     let mut tasks = Vec::new();
     for cookie in &cookies {
         let (app, cookie, stop) = (app.clone(), cookie.clone(), Arc::clone(&stop));
-        let tally = Arc::new(Mutex::new(Tally { acknowledged: vec![1], ..Tally::default() }));
+        let tally = Arc::new(Mutex::new(Tally::starting_at(1)));
         let seen = Arc::clone(&tally);
         tasks.push((
             tally,
@@ -87,8 +62,7 @@ async fn kill_a_primary_under_load(replica_acks: bool) -> Figures {
                     match reply.status {
                         StatusCode::OK => tally.acknowledged.push(reply.body.parse().unwrap()),
                         StatusCode::SERVICE_UNAVAILABLE => {
-                            tally.failed += 1;
-                            tally.failed_at.push(Instant::now());
+                            tally.error();
                             drop(tally);
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
@@ -114,8 +88,7 @@ async fn kill_a_primary_under_load(replica_acks: bool) -> Figures {
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
 
-    let mut figures =
-        Figures { acknowledged: 0, stored: 0, lost: 0, in_doubt: 0, seconds_unavailable: 0.0 };
+    let mut figures = Figures::default();
     let (mut first_failure, mut last_failure) = (None::<Instant>, None::<Instant>);
     for (cookie, (tally, task)) in cookies.iter().zip(tasks) {
         task.await.unwrap();
@@ -127,20 +100,8 @@ async fn kill_a_primary_under_load(replica_acks: bool) -> Figures {
             StatusCode::OK => reply.body.parse::<u64>().unwrap() - 1,
             other => panic!("{other} reading the count after the failover: {}", reply.body),
         };
-        let distinct: BTreeSet<u64> = tally.acknowledged.iter().copied().collect();
-        let highest = distinct.last().copied().unwrap_or(0);
-        let rolled_back = usize::try_from(highest.saturating_sub(stored)).unwrap();
-        figures.lost += tally.acknowledged.len() - distinct.len() + rolled_back;
-        figures.acknowledged += tally.acknowledged.len();
-        figures.stored += stored;
-        figures.in_doubt += tally.failed;
-        // Never more than acknowledged + the requests that may have landed.
-        assert!(
-            stored <= u64::try_from(distinct.len()).unwrap() + tally.failed,
-            "{stored} stored > {} acknowledged + {} in doubt",
-            distinct.len(),
-            tally.failed
-        );
+        // Panics if more is stored than may have landed.
+        figures.add(&tally.settle(stored));
         for &at in &tally.failed_at {
             first_failure = Some(first_failure.map_or(at, |first| first.min(at)));
             last_failure = Some(last_failure.map_or(at, |last| last.max(at)));
@@ -155,16 +116,8 @@ async fn kill_a_primary_under_load(replica_acks: bool) -> Figures {
     if let (Some(first), Some(last)) = (first_failure, last_failure) {
         figures.seconds_unavailable = last.duration_since(first).as_secs_f64();
     }
-    println!(
-        "failover (replica acks {}): acknowledged {}, stored {}, lost {}, in doubt {}, \
-         seconds unavailable {:.1}",
-        if replica_acks { "on" } else { "off" },
-        figures.acknowledged,
-        figures.stored,
-        figures.lost,
-        figures.in_doubt,
-        figures.seconds_unavailable
-    );
+    let label = format!("failover, replica acks {}", if replica_acks { "on" } else { "off" });
+    println!("{}\n{}", Figures::header(), figures.row(&label));
     drop(cluster);
     figures
 }
@@ -173,13 +126,13 @@ async fn kill_a_primary_under_load(replica_acks: bool) -> Figures {
 async fn with_replica_acks_no_acknowledged_increment_is_lost_in_a_failover() {
     let figures = kill_a_primary_under_load(true).await;
     assert_eq!(figures.lost, 0, "acknowledged increments lost");
-    assert!(figures.in_doubt > 0, "the kill was felt: requests failed during the failover");
-    assert!(figures.acknowledged > figures.in_doubt as usize, "the cluster served");
+    assert!(figures.errors > 0, "the kill was felt: requests failed during the failover");
+    assert!(figures.acknowledged > figures.errors as usize, "the cluster served");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_replica_acks_the_loss_in_a_failover_is_reported() {
     let figures = kill_a_primary_under_load(false).await;
-    assert!(figures.in_doubt > 0, "the kill was felt: requests failed during the failover");
-    assert!(figures.acknowledged > figures.in_doubt as usize, "the cluster served");
+    assert!(figures.errors > 0, "the kill was felt: requests failed during the failover");
+    assert!(figures.acknowledged > figures.errors as usize, "the cluster served");
 }

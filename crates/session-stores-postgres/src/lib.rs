@@ -69,6 +69,9 @@
 //! TLS is not enabled in this crate's sqlx build; connect over a trusted
 //! network or a Unix socket.
 //!
+//! The `testing` feature adds `testing::PrivatePostgres`: a PostgreSQL
+//! cluster of a test's own, to kill and start again in fault tests.
+//!
 //! Not for direct use; see the `session-axum` crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -80,6 +83,9 @@ mod lock;
 mod mode;
 mod store;
 mod table;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 pub use mode::LockMode;
 /// The background task that deletes expired sessions: `store.spawn_cleanup(interval)`

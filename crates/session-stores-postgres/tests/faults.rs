@@ -1,180 +1,19 @@
 //! hostile-input row 22: PostgreSQL goes away mid-run and comes back.
 //!
-//! Runs its own private cluster (initdb + pg_ctl in a temporary directory on a
-//! free port, as the unprivileged `postgres` OS user when running as root),
-//! so stopping it disturbs no one else. Needs the PostgreSQL server binaries
-//! (`cargo xtask test` installs them).
+//! Runs its own private cluster (`testing::PrivatePostgres`: initdb + pg_ctl
+//! in a temporary directory on a free port, as the unprivileged `postgres` OS
+//! user when running as root), so killing it disturbs no one else. Needs the
+//! PostgreSQL server binaries (`cargo xtask test` installs them).
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use session_core::{
     Error, ExpiryPolicy, LockOptions, LockingStore, SessionId, SessionStore, Timestamp,
 };
+use session_stores_postgres::testing::PrivatePostgres;
 use session_stores_postgres::{PgPoolOptions, PostgresStore};
-use tempfile::TempDir;
-
-const OS_USER: &str = "postgres";
-
-/// Where `pg_ctl` and `initdb` live: next to the `pg_ctl` on `PATH` (resolving
-/// Debian's wrapper symlinks), else Debian's default location.
-fn pg_bin_dir() -> PathBuf {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("pg_ctl"))
-            .find(|candidate| candidate.is_file())
-    });
-    if let Some(pg_ctl) = on_path
-        && let Ok(real) = std::fs::canonicalize(pg_ctl)
-        && let Some(dir) = real.parent()
-    {
-        return dir.to_owned();
-    }
-    let debian = Path::new("/usr/lib/postgresql");
-    let mut versions: Vec<_> = std::fs::read_dir(debian)
-        .unwrap_or_else(|e| {
-            panic!(
-                "no pg_ctl on PATH and no {}: {e}. Install the PostgreSQL server \
-                 (`cargo xtask test` does).",
-                debian.display()
-            )
-        })
-        .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
-        .filter(|bin| bin.join("pg_ctl").is_file())
-        .collect();
-    versions.sort();
-    versions.pop().unwrap_or_else(|| panic!("no PostgreSQL server binaries found"))
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|out| out.stdout.trim_ascii() == b"0")
-        .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|e| panic!("finding a free port: {e}"))
-}
-
-/// A throwaway PostgreSQL cluster, stopped and deleted on drop.
-struct PrivatePostgres {
-    dir: TempDir,
-    bin: PathBuf,
-    port: u16,
-    as_root: bool,
-}
-
-impl PrivatePostgres {
-    fn init() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("sessions-pg-fault-")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("creating a temporary directory: {e}"));
-        let as_root = is_root();
-        if as_root {
-            // PostgreSQL refuses to run as root: hand it to the `postgres` user.
-            let exists =
-                Command::new("id").arg(OS_USER).output().is_ok_and(|out| out.status.success());
-            if !exists {
-                run(Command::new("useradd").args([
-                    "--system",
-                    "--no-create-home",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    OS_USER,
-                ]));
-            }
-            run(Command::new("chown").arg("-R").arg(OS_USER).arg(dir.path()));
-        }
-        let cluster = Self { dir, bin: pg_bin_dir(), port: free_port(), as_root };
-        let data = cluster.data();
-        run(cluster
-            .pg("initdb")
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-locale",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(data));
-        cluster
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// A command running a PostgreSQL binary as the right OS user.
-    fn pg(&self, program: &str) -> Command {
-        let program = self.bin.join(program);
-        if self.as_root {
-            let mut command = Command::new("runuser");
-            command.args(["-u", OS_USER, "--"]).arg(program);
-            command
-        } else {
-            Command::new(program)
-        }
-    }
-
-    fn start(&self) {
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c full_page_writes=off \
-             -c max_connections=20 -c shared_buffers=16MB",
-            self.port,
-            self.dir.path().display()
-        );
-        run(self
-            .pg("pg_ctl")
-            .arg("-D")
-            .arg(self.data())
-            .arg("-l")
-            .arg(self.dir.path().join("server.log"))
-            .args(["-w", "-t", "60", "start", "-o", &options]));
-    }
-
-    /// Stops the server the hard way (like a crash): clients are cut off.
-    fn kill(&self) {
-        run(self.pg("pg_ctl").arg("-D").arg(self.data()).args(["-m", "immediate", "-w", "stop"]));
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        let _ = self
-            .pg("pg_ctl")
-            .arg("-D")
-            .arg(self.data())
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
-    }
-}
-
-fn run(command: &mut Command) {
-    let output = command.output().unwrap_or_else(|e| panic!("running {command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 fn assert_unavailable<T: std::fmt::Debug>(what: &str, result: Result<T, Error>) {
     match result {
@@ -185,13 +24,7 @@ fn assert_unavailable<T: std::fmt::Debug>(what: &str, result: Result<T, Error>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_fails_cleanly_while_postgres_is_down_and_recovers_after() {
-    let cluster = tokio::task::spawn_blocking(|| {
-        let cluster = PrivatePostgres::init();
-        cluster.start();
-        cluster
-    })
-    .await
-    .unwrap();
+    let cluster = tokio::task::spawn_blocking(PrivatePostgres::start).await.unwrap();
 
     let pool = PgPoolOptions::new()
         .max_connections(3)
@@ -212,7 +45,13 @@ async fn store_fails_cleanly_while_postgres_is_down_and_recovers_after() {
     // A lock held across the outage: its connection dies with the server.
     let held = store.lock(&record.key, options).await.unwrap();
 
-    cluster.kill();
+    let mut cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        cluster.kill();
+        cluster
+    })
+    .await
+    .unwrap();
 
     assert_unavailable("load", store.load(&record.key, now).await);
     assert_unavailable("save", store.save(&record).await);
@@ -227,7 +66,7 @@ async fn store_fails_cleanly_while_postgres_is_down_and_recovers_after() {
     assert_unavailable("release of a lock whose server died", held.release().await);
 
     let cluster = tokio::task::spawn_blocking(move || {
-        cluster.start();
+        cluster.start_again();
         cluster
     })
     .await
@@ -240,5 +79,49 @@ async fn store_fails_cleanly_while_postgres_is_down_and_recovers_after() {
     guard.release().await.unwrap();
     store.save(&loaded).await.unwrap();
     store.create(&fresh).await.unwrap();
+    drop(cluster);
+}
+
+/// With `fsync` on, every save that returned before a SIGKILL of the server
+/// is there after crash recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_cluster_keeps_every_acknowledged_save_across_a_kill() {
+    let cluster = tokio::task::spawn_blocking(PrivatePostgres::start_durable).await.unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_millis(500))
+        .connect(&cluster.url())
+        .await
+        .unwrap();
+    let store = PostgresStore::new(pool).with_table_name(&common::random_plain_table()).unwrap();
+    store.migrate().await.unwrap();
+    let now = Timestamp::now();
+    let mut record = ExpiryPolicy::default().new_record(SessionId::random().storage_key(), now);
+    store.create(&record).await.unwrap();
+    for n in 1..=50_u64 {
+        record.data.insert("n", n).unwrap();
+        store.save(&record).await.unwrap();
+    }
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        cluster.kill();
+        cluster.start_again();
+        cluster
+    })
+    .await
+    .unwrap();
+
+    // The pool's connections died with the server: the first use may fail.
+    let mut loaded = None;
+    for _ in 0..20 {
+        if let Ok(found) = store.load(&record.key, now).await {
+            loaded = found;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let loaded = loaded.expect("the session survives the crash");
+    assert_eq!(loaded.data.get::<u64>("n").unwrap(), Some(50));
     drop(cluster);
 }

@@ -25,6 +25,7 @@ use tower::ServiceExt;
 
 pub mod child;
 pub mod clock_steps;
+pub mod ledger;
 pub mod races;
 pub mod target;
 pub mod wire;
