@@ -18,7 +18,7 @@ use session_core::testing::{
 use session_core::{
     Error, ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
 };
-use session_stores_redis::testing;
+use session_stores_redis::{RedisStore, testing};
 
 fn record(now: Timestamp) -> Record {
     ExpiryPolicy::default().new_record(SessionId::random().storage_key(), now)
@@ -160,24 +160,68 @@ async fn the_index_follows_writes_and_heals_stale_entries() {
     assert!(members.is_empty(), "delete removes the entry: {members:?}");
 }
 
-/// Fencing on a cluster: our lease is gone (the lock key deleted, as after a
-/// pause longer than the lease or a failover that lost it), another process
-/// locks and saves, and our late save is refused; its data stays.
-#[tokio::test]
-async fn a_holder_whose_lease_ran_out_cannot_overwrite_the_next_holder() {
-    let (first, second) = common::two_cluster_stores("fenced");
-    let mut raw = common::raw_cluster_connection().await;
+/// Fencing on a cluster with a lease that really runs out: the holder's
+/// Redis user loses every permission on every node (as good as a partition:
+/// its renewals fail), so the lock key expires after the lease; another
+/// process, as another user, locks and saves; with the permissions back,
+/// the late save is refused and the newer data kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_cut_off_past_its_lease_cannot_overwrite_the_next_holder() {
+    let (_, second) = common::two_cluster_stores("fenced-expiry");
+    let user = format!("holder{}", &common::unique_prefix("").replace(':', ""));
+    let acl = |rules: &'static [&'static str]| {
+        let user = user.clone();
+        async move {
+            for url in common::cluster_urls() {
+                let mut node = common::raw_connection(&url).await;
+                let mut command = redis::cmd("ACL");
+                command.arg("SETUSER").arg(&user).arg(rules);
+                let () = command.query_async(&mut node).await.unwrap();
+            }
+        }
+    };
+    acl(&["on", ">fenced", "~*", "&*", "+@all"]).await;
+    let urls = common::cluster_urls()
+        .into_iter()
+        .map(|url| url.replacen("redis://", &format!("redis://{user}:fenced@"), 1));
+    let first = RedisStore::cluster(urls)
+        .unwrap()
+        .with_prefix(second.prefix().to_owned())
+        .with_response_timeout(Duration::from_millis(200));
     let now = Timestamp::now();
     let mut record = record(now);
     record.data.insert_value("n", 1.into());
     first.create(&record).await.unwrap();
-    let options =
-        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(5) };
+    let lease = Duration::from_millis(600);
+    let options = LockOptions { lease, wait_timeout: Duration::from_secs(5) };
     let (late_guard, late) = first.lock_and_load(&record.key, options, now).await.unwrap();
-    let () = raw.del(testing::lock_key(&first, &record.key)).await.unwrap();
+    let taken = std::time::Instant::now();
+    acl(&["-@all"]).await;
+    while late_guard.is_held() {
+        assert!(taken.elapsed() < Duration::from_secs(10), "the lease never ran out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(taken.elapsed() >= lease - Duration::from_millis(50), "held until the lease ran out");
+    let mut raw = common::raw_cluster_connection().await;
+    let mut expired = false;
+    for _ in 0..100 {
+        let exists: bool = raw.exists(testing::lock_key(&first, &record.key)).await.unwrap();
+        if !exists {
+            expired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(expired, "Redis expired the lock key on its own");
+    acl(&["+@all"]).await;
     let error =
         late_save_under_a_lost_lock_is_refused(&first, &second, late_guard, late.unwrap()).await;
     assert!(matches!(error, Error::LockLost), "{error:?}");
+    for url in common::cluster_urls() {
+        let mut node = common::raw_connection(&url).await;
+        let _: i64 =
+            redis::cmd("ACL").arg("DELUSER").arg(&user).query_async(&mut node).await.unwrap();
+    }
 }
 
 /// Locked increments from two processes on one session lose nothing.
