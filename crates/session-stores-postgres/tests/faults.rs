@@ -5,6 +5,8 @@
 //! user when running as root), so killing it disturbs no one else. Needs the
 //! PostgreSQL server binaries (`cargo xtask test` installs them).
 
+#![allow(clippy::unwrap_used)] // Test set-up outside #[test] functions.
+
 mod common;
 
 use std::time::Duration;
@@ -22,18 +24,24 @@ fn assert_unavailable<T: std::fmt::Debug>(what: &str, result: Result<T, Error>) 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_fails_cleanly_while_postgres_is_down_and_recovers_after() {
-    let cluster = tokio::task::spawn_blocking(PrivatePostgres::start).await.unwrap();
-
+/// A migrated store on a fresh table of `cluster`, with a small pool whose
+/// acquire timeout keeps calls short while the server is down.
+async fn store_on(cluster: &PrivatePostgres, connections: u32) -> PostgresStore {
     let pool = PgPoolOptions::new()
-        .max_connections(3)
+        .max_connections(connections)
         .acquire_timeout(Duration::from_millis(500))
         .connect(&cluster.url())
         .await
         .unwrap();
     let store = PostgresStore::new(pool).with_table_name(&common::random_plain_table()).unwrap();
     store.migrate().await.unwrap();
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_fails_cleanly_while_postgres_is_down_and_recovers_after() {
+    let cluster = tokio::task::spawn_blocking(PrivatePostgres::start).await.unwrap();
+    let store = store_on(&cluster, 3).await;
 
     let now = Timestamp::now();
     let policy = ExpiryPolicy::default();
@@ -87,14 +95,7 @@ async fn store_fails_cleanly_while_postgres_is_down_and_recovers_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_cluster_keeps_every_acknowledged_save_across_a_kill() {
     let cluster = tokio::task::spawn_blocking(PrivatePostgres::start_durable).await.unwrap();
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_millis(500))
-        .connect(&cluster.url())
-        .await
-        .unwrap();
-    let store = PostgresStore::new(pool).with_table_name(&common::random_plain_table()).unwrap();
-    store.migrate().await.unwrap();
+    let store = store_on(&cluster, 2).await;
     let now = Timestamp::now();
     let mut record = ExpiryPolicy::default().new_record(SessionId::random().storage_key(), now);
     store.create(&record).await.unwrap();
