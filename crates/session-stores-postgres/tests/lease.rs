@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use session_core::testing::{
     DynStore, concurrent_increments, late_save_under_a_lost_lock_is_refused,
 };
-use session_core::{
-    Error, ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
-};
+use session_core::{Error, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp};
 use session_stores_postgres::{LockMode, PgPoolOptions, PostgresStore};
 use sqlx::AssertSqlSafe;
 
@@ -30,11 +28,7 @@ mod pgbouncer {
     session_core::conformance_tests!(crate::common::lease_pgbouncer_backend);
 }
 
-fn record(now: Timestamp) -> Record {
-    ExpiryPolicy::default()
-        .with_idle_timeout(Duration::from_secs(600))
-        .new_record(SessionId::random().storage_key(), now)
-}
+use common::record;
 
 fn options(lease: Duration, wait_timeout: Duration) -> LockOptions {
     LockOptions { lease, wait_timeout }
@@ -99,38 +93,9 @@ async fn more_locked_sessions_than_connections_through_pgbouncer() {
     const SESSIONS: usize = 24;
     let table = common::random_table();
     let store = common::lease_store_on(common::pgbouncer_pool(3).await, &table).await;
-    let now = Timestamp::now();
-    let mut keys = Vec::new();
-    for _ in 0..SESSIONS {
-        let r = record(now);
-        store.create(&r).await.unwrap();
-        keys.push(r.key);
-    }
-    let wait = options(Duration::from_secs(30), Duration::from_secs(60));
-    let tasks: Vec<_> = keys
-        .iter()
-        .map(|&key| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let (guard, loaded) = store.lock_and_load(&key, wait, now).await.unwrap();
-                let mut loaded = loaded.unwrap();
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                loaded.data.insert("n", 1).unwrap();
-                loaded.version += 1;
-                store.save_and_release(&loaded, guard).await.unwrap();
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
     let other = common::lease_store_on(common::pgbouncer_pool(2).await, &table).await;
-    for key in &keys {
-        let loaded = other.load(key, now).await.unwrap().unwrap();
-        assert_eq!((loaded.data.get::<u64>("n").unwrap(), loaded.version), (Some(1), 1));
-        let short = options(Duration::from_secs(30), Duration::from_millis(500));
-        other.lock(key, short).await.unwrap().release().await.unwrap();
-    }
+    let relock = options(Duration::from_secs(30), Duration::from_millis(500));
+    common::many_locked_at_once(&store, &other, SESSIONS, Duration::from_millis(50), relock).await;
 }
 
 /// Fencing through PgBouncer: the holder's lease ends (set in the past, as

@@ -11,7 +11,7 @@ use session_core::testing::{
     DynStore, concurrent_increments, late_save_under_a_lost_lock_is_refused,
 };
 use session_core::{
-    Error, ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
+    Error, ExpiryPolicy, LockOptions, LockingStore, SessionId, SessionStore, Timestamp,
 };
 use session_stores_postgres::{PgPoolOptions, PostgresStore, SpawnCleanup};
 use sqlx::AssertSqlSafe;
@@ -20,9 +20,7 @@ fn policy() -> ExpiryPolicy {
     ExpiryPolicy::default().with_idle_timeout(Duration::from_secs(600))
 }
 
-fn record(now: Timestamp) -> Record {
-    policy().new_record(SessionId::random().storage_key(), now)
-}
+use common::record;
 
 fn short_wait() -> LockOptions {
     LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_millis(300) }
@@ -52,41 +50,10 @@ async fn more_locked_sessions_than_connections_do_not_deadlock() {
         .unwrap();
     let table = common::random_table();
     let store = common::store_on(pool, &table).await;
-    let now = Timestamp::now();
-    let mut keys = Vec::new();
-    for _ in 0..SESSIONS {
-        let r = record(now);
-        store.create(&r).await.unwrap();
-        keys.push(r.key);
-    }
-    let options =
-        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(60) };
-    let tasks: Vec<_> = keys
-        .iter()
-        .map(|&key| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let (guard, loaded) = store.lock_and_load(&key, options, now).await.unwrap();
-                let mut loaded = loaded.unwrap();
-                // Hold the lock across an await, as a handler does, so the
-                // pool's connections are all taken by lock holders at once.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                loaded.data.insert("n", 1).unwrap();
-                loaded.version += 1;
-                store.save_and_release(&loaded, guard).await.unwrap();
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
     // Every session was saved and unlocked (another process gets each lock).
     let other = common::store_on(common::pool(2).await, &table).await;
-    for key in &keys {
-        let loaded = other.load(key, now).await.unwrap().unwrap();
-        assert_eq!((loaded.data.get::<u64>("n").unwrap(), loaded.version), (Some(1), 1));
-        other.lock(key, short_wait()).await.unwrap().release().await.unwrap();
-    }
+    common::many_locked_at_once(&store, &other, SESSIONS, Duration::from_millis(20), short_wait())
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

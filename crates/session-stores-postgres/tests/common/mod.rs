@@ -1,10 +1,12 @@
 //! Shared helpers for the PostgreSQL tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // Test helpers: a failure is a test failure.
 
 use std::time::Duration;
 
-use session_core::SessionId;
 use session_core::testing::Backend;
+use session_core::{
+    ExpiryPolicy, LockOptions, LockingStore, Record, SessionId, SessionStore, Timestamp,
+};
 use session_stores_postgres::{LockMode, PgConnectOptions, PgPool, PgPoolOptions, PostgresStore};
 
 /// The test database, from `DATABASE_URL`. Never skips: without it, fail.
@@ -165,4 +167,55 @@ pub async fn two_lease_pgbouncer_stores(connections: u32) -> (PostgresStore, Pos
 /// `<table>_leases`, quoted for raw SQL in tests.
 pub fn quoted_leases(table: &str) -> String {
     quoted(&format!("{table}_leases"))
+}
+
+/// A fresh session record with a ten-minute idle timeout.
+pub fn record(now: Timestamp) -> Record {
+    ExpiryPolicy::default()
+        .with_idle_timeout(Duration::from_secs(600))
+        .new_record(SessionId::random().storage_key(), now)
+}
+
+/// `sessions` sessions locked at once through `store`, each held across an
+/// await for `hold` (as a handler does, so lock holders take the pool's
+/// connections at once), then saved and released: afterwards `other` finds
+/// every one saved and can lock it within `relock`.
+pub async fn many_locked_at_once(
+    store: &PostgresStore,
+    other: &PostgresStore,
+    sessions: usize,
+    hold: Duration,
+    relock: LockOptions,
+) {
+    let now = Timestamp::now();
+    let mut keys = Vec::new();
+    for _ in 0..sessions {
+        let r = record(now);
+        store.create(&r).await.unwrap();
+        keys.push(r.key);
+    }
+    let wait =
+        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(60) };
+    let tasks: Vec<_> = keys
+        .iter()
+        .map(|&key| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (guard, loaded) = store.lock_and_load(&key, wait, now).await.unwrap();
+                let mut loaded = loaded.unwrap();
+                tokio::time::sleep(hold).await;
+                loaded.data.insert("n", 1).unwrap();
+                loaded.version += 1;
+                store.save_and_release(&loaded, guard).await.unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for key in &keys {
+        let loaded = other.load(key, now).await.unwrap().unwrap();
+        assert_eq!((loaded.data.get::<u64>("n").unwrap(), loaded.version), (Some(1), 1));
+        other.lock(key, relock).await.unwrap().release().await.unwrap();
+    }
 }
