@@ -1,30 +1,41 @@
 //! Lifecycle races between two app server processes sharing one store:
 //! the scenarios of `common::races` (logout racing locked and unlocked
-//! writes, `cycle_id` racing locked increments), with each app a child
+//! writes, `cycle_id` racing locked increments) and of
+//! `auth_common::races` (log out everywhere and a password change racing
+//! writes, login racing logout, two logins racing), with each app a child
 //! process serving on a loopback port, and the store checked from this one.
+//! The auth apps share one user database too: a directory of user files.
 //!
-//! Redis, PostgreSQL and the filesystem store: the stores whose lock works
-//! across processes. (SQLite's lock is in-process only, as its docs say; the
-//! memory store is one process by nature.)
+//! Redis, PostgreSQL and the filesystem store, whose lock works across
+//! processes: every scenario. SQLite, whose lock is in-process only (as its
+//! docs say): the scenarios that rest on the store's own atomicity, not on
+//! the lock. (The memory store is one process by nature.)
 //!
 //! Each test is also the entry of its own app servers: run again with
-//! [`SERVER_ENV`] set, it serves `common::app` instead of testing.
-#![cfg(all(feature = "redis", feature = "postgres", feature = "fs"))]
+//! [`SERVER_ENV`] set, it serves the app instead of testing.
+#![cfg(all(feature = "redis", feature = "postgres", feature = "fs", feature = "sqlite"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers.
 
+// Both support modules bring the wire client; two copies here are harmless.
+#[allow(clippy::duplicate_mod)]
+mod auth_common;
 mod common;
 
+use std::path::PathBuf;
+
+use auth_common::{NumericUsers, TestUsers};
 use common::child::{ChildServer, serve};
-use common::races::{cycle_racing_locked_increments_on, destroy_racing_writes_on};
-use common::target::Target;
-use common::{app, config, service_url, unique};
+use common::{service_url, unique};
 use session_axum::SessionLayer;
 use session_axum::core::LockingStore;
 use session_axum::fs::FsStore;
 use session_axum::postgres::{PgPool, PostgresStore};
 use session_axum::redis::RedisStore;
+use session_axum::sqlite::SqliteStore;
 
-/// Set in an app server process: `<store>|<url or directory>|<key prefix or table>`.
+/// Set in an app server process: `<store>|<url or directory>|<key prefix
+/// or table>|<user directory>`; the auth app when a user directory is
+/// given, else the session app.
 const SERVER_ENV: &str = "SESSION_AXUM_PROCESSES_SERVER";
 
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +43,7 @@ enum Kind {
     Redis,
     Postgres,
     Fs,
+    Sqlite,
 }
 
 impl Kind {
@@ -40,51 +52,64 @@ impl Kind {
             Self::Redis => "redis",
             Self::Postgres => "postgres",
             Self::Fs => "fs",
+            Self::Sqlite => "sqlite",
         }
     }
 }
 
-/// The store both processes (and this one) open.
+/// The store (and user database) both processes and this one open.
 struct Shared {
     kind: Kind,
     locator: String,
     name: String,
-    /// Keeps the filesystem store's directory until the test ends.
-    _dir: Option<tempfile::TempDir>,
+    /// The auth apps' user database.
+    users: Option<PathBuf>,
+    /// Keeps the directories until the test ends.
+    _dir: tempfile::TempDir,
 }
 
 impl Shared {
-    fn new(kind: Kind) -> Self {
-        let (locator, name, dir) = match kind {
-            Kind::Redis => (service_url("REDIS_URL"), format!("processes:{}:", unique()), None),
-            Kind::Postgres => (service_url("DATABASE_URL"), "axum_process_races".to_owned(), None),
-            Kind::Fs => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                (dir.path().join("sessions").display().to_string(), String::new(), Some(dir))
-            }
+    /// The store of `kind`, with a user database if `with_users`.
+    fn new(kind: Kind, with_users: bool) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (locator, name) = match kind {
+            Kind::Redis => (service_url("REDIS_URL"), format!("processes:{}:", unique())),
+            Kind::Postgres => (service_url("DATABASE_URL"), "axum_process_races".to_owned()),
+            Kind::Fs => (dir.path().join("sessions").display().to_string(), String::new()),
+            Kind::Sqlite => (dir.path().join("sessions.db").display().to_string(), String::new()),
         };
-        Self { kind, locator, name, _dir: dir }
+        let users = with_users.then(|| dir.path().join("users"));
+        if let Some(users) = &users {
+            std::fs::create_dir(users).expect("the user directory");
+        }
+        Self { kind, locator, name, users, _dir: dir }
     }
 
     fn spec(&self) -> String {
-        format!("{}|{}|{}", self.kind.name(), self.locator, self.name)
+        let users = self.users.as_ref().map(|dir| dir.display().to_string()).unwrap_or_default();
+        format!("{}|{}|{}|{users}", self.kind.name(), self.locator, self.name)
     }
 
-    /// Two app servers on this store, running the test `test`.
-    fn two_servers(&self, test: &str) -> ([ChildServer; 2], [Target; 2]) {
+    /// The user database the auth apps share, as this process opens it.
+    fn users(&self) -> TestUsers {
+        TestUsers::in_dir(self.users.clone().expect("a test with users"))
+    }
+
+    /// Two app servers on this store, running the test `test`; their ports.
+    fn two_servers(&self, test: &str) -> ([ChildServer; 2], [u16; 2]) {
         let servers = [
             ChildServer::spawn(test, SERVER_ENV, &self.spec()),
             ChildServer::spawn(test, SERVER_ENV, &self.spec()),
         ];
-        let targets = [Target::Port(servers[0].port), Target::Port(servers[1].port)];
-        (servers, targets)
+        let ports = [servers[0].port, servers[1].port];
+        (servers, ports)
     }
 }
 
-/// The parts of a spec: kind, locator, name.
-fn parts(spec: &str) -> (&str, &str, &str) {
-    let mut parts = spec.splitn(3, '|');
-    (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap())
+/// The parts of a spec: kind, locator, name, user directory.
+fn parts(spec: &str) -> [&str; 4] {
+    let mut parts = spec.splitn(4, '|');
+    [(); 4].map(|()| parts.next().unwrap())
 }
 
 async fn postgres(locator: &str, table: &str) -> PostgresStore {
@@ -97,10 +122,13 @@ async fn postgres(locator: &str, table: &str) -> PostgresStore {
 /// Opens the store `spec` names, for this process's checks.
 async fn open(spec: &str) -> Box<dyn LockingStore> {
     match parts(spec) {
-        ("redis", url, prefix) => Box::new(RedisStore::from_url(url).unwrap().with_prefix(prefix)),
-        ("postgres", url, table) => Box::new(postgres(url, table).await),
-        ("fs", dir, _) => Box::new(FsStore::new(dir).unwrap()),
-        (other, ..) => panic!("unknown store `{other}`"),
+        ["redis", url, prefix, _] => {
+            Box::new(RedisStore::from_url(url).unwrap().with_prefix(prefix))
+        }
+        ["postgres", url, table, _] => Box::new(postgres(url, table).await),
+        ["fs", dir, ..] => Box::new(FsStore::new(dir).unwrap()),
+        ["sqlite", file, ..] => Box::new(SqliteStore::open(file).await.unwrap()),
+        [other, ..] => panic!("unknown store `{other}`"),
     }
 }
 
@@ -108,47 +136,88 @@ async fn open(spec: &str) -> Box<dyn LockingStore> {
 /// the store until killed, and never returns. Elsewhere returns at once.
 async fn serve_if_child() {
     let Ok(spec) = std::env::var(SERVER_ENV) else { return };
-    let layer = match parts(&spec) {
-        ("redis", url, prefix) => {
-            SessionLayer::new(RedisStore::from_url(url).unwrap().with_prefix(prefix))
-        }
-        ("postgres", url, table) => SessionLayer::new(postgres(url, table).await),
-        ("fs", dir, _) => SessionLayer::new(FsStore::new(dir).unwrap()),
-        (other, ..) => panic!("unknown store `{other}`"),
+    let [kind, locator, name, users] = parts(&spec);
+    let layer = match kind {
+        "redis" => SessionLayer::new(RedisStore::from_url(locator).unwrap().with_prefix(name)),
+        "postgres" => SessionLayer::new(postgres(locator, name).await),
+        "fs" => SessionLayer::new(FsStore::new(locator).unwrap()),
+        "sqlite" => SessionLayer::new(SqliteStore::open(locator).await.unwrap()),
+        other => panic!("unknown store `{other}`"),
     };
-    serve(app(layer.with_config(config()).unwrap()), 0).await;
+    let app = if users.is_empty() {
+        common::app(layer.with_config(common::config()).unwrap())
+    } else {
+        let users = TestUsers::in_dir(users.into());
+        auth_common::app(
+            layer.with_config(auth_common::config()).unwrap(),
+            users,
+            NumericUsers::default(),
+        )
+    };
+    serve(app, 0).await;
     unreachable!("the app server serves until it is killed");
 }
 
-/// Expands to the two race tests across processes on `$kind`.
+/// Expands to the race tests across processes on `$kind`: `all`, or
+/// `without_a_shared_lock`, the scenarios whose outcome rests on the store's
+/// own atomicity alone (for a store whose lock is in-process only).
 macro_rules! across_processes {
-    ($module:ident, $kind:expr) => {
+    ($module:ident, $kind:expr, all) => {
         mod $module {
             use super::*;
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn destroy_racing_writes() {
-                serve_if_child().await;
-                let shared = Shared::new($kind);
-                let test = concat!(stringify!($module), "::destroy_racing_writes");
-                let (_servers, targets) = shared.two_servers(test);
-                let store = open(&shared.spec()).await;
-                destroy_racing_writes_on(&targets, &*store).await;
-            }
+            across_processes!(@without_a_shared_lock $module, $kind);
+            // Two requests that move one session must be serialised by the lock.
+            across_processes!(@sessions $module, $kind,
+                cycle_racing_locked_increments, cycle_racing_locked_increments_on);
+            across_processes!(@auth $module, $kind, two_logins_racing, two_logins_racing_on);
+        }
+    };
+    ($module:ident, $kind:expr, without_a_shared_lock) => {
+        mod $module {
+            use super::*;
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn cycle_racing_locked_increments() {
-                serve_if_child().await;
-                let shared = Shared::new($kind);
-                let test = concat!(stringify!($module), "::cycle_racing_locked_increments");
-                let (_servers, targets) = shared.two_servers(test);
-                let store = open(&shared.spec()).await;
-                cycle_racing_locked_increments_on(&targets, &*store).await;
-            }
+            across_processes!(@without_a_shared_lock $module, $kind);
+        }
+    };
+    (@without_a_shared_lock $module:ident, $kind:expr) => {
+        across_processes!(@sessions $module, $kind,
+            destroy_racing_writes, destroy_racing_writes_on);
+        across_processes!(@auth $module, $kind,
+            logout_everywhere_racing_writes, logout_everywhere_racing_writes_on);
+        across_processes!(@auth $module, $kind,
+            password_change_racing_writes, password_change_racing_writes_on);
+        across_processes!(@auth $module, $kind, login_racing_logout, login_racing_logout_on);
+    };
+    (@sessions $module:ident, $kind:expr, $scenario:ident, $on:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $scenario() {
+            serve_if_child().await;
+            let shared = Shared::new($kind, false);
+            let (_servers, ports) =
+                shared.two_servers(concat!(stringify!($module), "::", stringify!($scenario)));
+            let store = open(&shared.spec()).await;
+            let targets = ports.map(common::target::Target::Port);
+            common::races::$on(&targets, &*store).await;
+        }
+    };
+    (@auth $module:ident, $kind:expr, $scenario:ident, $on:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $scenario() {
+            serve_if_child().await;
+            let shared = Shared::new($kind, true);
+            let (_servers, ports) =
+                shared.two_servers(concat!(stringify!($module), "::", stringify!($scenario)));
+            let store = open(&shared.spec()).await;
+            let targets = ports.map(auth_common::target::Target::Port);
+            auth_common::races::$on(&targets, &*store, &shared.users()).await;
         }
     };
 }
 
-across_processes!(redis, Kind::Redis);
-across_processes!(postgres, Kind::Postgres);
-across_processes!(fs, Kind::Fs);
+across_processes!(redis, Kind::Redis, all);
+across_processes!(postgres, Kind::Postgres, all);
+across_processes!(fs, Kind::Fs, all);
+// SQLite's lock is in-process only: cycling one session from two processes
+// at once may split or lose data, as its docs say.
+across_processes!(sqlite, Kind::Sqlite, without_a_shared_lock);

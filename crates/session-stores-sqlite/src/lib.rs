@@ -38,9 +38,13 @@
 //! **Several processes sharing one database file are not supported for
 //! locking.** SQLite itself keeps the file consistent across processes, so
 //! plain reads and writes stay safe, but `session.lock()` in one process does
-//! not exclude another process, and concurrent read-modify-write across
-//! processes can lose updates. Run one process per file, or use the
-//! PostgreSQL or Redis store when several processes share sessions.
+//! not exclude another process: concurrent read-modify-write across
+//! processes can lose updates, and two processes moving one session at once
+//! (a login or `cycle_id` each) can copy its data to both new ids. Ending a
+//! session (logout, "log out everywhere") stays final across processes, as
+//! it rests on SQLite's transactions. Run one process per file, or use the
+//! PostgreSQL, Redis or filesystem store when several processes share
+//! sessions.
 //!
 //! Not for direct use; see the `session-axum` crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]

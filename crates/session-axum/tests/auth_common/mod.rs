@@ -5,10 +5,17 @@
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod races;
+// The wire client and the request target of the session tests, shared: they
+// need only this module's `Reply` and `send`.
+#[path = "../common/target.rs"]
+pub mod target;
+#[path = "../common/wire.rs"]
+pub mod wire;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -36,7 +43,7 @@ use tower::ServiceExt;
 
 /// A user whose "password hash" is the password itself (the tests only need
 /// it to change).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TestUser {
     pub id: String,
     pub name: String,
@@ -56,10 +63,13 @@ impl AuthUser for TestUser {
     }
 }
 
-/// The user database: counts loads and fails on demand.
+/// The user database: counts loads and fails on demand. In memory, or (for
+/// app servers in several processes) a directory of one JSON file per user.
 #[derive(Debug, Clone, Default)]
 pub struct TestUsers {
     users: Arc<RwLock<HashMap<String, TestUser>>>,
+    /// Where the users live instead of `users`, when they are shared.
+    dir: Option<Arc<FsPath>>,
     calls: Arc<AtomicUsize>,
     failing: Arc<AtomicBool>,
 }
@@ -73,24 +83,65 @@ impl TestUsers {
             password: "first password".to_owned(),
             admin,
         };
-        self.users.write().unwrap().insert(user.id.clone(), user.clone());
+        self.put(&user);
         user
+    }
+
+    /// The users in `dir`, which every process that opens it shares.
+    pub fn in_dir(dir: PathBuf) -> Self {
+        Self { dir: Some(dir.into()), ..Self::default() }
+    }
+
+    /// The file of user `id`, unless the id could name another file.
+    fn file(dir: &FsPath, id: &str) -> Option<PathBuf> {
+        let plain =
+            !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+        plain.then(|| dir.join(format!("{id}.json")))
+    }
+
+    fn put(&self, user: &TestUser) {
+        let Some(dir) = &self.dir else {
+            self.users.write().unwrap().insert(user.id.clone(), user.clone());
+            return;
+        };
+        let file = Self::file(dir, &user.id).expect("a plain user id");
+        // Written whole, then renamed: another process never reads half a user.
+        let partial = dir.join(format!("{}.partial", SessionId::random().expose()));
+        std::fs::write(&partial, serde_json::to_vec(user).unwrap()).unwrap();
+        std::fs::rename(&partial, file).unwrap();
     }
 
     /// Reads a user without counting it as a load.
     pub fn get(&self, id: &str) -> Option<TestUser> {
-        self.users.read().unwrap().get(id).cloned()
+        let Some(dir) = &self.dir else {
+            return self.users.read().unwrap().get(id).cloned();
+        };
+        match std::fs::read(Self::file(dir, id)?) {
+            Ok(json) => Some(serde_json::from_slice(&json).unwrap()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => panic!("reading user {id}: {error}"),
+        }
     }
 
     pub fn set_password(&self, id: &str, password: &str) -> Option<TestUser> {
-        let mut users = self.users.write().unwrap();
-        let user = users.get_mut(id)?;
+        // Not atomic: no test changes one user's password from two places.
+        let mut user = self.get(id)?;
         user.password = password.to_owned();
-        Some(user.clone())
+        self.put(&user);
+        Some(user)
     }
 
     pub fn remove(&self, id: &str) {
-        self.users.write().unwrap().remove(id);
+        match &self.dir {
+            Some(dir) => {
+                if let Some(file) = Self::file(dir, id) {
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            None => {
+                self.users.write().unwrap().remove(id);
+            }
+        }
     }
 
     pub fn calls(&self) -> usize {
@@ -382,6 +433,16 @@ pub fn app(layer: SessionLayer, users: TestUsers, numeric: NumericUsers) -> Rout
             get(|session: Session| async move {
                 let v: Option<String> = session.get("v").await?;
                 Ok::<_, SessionError>(v.unwrap_or_else(|| "none".into()))
+            }),
+        )
+        .route(
+            "/incr",
+            get(|session: Session| async move {
+                let locked = session.lock().await?;
+                let n = locked.get::<u64>("n").await?.unwrap_or(0) + 1;
+                tokio::task::yield_now().await;
+                locked.insert("n", n).await?;
+                Ok::<_, SessionError>(n.to_string())
             }),
         )
         .route(
