@@ -108,7 +108,11 @@ async fn try_lock(
     lock_id: i64,
     attempt: Attempt,
 ) -> Result<Option<(LockConnection, Option<Record>)>, Error> {
-    let mut conn = LockConnection::new(store.pool.acquire().await.map_err(backend)?);
+    // Boxed: sqlx's acquire future is ~8.6 KB (it can open a connection),
+    // and inline it made this future, `take_lock`'s and the boxed
+    // `lock_and_load`'s as large, each copied whole as it was built.
+    let acquire = Box::pin(store.pool.acquire());
+    let mut conn = LockConnection::new(acquire.await.map_err(backend)?);
     // If this future is dropped mid-query the lock may or may not have been
     // taken; `conn` is not clean, so it is closed, never pooled.
     let row = match attempt {
