@@ -132,8 +132,9 @@ async fn open(spec: &str) -> Box<dyn LockingStore> {
     }
 }
 
-/// In an app server process (`SERVER_ENV` set): serves `common::app` on
-/// the store until killed, and never returns. Elsewhere returns at once.
+/// In an app server process (`SERVER_ENV` set): serves `common::app` (with a
+/// user directory, `auth_common::app`) on the store until killed, and never
+/// returns. Elsewhere returns at once.
 async fn serve_if_child() {
     let Ok(spec) = std::env::var(SERVER_ENV) else { return };
     let [kind, locator, name, users] = parts(&spec);

@@ -59,7 +59,7 @@ pub use id::{
 };
 pub use keyring::{InvalidKey, Key, KeyMatch, Keyring};
 pub use local_lock::LocalLocks;
-pub use lock::{HeldLock, LockGuard, LockOptions, LockingStore, Reloaded};
+pub use lock::{FencedRelease, Handover, HeldLock, LockGuard, LockOptions, LockingStore, Reloaded};
 pub use mirrored::{Mirrored, ReplicaFailure};
 pub use record::Record;
 pub use release_on_drop::{BackgroundRelease, ReleaseOnDrop, spawn_release};

@@ -144,6 +144,31 @@ pub trait HeldLock: Any + Send + Sync + 'static {
     }
 }
 
+/// A store's own lock state that its fenced save releases (see
+/// [`LockGuard::hand_over`]).
+pub trait FencedRelease {
+    /// Marks the lock released and stops anything renewing it, so that
+    /// dropping its guard no longer releases it; `false` if it already was.
+    fn finish(&self) -> bool;
+}
+
+impl<T: FencedRelease + ?Sized> FencedRelease for Arc<T> {
+    fn finish(&self) -> bool {
+        (**self).finish()
+    }
+}
+
+/// What [`LockGuard::hand_over`] decided.
+#[derive(Debug)]
+pub enum Handover<T> {
+    /// Save under the store's own lock, and release it in the same round
+    /// trip: the guard is gone and will not.
+    Save(T),
+    /// Settled already: another store's guard saved through and released,
+    /// or a lost lock released ([`Error::LockLost`], nothing written).
+    Settled(Result<(), Error>),
+}
+
 /// A held session lock. Dropping it releases the lock; prefer
 /// [`LockGuard::release`] to learn whether that worked.
 #[must_use = "the lock is released as soon as the guard is dropped"]
@@ -191,7 +216,7 @@ impl LockGuard {
     /// Saves `record` through `store`'s plain [`save`](SessionStore::save),
     /// then releases the lock, even if the save failed. A guard that no
     /// longer holds its lock (its lease ran out) saves nothing and answers
-    /// [`Error::LockTimeout`]: someone else may hold the lock by now.
+    /// [`Error::LockLost`]: someone else may hold the lock by now.
     ///
     /// The default [`LockingStore::save_and_release`], and what a store
     /// that overrides it does with another store's guard.
@@ -223,6 +248,71 @@ impl LockGuard {
         let saved = store.save(record).await;
         self.release_quietly().await;
         saved
+    }
+
+    /// The first step of a [`LockingStore::save_and_release`] that saves and
+    /// releases the store's own lock in one fenced round trip (a statement
+    /// or script that writes only while the lock is still this holder's).
+    ///
+    /// `ours` is the store's own lock state, picked out of this guard with
+    /// [`downcast_ref`](Self::downcast_ref); `None` for another store's
+    /// guard, which is saved through `store`'s plain save and released
+    /// ([`save_through`](Self::save_through)). A lock that is no longer held
+    /// is released and answers [`Error::LockLost`], writing nothing.
+    /// Otherwise the state is [finished](FencedRelease::finish), so that the
+    /// guard, dropped here, does not release the lock: the fenced save must.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use session_core::{Error, FencedRelease, Handover, HeldLock, LockGuard, async_trait};
+    ///
+    /// struct Lease { released: AtomicBool }
+    ///
+    /// impl FencedRelease for Lease {
+    ///     fn finish(&self) -> bool {
+    ///         !self.released.swap(true, Ordering::AcqRel)
+    ///     }
+    /// }
+    ///
+    /// struct MyLock(Arc<Lease>);
+    ///
+    /// #[async_trait]
+    /// impl HeldLock for MyLock {
+    ///     async fn release(self: Box<Self>) -> Result<(), Error> {
+    ///         if self.0.finish() { /* delete the lease */ }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # async fn demo(store: &dyn session_core::SessionStore, record: &session_core::Record) -> Result<(), Error> {
+    /// let guard = LockGuard::new(MyLock(Arc::new(Lease { released: AtomicBool::new(false) })));
+    /// let ours = guard.downcast_ref::<MyLock>().map(|lock| Arc::clone(&lock.0));
+    /// let lease = match guard.hand_over(ours, store, record).await {
+    ///     Handover::Save(lease) => lease,
+    ///     Handover::Settled(outcome) => return outcome,
+    /// };
+    /// // One round trip: save `record` if `lease` is still the lock, and release it.
+    /// # drop(lease);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn hand_over<T: FencedRelease, S: SessionStore + ?Sized>(
+        self,
+        ours: Option<T>,
+        store: &S,
+        record: &Record,
+    ) -> Handover<T> {
+        let Some(state) = ours else {
+            return Handover::Settled(self.save_through(store, record).await);
+        };
+        if !self.is_held() {
+            self.release_quietly().await;
+            return Handover::Settled(Err(Error::LockLost));
+        }
+        state.finish();
+        drop(self);
+        Handover::Save(state)
     }
 
     /// Whether the lock is still held (see [`HeldLock::is_held`]).

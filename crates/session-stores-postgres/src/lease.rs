@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use session_core::{
-    BackgroundRelease, Error, HeldLock, LockGuard, LockOptions, Record, ReleaseOnDrop, StorageKey,
-    Timestamp, async_trait, spawn_release,
+    BackgroundRelease, Error, FencedRelease, Handover, HeldLock, LockGuard, LockOptions, Record,
+    ReleaseOnDrop, StorageKey, Timestamp, async_trait, spawn_release,
 };
 use session_stores_sql::{COLUMNS, Encoded, RECORD_COLUMNS, UPDATED_COLUMNS, Write};
 use sqlx::postgres::PgRow;
@@ -350,18 +350,6 @@ impl LeaseState {
         !self.lost.load(Ordering::Acquire) && !self.released.load(Ordering::Acquire)
     }
 
-    /// Marks the lock released and stops its renewal; `false` if it already
-    /// was.
-    fn finish(&self) -> bool {
-        let first = !self.released.swap(true, Ordering::AcqRel);
-        if first
-            && let Some(task) = self.renewal.lock().unwrap_or_else(PoisonError::into_inner).take()
-        {
-            task.abort();
-        }
-        first
-    }
-
     /// Renews the lease once: on success it runs on from when the renewal
     /// was sent; a token found gone means someone took the lease after it
     /// ended (or the cleanup deleted it), and the lock is lost; so it is
@@ -405,6 +393,19 @@ impl LeaseState {
                 tracing::debug!(store = STORE, %error, "renewing a session lease failed; retrying");
             }
         }
+    }
+}
+
+impl FencedRelease for LeaseState {
+    /// Marks the lock released and stops its renewal.
+    fn finish(&self) -> bool {
+        let first = !self.released.swap(true, Ordering::AcqRel);
+        if first
+            && let Some(task) = self.renewal.lock().unwrap_or_else(PoisonError::into_inner).take()
+        {
+            task.abort();
+        }
+        first
     }
 }
 
@@ -622,16 +623,11 @@ impl PostgresStore {
             guard.downcast_ref::<LeaseLock>().map(|lock| Arc::clone(&lock.state)).filter(|state| {
                 Arc::ptr_eq(&state.store.table, &self.table) && state.key == record.key
             });
-        let Some(state) = ours else {
-            return guard.save_through(self, record).await;
+        // From `Save` on, the statement releases the lease; the guard cannot.
+        let state = match guard.hand_over(ours, self, record).await {
+            Handover::Save(state) => state,
+            Handover::Settled(outcome) => return outcome,
         };
-        if !state.is_held() {
-            guard.release_quietly().await;
-            return Err(Error::LockLost);
-        }
-        // From here the statement releases the lease; the guard must not.
-        state.finish();
-        drop(guard);
         let unsettled = unsettled(self, &state.key, &state.token);
         let row = match Encoded::new(record) {
             Ok(row) => row,

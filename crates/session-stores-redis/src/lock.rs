@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use deadpool_redis::redis::{Cmd, Value};
 use session_core::{
-    BackgroundRelease, Error, HeldLock, LockGuard, LockOptions, LockingStore, Record,
-    ReleaseOnDrop, StorageKey, Timestamp, async_trait, spawn_release,
+    BackgroundRelease, Error, FencedRelease, Handover, HeldLock, LockGuard, LockOptions,
+    LockingStore, Record, ReleaseOnDrop, StorageKey, Timestamp, async_trait, spawn_release,
 };
 
 use crate::RedisStore;
@@ -68,7 +68,14 @@ impl LockState {
         lease_millis(self.lease)
     }
 
-    /// Stops renewal and marks the lock released; `false` if it already was.
+    /// Compare-and-delete; `true` if the lock was still ours.
+    async fn release_remote(&self) -> Result<bool, RedisStoreError> {
+        release(&self.store, &self.lock_key, &self.token).await
+    }
+}
+
+impl FencedRelease for LockState {
+    /// Stops renewal and marks the lock released.
     fn finish(&self) -> bool {
         let first = !self.released.swap(true, Ordering::AcqRel);
         if first {
@@ -78,11 +85,6 @@ impl LockState {
             }
         }
         first
-    }
-
-    /// Compare-and-delete; `true` if the lock was still ours.
-    async fn release_remote(&self) -> Result<bool, RedisStoreError> {
-        release(&self.store, &self.lock_key, &self.token).await
     }
 }
 
@@ -370,17 +372,11 @@ impl LockingStore for RedisStore {
             .downcast_ref::<RedisLock>()
             .map(|lock| Arc::clone(&lock.state))
             .filter(|state| Arc::ptr_eq(&state.store.connections, &self.connections));
-        let Some(state) = ours else {
-            // Another store's lock, or another key's: save, then release it.
-            return guard.save_through(self, record).await;
+        // From `Save` on, the script releases the lock; the guard cannot.
+        let state = match guard.hand_over(ours, self, record).await {
+            Handover::Save(state) => state,
+            Handover::Settled(outcome) => return outcome,
         };
-        if !state.is_held() {
-            guard.release_quietly().await;
-            return Err(Error::LockLost);
-        }
-        // From here the script releases the lock; the guard must not.
-        state.finish();
-        drop(guard);
         let unsettled = unsettled(self, &state.lock_key, &state.token);
         let saved = self.save_script(record, Some((&state.lock_key, &state.token))).await;
         unsettled.settle();
