@@ -109,12 +109,9 @@ async fn try_lock(
     attempt: Attempt,
 ) -> Result<Option<(LockConnection, Option<Record>)>, Error> {
     // Boxed: sqlx's acquire future is ~8.6 KB (it can open a connection),
-    // and inline it made this future, `take_lock`'s and the boxed
-    // `lock_and_load`'s as large, each copied whole as it was built. (The
-    // async block around the call measured 3% fewer instructions per
-    // request than boxing the call's future itself; BENCHMARKS.md.)
-    let pool = &store.pool;
-    let acquire = Box::pin(async move { pool.acquire().await });
+    // and inline it made this future, `take_lock`'s and the boxed `lock` and
+    // `lock_and_load` futures (one per waiting request) as large.
+    let acquire = Box::pin(store.pool.acquire());
     let mut conn = LockConnection::new(acquire.await.map_err(backend)?);
     // If this future is dropped mid-query the lock may or may not have been
     // taken; `conn` is not clean, so it is closed, never pooled.
