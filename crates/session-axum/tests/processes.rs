@@ -6,10 +6,8 @@
 //! process serving on a loopback port, and the store checked from this one.
 //! The auth apps share one user database too: a directory of user files.
 //!
-//! Redis, PostgreSQL and the filesystem store, whose lock works across
-//! processes: every scenario. SQLite, whose lock is in-process only (as its
-//! docs say): the scenarios that rest on the store's own atomicity, not on
-//! the lock. (The memory store is one process by nature.)
+//! Redis, PostgreSQL, the filesystem store and SQLite: the stores whose lock
+//! works across processes. (The memory store is one process by nature.)
 //!
 //! Each test is also the entry of its own app servers: run again with
 //! [`SERVER_ENV`] set, it serves the app instead of testing.
@@ -159,36 +157,23 @@ async fn serve_if_child() {
     unreachable!("the app server serves until it is killed");
 }
 
-/// Expands to the race tests across processes on `$kind`: `all`, or
-/// `without_a_shared_lock`, the scenarios whose outcome rests on the store's
-/// own atomicity alone (for a store whose lock is in-process only).
+/// Expands to every race test across processes on `$kind`.
 macro_rules! across_processes {
-    ($module:ident, $kind:expr, all) => {
+    ($module:ident, $kind:expr) => {
         mod $module {
             use super::*;
 
-            across_processes!(@without_a_shared_lock $module, $kind);
-            // Two requests that move one session must be serialised by the lock.
+            across_processes!(@sessions $module, $kind,
+                destroy_racing_writes, destroy_racing_writes_on);
             across_processes!(@sessions $module, $kind,
                 cycle_racing_locked_increments, cycle_racing_locked_increments_on);
+            across_processes!(@auth $module, $kind,
+                logout_everywhere_racing_writes, logout_everywhere_racing_writes_on);
+            across_processes!(@auth $module, $kind,
+                password_change_racing_writes, password_change_racing_writes_on);
+            across_processes!(@auth $module, $kind, login_racing_logout, login_racing_logout_on);
             across_processes!(@auth $module, $kind, two_logins_racing, two_logins_racing_on);
         }
-    };
-    ($module:ident, $kind:expr, without_a_shared_lock) => {
-        mod $module {
-            use super::*;
-
-            across_processes!(@without_a_shared_lock $module, $kind);
-        }
-    };
-    (@without_a_shared_lock $module:ident, $kind:expr) => {
-        across_processes!(@sessions $module, $kind,
-            destroy_racing_writes, destroy_racing_writes_on);
-        across_processes!(@auth $module, $kind,
-            logout_everywhere_racing_writes, logout_everywhere_racing_writes_on);
-        across_processes!(@auth $module, $kind,
-            password_change_racing_writes, password_change_racing_writes_on);
-        across_processes!(@auth $module, $kind, login_racing_logout, login_racing_logout_on);
     };
     (@sessions $module:ident, $kind:expr, $scenario:ident, $on:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,9 +201,7 @@ macro_rules! across_processes {
     };
 }
 
-across_processes!(redis, Kind::Redis, all);
-across_processes!(postgres, Kind::Postgres, all);
-across_processes!(fs, Kind::Fs, all);
-// SQLite's lock is in-process only: cycling one session from two processes
-// at once may split or lose data, as its docs say.
-across_processes!(sqlite, Kind::Sqlite, without_a_shared_lock);
+across_processes!(redis, Kind::Redis);
+across_processes!(postgres, Kind::Postgres);
+across_processes!(fs, Kind::Fs);
+across_processes!(sqlite, Kind::Sqlite);

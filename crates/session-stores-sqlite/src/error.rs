@@ -10,6 +10,11 @@ pub(crate) enum SqliteStoreError {
     /// database busy for longer than the busy timeout).
     #[error(transparent)]
     Sqlx(#[from] sqlx::Error),
+    /// The file of the cross-process session locks could not be opened or
+    /// locked.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    #[error("session lock file {}: {source}", path.display())]
+    LockFile { path: std::path::PathBuf, source: std::io::Error },
 }
 
 impl From<SqliteStoreError> for session_core::Error {

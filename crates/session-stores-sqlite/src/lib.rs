@@ -27,28 +27,30 @@
 //!   exhausted) are [`session_core::Error::Backend`] with `store: "sqlite"`,
 //!   which the layer answers with 503.
 //!
-//! # Locking: one process owns the file
+//! # Locking, within a process and across processes
 //!
-//! [`lock`](session_core::LockingStore::lock) is an async mutex per session
-//! inside this process, shared by every `SqliteStore` on the same file. That
-//! is the right lock for an embedded database: it needs no database round
-//! trip and never keeps a SQLite write transaction open while a handler
-//! runs (which would stall every other write to the file).
+//! [`lock`](session_core::LockingStore::lock) is exclusive per session across
+//! every store on the database file:
 //!
-//! **Several processes sharing one database file are not supported for
-//! locking.** SQLite itself keeps the file consistent across processes, so
-//! plain reads and writes stay safe, but `session.lock()` in one process does
-//! not exclude another process: concurrent read-modify-write across
-//! processes can lose updates, and two processes moving one session at once
-//! (a login or `cycle_id` each) can copy its data to both new ids. Ending a
-//! session (logout, "log out everywhere") stays final across processes, as
-//! it rests on SQLite's transactions. Run one process per file, or use the
-//! PostgreSQL, Redis or filesystem store when several processes share
-//! sessions.
+//! - within this process, an async mutex per session, shared by every
+//!   `SqliteStore` on the same file (fair, no polling, no round trip);
+//! - on Linux, for a database in a file, also a byte-range lock of the
+//!   operating system (`F_OFD_SETLK`) on one byte of `<database>-locks`, so
+//!   that several processes on one file (workers of one server, or the old
+//!   and the new process during a restart) exclude each other. The system
+//!   ends it when the holder closes the file or dies; waiting on another
+//!   process polls with a jittered backoff (2 to 25 ms).
+//!
+//! Neither holds a SQLite write transaction open while a handler runs (which
+//! would stall every other write to the file). On other platforms, and for
+//! in-memory databases, the lock is the in-process half only: run one process
+//! per file there, or use the PostgreSQL or Redis store.
 //!
 //! Not for direct use; see the `session-axum` crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(target_os = "linux")]
+mod cross_process;
 mod driver;
 mod error;
 mod lock;

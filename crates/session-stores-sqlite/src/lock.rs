@@ -1,13 +1,13 @@
-//! Session locks: per-session async mutexes inside this process.
+//! Session locks: a per-session async mutex inside this process, then (on
+//! Linux, for a database in a file) a byte-range lock that excludes every
+//! other process on the same file.
 //!
-//! A SQLite file is owned by one process (see the crate docs), so an
-//! in-process lock is both sufficient and the cheapest correct choice: it
-//! costs no database round trip and never holds a write transaction open
-//! while a handler runs, which would block every other writer of the file.
-//!
-//! The table is shared by every [`SqliteStore`] on the same database file in
-//! this process (a process-wide registry keyed by the file's canonical path),
-//! so two stores opened on one file still exclude each other.
+//! The in-process half is shared by every [`SqliteStore`] on the same
+//! database file in this process (a process-wide registry keyed by the
+//! file's canonical path), so two stores opened on one file exclude each
+//! other, fairly and without polling. The cross-process half is in
+//! `cross_process.rs`. Neither holds a SQLite transaction open while a
+//! handler runs, which would block every other writer of the file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,11 +20,22 @@ use session_core::{
 use crate::SqliteStore;
 
 /// Lock tables by database file, so every store on one file shares one.
-static REGISTRY: LazyLock<Mutex<HashMap<PathBuf, Weak<LocalLocks>>>> =
+static REGISTRY: LazyLock<Mutex<HashMap<PathBuf, Weak<SessionLocks>>>> =
     LazyLock::new(Mutex::default);
 
-/// The lock table of the database at `path`.
-pub(crate) fn for_database(path: &Path) -> Arc<LocalLocks> {
+/// The session locks of every store on one database file in this process.
+#[derive(Debug, Default)]
+pub(crate) struct SessionLocks {
+    /// Excludes the holders in this process.
+    local: Arc<LocalLocks>,
+    /// The file whose byte ranges exclude other processes: `None` for a
+    /// database without a file, or where the platform has no
+    /// open-file-description locks.
+    shared: Option<PathBuf>,
+}
+
+/// The session locks of the database at `path`.
+pub(crate) fn for_database(path: &Path) -> Arc<SessionLocks> {
     if path.as_os_str().is_empty() {
         // An anonymous temporary database: nothing else can open it.
         return Arc::default();
@@ -35,7 +46,14 @@ pub(crate) fn for_database(path: &Path) -> Arc<LocalLocks> {
     if let Some(table) = registry.get(&identity).and_then(Weak::upgrade) {
         return table;
     }
-    let table = Arc::default();
+    // In-memory databases (`:memory:`, `mode=memory`) have no file by the
+    // time the pool is connected; only a file can be shared by processes.
+    let shared = (cfg!(target_os = "linux") && identity.is_file()).then(|| {
+        let mut name = identity.clone().into_os_string();
+        name.push("-locks");
+        PathBuf::from(name)
+    });
+    let table = Arc::new(SessionLocks { local: Arc::default(), shared });
     registry.insert(identity, Arc::downgrade(&table));
     table
 }
@@ -59,17 +77,30 @@ fn database_identity(path: &Path) -> PathBuf {
     absolute
 }
 
-/// An async mutex per session, shared by every store on the same file in
-/// this process.
+/// Exclusive per session across every store on the database file: an async
+/// mutex per session among the stores of this process, then, for a database
+/// in a file on Linux, an open-file-description lock (`F_OFD_SETLK`) on one
+/// byte of `<database>-locks`, chosen by the session's storage key, against
+/// every other process.
 ///
-/// `options.lease` does not apply: the lock cannot outlive the process, and a
-/// dropped guard releases it at once. Waiting gives up with
-/// [`Error::LockTimeout`] after `options.wait_timeout`. Two *processes*
-/// sharing one file do not exclude each other (see the crate docs).
+/// `options.lease` does not apply: the operating system ends the byte lock
+/// when its holder closes the file or dies, and a dropped guard releases
+/// both halves at once. Waiting gives up with [`Error::LockTimeout`] after
+/// `options.wait_timeout` in all. Elsewhere (other platforms, in-memory
+/// databases) the lock is the in-process half only.
 #[async_trait]
 impl LockingStore for SqliteStore {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
-        self.locks.lock(key, options).await
+        #[cfg(target_os = "linux")]
+        let started = tokio::time::Instant::now();
+        let local = self.locks.local.lock(key, options).await?;
+        let Some(shared) = &self.locks.shared else {
+            return Ok(local);
+        };
+        #[cfg(target_os = "linux")]
+        return crate::cross_process::lock(shared, key, local, started, options.wait_timeout).await;
+        #[cfg(not(target_os = "linux"))]
+        unreachable!("no shared lock file off Linux: {shared:?}");
     }
 }
 
@@ -89,5 +120,19 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &c), "after the file exists");
         let other = for_database(&dir.path().join("t.db"));
         assert!(!Arc::ptr_eq(&a, &other));
+    }
+
+    #[test]
+    fn only_a_database_in_a_file_gets_a_shared_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("u.db");
+        std::fs::write(&file, b"").unwrap();
+        let on_file = for_database(&file);
+        let expected = cfg!(target_os = "linux").then(|| dir.path().join("u.db-locks"));
+        let canonical = expected
+            .map(|path| std::fs::canonicalize(dir.path()).unwrap().join(path.file_name().unwrap()));
+        assert_eq!(on_file.shared, canonical);
+        assert_eq!(for_database(Path::new(":memory:")).shared, None);
+        assert_eq!(for_database(Path::new("")).shared, None);
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::{Error, LocalLocks};
+use session_core::Error;
 use session_stores_sql::{
     DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, InvalidTableName, SessionTable, trusted_sql,
 };
@@ -14,6 +14,7 @@ use sqlx::{SqlStr, SqlitePool};
 
 use crate::driver::Sqlite;
 use crate::error::backend;
+use crate::lock::SessionLocks;
 use crate::table::TableName;
 
 /// Sessions in a SQLite database file: the embedded, persistent store.
@@ -48,7 +49,7 @@ use crate::table::TableName;
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     pub(crate) table: Arc<Table>,
-    pub(crate) locks: Arc<LocalLocks>,
+    pub(crate) locks: Arc<SessionLocks>,
 }
 
 /// A table name with the statements that use it, built once.
