@@ -25,7 +25,8 @@
 //! `cargo xtask test`); without them those tests fail, never skip.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers outside #[test] functions.
 
-// Both support modules bring the wire client; two copies here are harmless.
+// Both support modules bring the shared wire client and handlers; two copies
+// here are harmless.
 #[allow(clippy::duplicate_mod)]
 mod auth_common;
 mod common;

@@ -14,7 +14,8 @@
 #![cfg(all(feature = "redis", feature = "postgres", feature = "fs", feature = "sqlite"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers.
 
-// Both support modules bring the wire client; two copies here are harmless.
+// Both support modules bring the shared wire client and handlers; two copies
+// here are harmless.
 #[allow(clippy::duplicate_mod)]
 mod auth_common;
 mod common;

@@ -5,8 +5,10 @@
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod races;
-// The wire client and the request target of the session tests, shared: they
-// need only this module's `Reply` and `send`.
+// Shared with the session tests: their common handlers, and the wire client
+// and request target (which need only this module's `Reply` and `send`).
+#[path = "../common/handlers.rs"]
+pub mod handlers;
 #[path = "../common/target.rs"]
 pub mod target;
 #[path = "../common/wire.rs"]
@@ -435,16 +437,7 @@ pub fn app(layer: SessionLayer, users: TestUsers, numeric: NumericUsers) -> Rout
                 Ok::<_, SessionError>(v.unwrap_or_else(|| "none".into()))
             }),
         )
-        .route(
-            "/incr",
-            get(|session: Session| async move {
-                let locked = session.lock().await?;
-                let n = locked.get::<u64>("n").await?.unwrap_or(0) + 1;
-                tokio::task::yield_now().await;
-                locked.insert("n", n).await?;
-                Ok::<_, SessionError>(n.to_string())
-            }),
-        )
+        .route("/incr", get(handlers::locked_increment))
         .route(
             "/corrupt",
             get(|session: Session, Query(value): Query<Value>| async move {

@@ -25,6 +25,7 @@ use tower::ServiceExt;
 
 pub mod child;
 pub mod clock_steps;
+pub mod handlers;
 pub mod ledger;
 pub mod races;
 pub mod target;
@@ -144,16 +145,7 @@ pub fn app(layer: SessionLayer) -> Router {
                 Ok::<_, SessionError>("set")
             }),
         )
-        .route(
-            "/incr",
-            get(|session: Session| async move {
-                let locked = session.lock().await?;
-                let n = locked.get::<u64>("n").await?.unwrap_or(0) + 1;
-                tokio::task::yield_now().await;
-                locked.insert("n", n).await?;
-                Ok::<_, SessionError>(n.to_string())
-            }),
-        )
+        .route("/incr", get(handlers::locked_increment))
         .route(
             "/read-then-incr",
             get(|session: Session| async move {
