@@ -20,8 +20,9 @@ pub const MAX_COOKIE_BYTES: usize = 4096;
 /// Turns a session failure into the response the client gets.
 ///
 /// Implemented for any `Fn(&Error) -> Response`. The default,
-/// [`DefaultErrorResponder`], answers 503 for a store that is down or a lock
-/// that timed out, and 500 otherwise, with a short plain-text body.
+/// [`DefaultErrorResponder`], answers 503 for a store that is down, a lock
+/// that timed out or a lost lock ([`Error::is_unavailable`]), and 500
+/// otherwise, with a short plain-text body.
 ///
 /// ```
 /// use axum::response::{IntoResponse, Response};
@@ -92,7 +93,8 @@ where
     }
 }
 
-/// 503 for unavailable stores and lock timeouts, 500 for anything else.
+/// 503 for unavailable stores, lock timeouts and lost locks
+/// ([`Error::is_unavailable`]), 500 for anything else.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultErrorResponder;
 

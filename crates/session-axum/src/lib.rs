@@ -59,7 +59,9 @@ pub mod memory {
     pub use session_stores_memory::{CleanupHandle, MemoryStore};
 }
 
-/// The SQLite store: embedded, persistent, one process per database file.
+/// The SQLite store: embedded and persistent. On Linux its lock reaches every
+/// process on the same database file; elsewhere, and for an in-memory
+/// database, it excludes within one process only.
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite {

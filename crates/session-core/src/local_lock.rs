@@ -1,5 +1,5 @@
-//! Per-session async mutexes within one process, for stores whose lock need
-//! not reach other processes (memory, SQLite).
+//! Per-session async mutexes within one process, for a store's lock or its
+//! in-process half (SQLite's, before its cross-process byte lock).
 
 use std::collections::HashMap;
 use std::fmt;

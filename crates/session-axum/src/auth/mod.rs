@@ -143,9 +143,14 @@
 //! log out, change a password or end sessions through a form, as long as
 //! those actions are `POST` (never `GET`). `SameSite` does not cover
 //! sibling subdomains (they are the same site), nor login CSRF (a forged
-//! login *without* a cookie): check the `Origin` (or `Sec-Fetch-Site`)
-//! header of unsafe requests, or add CSRF tokens, when that matters. The
-//! `login` example does the `Origin` check.
+//! login *without* a cookie). For those, add
+//! [`CsrfLayer`](crate::csrf::CsrfLayer) as a route layer over the forms'
+//! routes, login included: it refuses unsafe requests that the browser
+//! marks as cross-origin (`Sec-Fetch-Site`, else `Origin` against `Host`),
+//! and any without the session's token, which
+//! [`CsrfToken`](crate::csrf::CsrfToken) renders into each form.
+//! [`Auth::login`] drops the token, so one seen before a login is refused
+//! after it. The `login` example puts every route behind it.
 //!
 //! # Client-side sessions
 //!
