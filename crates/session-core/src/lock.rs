@@ -114,6 +114,40 @@ pub trait LockingStore: SessionStore {
     async fn save_and_release(&self, record: &Record, guard: LockGuard) -> Result<(), Error> {
         guard.save_through(self, record).await
     }
+
+    /// Saves the record and keeps the lock, fenced as
+    /// [`save_and_release`](Self::save_and_release) is: a guard that no
+    /// longer holds its lock writes nothing and answers
+    /// [`Error::LockLost`]. The caller releases the guard afterwards.
+    ///
+    /// For work that must follow a save under the same lock: a
+    /// [`Mirrored`](crate::Mirrored) store writes its replicas between this
+    /// save and the release, so they get one session's writes in the
+    /// primary's order. The default checks [`LockGuard::is_held`], then saves
+    /// with [`save`](SessionStore::save), which is fenced for locks that
+    /// cannot be lost unnoticed (in-process and file locks); stores whose lock
+    /// is a lease override it with a save that checks the lease in the same
+    /// round trip.
+    ///
+    /// # Errors
+    ///
+    /// The save's error, or [`Error::LockLost`] (nothing written).
+    ///
+    /// ```
+    /// # use session_core::{ExpiryPolicy, LockOptions, LockingStore, SessionId, Timestamp};
+    /// # async fn demo(store: &dyn LockingStore) -> Result<(), session_core::Error> {
+    /// let record = ExpiryPolicy::default().new_record(SessionId::random().storage_key(), Timestamp::now());
+    /// store.create(&record).await?;
+    /// let guard = store.lock(&record.key, LockOptions::default()).await?;
+    /// store.save_under_lock(&record, &guard).await?;
+    /// // ... more work that must happen before the next holder's ...
+    /// guard.release().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    async fn save_under_lock(&self, record: &Record, guard: &LockGuard) -> Result<(), Error> {
+        guard.save_while_held(self, record).await
+    }
 }
 
 /// What [`LockingStore::lock_and_reload`] found once the lock was held.
@@ -241,13 +275,41 @@ impl LockGuard {
         store: &S,
         record: &Record,
     ) -> Result<(), Error> {
-        if !self.is_held() {
-            self.release_quietly().await;
-            return Err(Error::LockLost);
-        }
-        let saved = store.save(record).await;
+        let saved = self.save_while_held(store, record).await;
         self.release_quietly().await;
         saved
+    }
+
+    /// Saves `record` through `store`'s plain [`save`](SessionStore::save)
+    /// if this guard still holds its lock, keeping the lock: the default
+    /// [`LockingStore::save_under_lock`], and what a store that overrides it
+    /// does with another store's guard.
+    ///
+    /// # Errors
+    ///
+    /// The save's error, or [`Error::LockLost`] for a lost lock (nothing
+    /// written).
+    ///
+    /// ```
+    /// # use session_core::{ExpiryPolicy, LockOptions, LockingStore, SessionId, Timestamp};
+    /// # async fn demo(store: &dyn LockingStore) -> Result<(), session_core::Error> {
+    /// let record = ExpiryPolicy::default().new_record(SessionId::random().storage_key(), Timestamp::now());
+    /// store.create(&record).await?;
+    /// let guard = store.lock(&record.key, LockOptions::default()).await?;
+    /// guard.save_while_held(store, &record).await?;
+    /// guard.release().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn save_while_held<S: SessionStore + ?Sized>(
+        &self,
+        store: &S,
+        record: &Record,
+    ) -> Result<(), Error> {
+        if !self.is_held() {
+            return Err(Error::LockLost);
+        }
+        store.save(record).await
     }
 
     /// The first step of a [`LockingStore::save_and_release`] that saves and
@@ -393,6 +455,9 @@ macro_rules! forward_lock {
             }
             async fn save_and_release(&self, record: &Record, guard: LockGuard) -> Result<(), Error> {
                 (**self).save_and_release(record, guard).await
+            }
+            async fn save_under_lock(&self, record: &Record, guard: &LockGuard) -> Result<(), Error> {
+                (**self).save_under_lock(record, guard).await
             }
         }
     )*};

@@ -28,12 +28,23 @@ pub enum ReplicaFailure {
 /// A store that reads from a primary and writes to the primary and every
 /// replica.
 ///
+/// The primary is the truth:
+///
 /// - `load`, `list_for_user` and locks come from the primary only.
-/// - `create` goes to the primary first (it alone decides about id
-///   collisions), then to the replicas concurrently.
-/// - `save`, `touch`, `delete`, `delete_expired` and `delete_for_user` go to
-///   all stores concurrently.
-/// - A replica failure follows the [`ReplicaFailure`] policy.
+/// - Every write goes to the primary first; only once the primary has
+///   accepted it does it go to the replicas (concurrently). A write the
+///   primary refuses ([`Error::NotFound`], [`Error::IdCollision`], a lost
+///   lock, a store error) reaches no replica.
+/// - A replica that lacks a record the primary saved or touched (a replica
+///   restarted empty, say) gets the primary's record back, re-created; one
+///   that holds a record the primary just created gets it overwritten. Only
+///   a replica that cannot be written at all is a replica failure, which
+///   follows the [`ReplicaFailure`] policy.
+/// - A locked save ([`LockingStore::save_and_release`]) writes the primary
+///   and then the replicas while the primary's lock is still held, so the
+///   replicas get one session's locked writes in the primary's order. Plain
+///   writes without the lock are last-writer-wins, on the replicas as on the
+///   primary.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -72,6 +83,10 @@ impl Mirrored {
         self
     }
 
+    fn primary(&self) -> &dyn SessionStore {
+        self.primary.as_ref()
+    }
+
     /// Runs `write` on every replica concurrently and applies the policy.
     async fn replicate<'a, F, Fut, T>(
         &'a self,
@@ -86,20 +101,8 @@ impl Mirrored {
             self.replicas.iter().map(|replica| write(replica.as_ref())),
         )
         .await;
-        self.judge(operation, results)
-    }
-
-    fn judge<T>(
-        &self,
-        operation: &'static str,
-        results: Vec<Result<T, Error>>,
-    ) -> Result<(), Error> {
         for (index, result) in results.into_iter().enumerate() {
             let Err(error) = result else { continue };
-            // A replica that already lacks a deleted session is in the state we want.
-            if matches!(error, Error::NotFound) && operation == "delete" {
-                continue;
-            }
             match self.policy {
                 ReplicaFailure::FailRequest => return Err(error),
                 ReplicaFailure::LogAndContinue => {
@@ -110,28 +113,31 @@ impl Mirrored {
         Ok(())
     }
 
-    /// Runs `write` on the primary and every replica concurrently; the
-    /// primary's result is returned if the replicas pass the policy.
-    async fn everywhere<'a, F, Fut, T>(
-        &'a self,
-        operation: &'static str,
-        write: F,
-    ) -> Result<T, Error>
-    where
-        F: Fn(&'a dyn SessionStore) -> Fut,
-        Fut: Future<Output = Result<T, Error>> + Send + 'a,
-    {
-        let primary: &dyn SessionStore = self.primary.as_ref();
-        let (primary_result, replicas) = futures_util::future::join(
-            write(primary),
-            futures_util::future::join_all(
-                self.replicas.iter().map(|replica| write(replica.as_ref())),
-            ),
-        )
-        .await;
-        let value = primary_result?;
-        self.judge(operation, replicas)?;
-        Ok(value)
+    /// Puts the primary's `record` on `replica`, whatever the replica holds
+    /// under its key: saved over an existing record, created where there is
+    /// none.
+    async fn mirror(replica: &dyn SessionStore, record: &Record) -> Result<(), Error> {
+        match replica.save(record).await {
+            Err(Error::NotFound) => match replica.create(record).await {
+                // Created by a racing write of the same session meanwhile.
+                Err(Error::IdCollision) => replica.save(record).await,
+                created => created,
+            },
+            saved => saved,
+        }
+    }
+
+    /// Moves the replica's deadlines as the primary's `touch` did; a replica
+    /// lacking the record gets the primary's whole record, read back from
+    /// the primary (`record`'s own data may be older than the primary's).
+    async fn mirror_touch(&self, replica: &dyn SessionStore, record: &Record) -> Result<(), Error> {
+        match replica.touch(record).await {
+            Err(Error::NotFound) => match self.primary().load(&record.key, record.last_seen).await? {
+                Some(current) => Self::mirror(replica, &current).await,
+                None => Ok(()), // ended on the primary meanwhile
+            },
+            touched => touched,
+        }
     }
 }
 
@@ -148,42 +154,57 @@ impl fmt::Debug for Mirrored {
 #[async_trait]
 impl SessionStore for Mirrored {
     async fn create(&self, record: &Record) -> Result<(), Error> {
-        self.primary.as_ref().create(record).await?;
-        self.replicate("create", |replica| replica.create(record)).await
+        self.primary().create(record).await?;
+        // The primary alone decides about collisions: a replica's record
+        // under this key is a leftover the primary no longer has.
+        self.replicate("create", |replica| async move {
+            match replica.create(record).await {
+                Err(Error::IdCollision) => replica.save(record).await,
+                created => created,
+            }
+        })
+        .await
     }
 
     async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, Error> {
-        self.primary.as_ref().load(key, now).await
+        self.primary().load(key, now).await
     }
 
     async fn save(&self, record: &Record) -> Result<(), Error> {
-        self.everywhere("save", |store| store.save(record)).await
+        self.primary().save(record).await?;
+        self.replicate("save", |replica| Self::mirror(replica, record)).await
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<(), Error> {
-        self.everywhere("delete", |store| store.delete(key)).await
+        self.primary().delete(key).await?;
+        self.replicate("delete", |replica| replica.delete(key)).await
     }
 
     async fn touch(&self, record: &Record) -> Result<(), Error> {
-        self.everywhere("touch", |store| store.touch(record)).await
+        self.primary().touch(record).await?;
+        self.replicate("touch", |replica| self.mirror_touch(replica, record)).await
     }
 
     async fn delete_expired(&self, now: Timestamp) -> Result<u64, Error> {
-        self.everywhere("delete_expired", |store| store.delete_expired(now)).await
+        let deleted = self.primary().delete_expired(now).await?;
+        self.replicate("delete_expired", |replica| replica.delete_expired(now)).await?;
+        Ok(deleted)
     }
 
     async fn list_for_user(&self, user: &str, now: Timestamp) -> Result<Vec<Record>, Error> {
-        self.primary.as_ref().list_for_user(user, now).await
+        self.primary().list_for_user(user, now).await
     }
 
     async fn delete_for_user(&self, user: &str) -> Result<u64, Error> {
-        self.everywhere("delete_for_user", |store| store.delete_for_user(user)).await
+        let deleted = self.primary().delete_for_user(user).await?;
+        self.replicate("delete_for_user", |replica| replica.delete_for_user(user)).await?;
+        Ok(deleted)
     }
 }
 
-/// Locks come from the primary alone, and so do locked reads; a locked save
-/// goes to the primary (which releases its lock in the same call, as a
-/// store that does both in one round trip does) and to every replica.
+/// Locks come from the primary alone, and so do locked reads. A locked save
+/// goes to the primary, fenced by its lock, then to every replica, and only
+/// then is the lock released.
 #[async_trait]
 impl LockingStore for Mirrored {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
@@ -210,14 +231,13 @@ impl LockingStore for Mirrored {
     }
 
     async fn save_and_release(&self, record: &Record, guard: LockGuard) -> Result<(), Error> {
-        let (primary_result, replicas) = futures_util::future::join(
-            self.primary.as_ref().save_and_release(record, guard),
-            futures_util::future::join_all(
-                self.replicas.iter().map(|replica| replica.as_ref().save(record)),
-            ),
-        )
-        .await;
-        primary_result?;
-        self.judge("save", replicas)
+        let saved = self.save_under_lock(record, &guard).await;
+        guard.release_quietly().await;
+        saved
+    }
+
+    async fn save_under_lock(&self, record: &Record, guard: &LockGuard) -> Result<(), Error> {
+        self.primary.as_ref().save_under_lock(record, guard).await?;
+        self.replicate("save", |replica| Self::mirror(replica, record)).await
     }
 }

@@ -452,8 +452,9 @@ pub async fn hostile_user_ids(store: &dyn LockingStore, other: &dyn LockingStore
 /// lease that ran out, a connection that died): `late_guard` is such a lost
 /// lock on `late`'s session, which the caller loaded under it with a count
 /// (`"n"`) of one. Another holder (`next`) locks at once and saves two; then
-/// the late holder's save of 99 must fail with a 503-class error and leave
-/// two stored, and the session must lock again. Returns the late save's error, for the
+/// the late holder's saves of 99 ([`LockingStore::save_under_lock`], then
+/// [`LockingStore::save_and_release`]) must each fail with a 503-class error
+/// and leave two stored, and the session must lock again. Returns the late save's error, for the
 /// caller to check its kind.
 pub async fn late_save_under_a_lost_lock_is_refused(
     store: &dyn LockingStore,
@@ -475,6 +476,10 @@ pub async fn late_save_under_a_lost_lock_is_refused(
 
     late.data.insert_value("n", 99.into());
     late.version += 1;
+    match store.save_under_lock(&late, &late_guard).await {
+        Err(error) => assert!(error.is_unavailable(), "a lost lock answers 503, got {error}"),
+        Ok(()) => panic!("a save under a lost lock went through (save_under_lock)"),
+    }
     let error = match store.save_and_release(&late, late_guard).await {
         Err(error) => error,
         Ok(()) => panic!("a save under a lost lock went through"),
@@ -564,6 +569,39 @@ pub async fn lock_is_exclusive_per_key(store: DynStore) {
     let after_drop =
         store.lock(&a.key, options).await.unwrap_or_else(|e| panic!("lock after drop: {e}"));
     after_drop.release().await.unwrap_or_else(|e| panic!("release: {e}"));
+}
+
+/// [`LockingStore::save_under_lock`] writes and keeps the lock: the other
+/// instance sees the save but cannot lock the session until the guard is
+/// released.
+pub async fn save_under_lock_keeps_the_lock(store: DynStore, other: DynStore) {
+    let now = Timestamp::now();
+    let mut record = fresh_record(now);
+    create(&store, &record).await;
+    let short =
+        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_millis(200) };
+    let (guard, _) = store
+        .lock_and_load(&record.key, LockOptions::default(), now)
+        .await
+        .unwrap_or_else(|e| panic!("lock_and_load: {e}"));
+    record.data.insert_value("n", 1.into());
+    record.version += 1;
+    store.save_under_lock(&record, &guard).await.unwrap_or_else(|e| panic!("save_under_lock: {e}"));
+    assert_eq!(counter(&load_live(&other, &record, now).await), 1, "saved");
+    match other.lock(&record.key, short).await {
+        Err(Error::LockTimeout { .. }) => {}
+        Err(error) => panic!("lock after save_under_lock: expected LockTimeout, got {error}"),
+        Ok(_) => panic!("save_under_lock released the lock"),
+    }
+    record.data.insert_value("n", 2.into());
+    record.version += 1;
+    store.save_and_release(&record, guard).await.unwrap_or_else(|e| panic!("save: {e}"));
+    let (guard, loaded) = other
+        .lock_and_load(&record.key, short, now)
+        .await
+        .unwrap_or_else(|e| panic!("lock once released: {e}"));
+    assert_eq!(loaded.map(|loaded| counter(&loaded)), Some(2));
+    guard.release().await.unwrap_or_else(|e| panic!("release: {e}"));
 }
 
 /// `lock_and_reload` answers [`Reloaded::Unchanged`] while the stored
@@ -785,6 +823,7 @@ macro_rules! conformance_tests {
             );
 
             $crate::conformance_tests!(@across $make_backend;
+                save_under_lock_keeps_the_lock,
                 row05_unknown_key_is_not_created,
                 row07_path_like_user_ids,
                 row08_sql_shaped_user_ids,

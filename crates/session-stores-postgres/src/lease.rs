@@ -72,6 +72,7 @@ pub(crate) struct LeaseStatements {
     lock: Template<3>,
     lock_and_load: Template<4>,
     save_and_release: Template<9>,
+    save_under_lock: Template<9>,
     release: Template<2>,
     renew: Template<3>,
 }
@@ -156,6 +157,17 @@ impl LeaseStatements {
                  UPDATE {t} AS s SET {set} FROM released \
                  WHERE s.session_key = released.session_key RETURNING 1) \
                  SELECT EXISTS (SELECT 1 FROM released), EXISTS (SELECT 1 FROM saved)"
+            )),
+            // Fenced as above, keeping the lease: `FOR UPDATE` holds the
+            // lease row until the update commits, so the next holder cannot
+            // take it over in between.
+            save_under_lock: Template::new(&format!(
+                "{READ_COMMITTED}WITH held AS (\
+                 SELECT session_key FROM {l} WHERE session_key = $1 AND token = $9 FOR UPDATE), \
+                 saved AS (\
+                 UPDATE {t} AS s SET {set} FROM held \
+                 WHERE s.session_key = held.session_key RETURNING 1) \
+                 SELECT EXISTS (SELECT 1 FROM held), EXISTS (SELECT 1 FROM saved)"
             )),
             release: Template::new(&format!(
                 "{READ_COMMITTED}DELETE FROM {l} WHERE session_key = $1 AND token = $2"
@@ -619,25 +631,63 @@ impl PostgresStore {
         // Only a lease of this store's table on this very session can be
         // saved under in one statement; any other guard is saved through,
         // then released.
-        let ours =
-            guard.downcast_ref::<LeaseLock>().map(|lock| Arc::clone(&lock.state)).filter(|state| {
-                Arc::ptr_eq(&state.store.table, &self.table) && state.key == record.key
-            });
+        let ours = self.own_lease(&guard, record).map(Arc::clone);
         // From `Save` on, the statement releases the lease; the guard cannot.
         let state = match guard.hand_over(ours, self, record).await {
             Handover::Save(state) => state,
             Handover::Settled(outcome) => return outcome,
         };
         let unsettled = unsettled(self, &state.key, &state.token);
-        let row = match Encoded::new(record) {
-            Ok(row) => row,
-            Err(error) => {
-                drop(unsettled); // gives the lease back
-                return Err(error);
-            }
+        // Not answered (an error, or this future dropped): `unsettled`
+        // gives the lease back, if it is still ours.
+        let saved = self
+            .fenced_save(&self.table.lease.save_and_release, record, &state, "save_and_release")
+            .await;
+        // Answered: the statement released the lease, or it was not ours.
+        if matches!(saved, Ok(()) | Err(Error::NotFound | Error::LockLost)) {
+            unsettled.settle();
+        }
+        saved
+    }
+
+    /// Saves in one fenced statement that keeps the lease; see
+    /// [`LeaseStatements::save_under_lock`]. Any other guard is saved
+    /// through if it still holds its lock.
+    pub(crate) async fn lease_save_under_lock(
+        &self,
+        record: &Record,
+        guard: &LockGuard,
+    ) -> Result<(), Error> {
+        let Some(state) = self.own_lease(guard, record) else {
+            return guard.save_while_held(self, record).await;
         };
+        if !state.is_held() {
+            return Err(Error::LockLost);
+        }
+        self.fenced_save(&self.table.lease.save_under_lock, record, state, "save_under_lock").await
+    }
+
+    /// `guard`'s lease, if it is one of this store's table on `record`'s
+    /// session: only such a lease can fence a save in the same statement.
+    fn own_lease<'g>(&self, guard: &'g LockGuard, record: &Record) -> Option<&'g Arc<LeaseState>> {
+        guard.downcast_ref::<LeaseLock>().map(|lock| &lock.state).filter(|state| {
+            Arc::ptr_eq(&state.store.table, &self.table) && state.key == record.key
+        })
+    }
+
+    /// Runs a fenced save `statement` (the updated columns, then the
+    /// lease's token) and reads its answer: whether the lease was still
+    /// `state`'s, and whether the record was there to save.
+    async fn fenced_save(
+        &self,
+        statement: &Template<9>,
+        record: &Record,
+        state: &LeaseState,
+        operation: &'static str,
+    ) -> Result<(), Error> {
+        let row = Encoded::new(record)?;
         let [key, data, last_seen, idle, absolute, expiry, user, version] = update_values(&row);
-        let sql = self.table.lease.save_and_release.fill([
+        let sql = statement.fill([
             key,
             data,
             last_seen,
@@ -648,16 +698,13 @@ impl PostgresStore {
             version,
             Value::Bytes(&state.token),
         ]);
-        // Not answered (an error, or this future dropped): `unsettled`
-        // gives the lease back, if it is still ours.
         let rows = self.rows(sql).await?;
-        unsettled.settle();
         let [row] = rows.as_slice() else {
-            return Err(PgStoreError::UnexpectedReply("save_and_release").into());
+            return Err(PgStoreError::UnexpectedReply(operation).into());
         };
-        let released: bool = row.try_get(0).map_err(backend)?;
+        let held: bool = row.try_get(0).map_err(backend)?;
         let saved: bool = row.try_get(1).map_err(backend)?;
-        match (released, saved) {
+        match (held, saved) {
             (true, true) => Ok(()),
             (true, false) => Err(Error::NotFound),
             (false, _) => {

@@ -171,6 +171,10 @@ impl PgLock {
     fn take(&self) -> Option<LockConnection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
+
+    fn put_back(&self, conn: LockConnection) {
+        *self.conn.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
+    }
 }
 
 #[async_trait]
@@ -377,6 +381,30 @@ impl LockingStore for PostgresStore {
             Some(conn) => self.save_on(record, conn, lock_id).await,
             None => Err(PgStoreError::LockLost.into()),
         }
+    }
+
+    /// Saves on the lock's own connection and keeps the lock (advisory;
+    /// lease: one fenced statement). Guards of other stores are saved
+    /// through the pool if they still hold their lock.
+    async fn save_under_lock(&self, record: &Record, guard: &LockGuard) -> Result<(), Error> {
+        if self.mode == LockMode::Lease {
+            return self.lease_save_under_lock(record, guard).await;
+        }
+        let Some(lock) = guard.downcast_ref::<PgLock>() else {
+            return guard.save_while_held(self, record).await;
+        };
+        // Out of the guard while the update runs (the mutex is not held
+        // across it); dropped mid-update, the connection closes, which
+        // releases the lock.
+        let Some(mut conn) = lock.take() else {
+            return Err(PgStoreError::LockLost.into());
+        };
+        let saved = match conn.get() {
+            Ok(connection) => self.table.sessions.save(connection, record).await,
+            Err(error) => Err(error),
+        };
+        lock.put_back(conn);
+        saved
     }
 }
 

@@ -13,7 +13,7 @@ use session_core::{
 use crate::RedisStore;
 use crate::error::RedisStoreError;
 use crate::scripts;
-use crate::store::{evalsha, log_corrupt, millis};
+use crate::store::{LockedSave, evalsha, log_corrupt, millis};
 use crate::value::Corrupt;
 
 /// The first wait between attempts to take a busy lock.
@@ -66,6 +66,11 @@ impl LockState {
 
     fn lease_millis(&self) -> u64 {
         lease_millis(self.lease)
+    }
+
+    /// What fences a save under this lock.
+    fn fencing(&self, release: bool) -> LockedSave<'_> {
+        LockedSave { key: &self.lock_key, token: &self.token, release }
     }
 
     /// Compare-and-delete; `true` if the lock was still ours.
@@ -378,16 +383,10 @@ impl LockingStore for RedisStore {
             Handover::Settled(outcome) => return outcome,
         };
         let unsettled = unsettled(self, &state.lock_key, &state.token);
-        let saved = self.save_script(record, Some((&state.lock_key, &state.token))).await;
+        let saved = self.save_script(record, Some(state.fencing(true))).await;
         unsettled.settle();
         match saved {
-            Ok(1) => Ok(()),
-            Ok(0) => Err(Error::NotFound),
-            Ok(-1) => {
-                tracing::warn!("session lock lost before the save; nothing was written");
-                Err(Error::LockLost)
-            }
-            Ok(_) => Err(RedisStoreError::UnexpectedReply("save_and_release").into()),
+            Ok(answer) => fenced_save(answer, "save_and_release"),
             Err(error) => {
                 // The lock may still be ours: free it for the waiters.
                 if let Err(release_error) = state.release_remote().await {
@@ -396,6 +395,37 @@ impl LockingStore for RedisStore {
                 Err(error)
             }
         }
+    }
+
+    /// One script call that writes only while the lock is still this
+    /// holder's, and keeps it. Guards of other stores are saved through the
+    /// plain save if they still hold their lock.
+    async fn save_under_lock(&self, record: &Record, guard: &LockGuard) -> Result<(), Error> {
+        let ours = guard
+            .downcast_ref::<RedisLock>()
+            .map(|lock| &lock.state)
+            .filter(|state| Arc::ptr_eq(&state.store.connections, &self.connections));
+        let Some(state) = ours else {
+            return guard.save_while_held(self, record).await;
+        };
+        if !state.is_held() {
+            return Err(Error::LockLost);
+        }
+        let answer = self.save_script(record, Some(state.fencing(false))).await?;
+        fenced_save(answer, "save_under_lock")
+    }
+}
+
+/// What the fenced save script's answer means.
+fn fenced_save(answer: i64, operation: &'static str) -> Result<(), Error> {
+    match answer {
+        1 => Ok(()),
+        0 => Err(Error::NotFound),
+        -1 => {
+            tracing::warn!("session lock lost before the save; nothing was written");
+            Err(Error::LockLost)
+        }
+        _ => Err(RedisStoreError::UnexpectedReply(operation).into()),
     }
 }
 

@@ -143,14 +143,17 @@ return 1
     ))
 });
 
-/// `save`, and `save_and_release` when a lock key is given: overwrites the
-/// record only if one exists (`SET XX GET`: one command reads and writes), keeps the user index in step, and releases
-/// the lock if the caller still holds it.
+/// `save`, and `save_and_release` / `save_under_lock` when a lock key is
+/// given: overwrites the record only if one exists (`SET XX GET`: one command
+/// reads and writes), keeps the user index in step, and, with a lock, writes
+/// only if the caller still holds it and then releases it unless asked to
+/// keep it.
 ///
 /// KEYS: record, optionally the lock. ARGV: value, expire-at, length of the
-/// value's head, prefix, index, lock token (with a lock). Returns 1 if saved, 0 if
-/// there is no record (nothing written), -1 if the lock is no longer the
-/// caller's (nothing written, lock untouched).
+/// value's head, prefix, index, then with a lock: its token and `1` to
+/// release it (`0` to keep it). Returns 1 if saved, 0 if there is no record
+/// (nothing written), -1 if the lock is no longer the caller's (nothing
+/// written, lock untouched).
 pub(crate) static SAVE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(lua!(
         r#"
@@ -176,7 +179,7 @@ elseif type(old) == 'string' then
   end
   saved = 1
 end
-if lock then redis.call('DEL', lock) end
+if lock and ARGV[7] == '1' then redis.call('DEL', lock) end
 return saved
 "#
     ))

@@ -417,17 +417,17 @@ impl RedisStore {
         Ok(written)
     }
 
-    /// `save`, optionally with the lock release (see `scripts::SAVE`).
+    /// `save`, optionally fenced by a held lock (see `scripts::SAVE`).
     /// Returns the script's answer: 1 saved, 0 gone, -1 lock not ours.
     pub(crate) async fn save_script(
         &self,
         record: &Record,
-        lock: Option<(&[u8], &str)>,
+        lock: Option<LockedSave<'_>>,
     ) -> Result<i64, Error> {
         let mut command = evalsha(&scripts::SAVE, if lock.is_some() { 2 } else { 1 });
         self.record_key_arg(&mut command, &record.key);
-        if let Some((lock_key, _)) = lock {
-            command.arg(lock_key);
+        if let Some(lock) = &lock {
+            command.arg(lock.key);
         }
         let head_len =
             value::encode(record, self.codec.as_ref(), &mut command.writer_for_next_arg())?;
@@ -436,8 +436,8 @@ impl RedisStore {
             .arg(head_len)
             .arg(self.prefix.as_bytes())
             .arg(self.index_flag());
-        if let Some((_, token)) = lock {
-            command.arg(token);
+        if let Some(lock) = &lock {
+            command.arg(lock.token).arg(if lock.release { "1" } else { "0" });
         }
         #[cfg(feature = "cluster")]
         if self.on_cluster() {
@@ -551,6 +551,14 @@ pub(crate) fn int_reply(reply: Value, operation: &'static str) -> Result<i64, Re
 }
 
 /// Whole milliseconds, saturating: what `PX` and `WAIT` take.
+/// The lock that fences a save (see `scripts::SAVE`): its key, its holder's
+/// token, and whether the save releases it.
+pub(crate) struct LockedSave<'a> {
+    pub(crate) key: &'a [u8],
+    pub(crate) token: &'a str,
+    pub(crate) release: bool,
+}
+
 pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -217,16 +217,19 @@ where
     }
 
     /// Replaces the stored session with `record`, never bringing back a
-    /// deleted one.
+    /// deleted one, through a pool or one connection (a lock's own).
     ///
     /// # Errors
     ///
     /// [`Error::NotFound`] if there is no such session, [`Error::Codec`] if
     /// the data cannot be written as JSON, or `D`'s [`Error::Backend`].
-    pub async fn save(&self, pool: &Pool<D::Database>, record: &Record) -> Result<(), Error> {
+    pub async fn save<'e, E>(&self, executor: E, record: &Record) -> Result<(), Error>
+    where
+        E: sqlx::Executor<'e, Database = D::Database>,
+    {
         let row = Encoded::new(record)?;
         let done = Self::bind(Write::Update, sqlx::query(self.save.clone()), &row)
-            .execute(pool)
+            .execute(executor)
             .await
             .map_err(D::backend)?;
         Write::Update.outcome(D::rows_affected(&done))
