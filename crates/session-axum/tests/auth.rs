@@ -445,3 +445,46 @@ async fn every_auth_method_fails_with_auth_rejection(auth: Auth<TestUser>, user:
     let _: Result<u64, AuthRejection> = auth.logout_everywhere().await;
     let _: Result<(), AuthRejection> = auth.logout().await;
 }
+
+/// CORS preflights are a CORS layer's to answer, outside the guard: the
+/// layer answers a preflight (no credentials, no handler run; tower-http's
+/// answers every `OPTIONS`), and the real cross-origin request that follows
+/// meets the guard. Without a CORS layer, `OPTIONS` meets the guard too
+/// (`options_requests_are_guarded_like_any_other`).
+#[tokio::test]
+async fn cors_preflights_are_answered_outside_the_guard() {
+    use http::{Method, Request, header};
+    use tower::ServiceExt;
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+
+    let f = fixture(MemoryStore::new(), config());
+    let origin = "https://app.example";
+    let app = f.app.layer(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::exact(http::HeaderValue::from_static(origin)))
+            .allow_methods([Method::GET, Method::DELETE])
+            .allow_credentials(true),
+    );
+    let preflight = Request::options("/any")
+        .header(header::ORIGIN, origin)
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "DELETE")
+        .body(axum::body::Body::empty())
+        .expect("a request");
+    let reply = app.clone().oneshot(preflight).await.expect("infallible");
+    assert_eq!(reply.status(), 200, "the CORS layer answers the preflight");
+    assert_eq!(reply.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], origin);
+    let body = http_body_util::BodyExt::collect(reply.into_body()).await.expect("a body");
+    assert!(body.to_bytes().is_empty(), "answered by the CORS layer, not the handler");
+
+    let actual = Request::delete("/any")
+        .header(header::ORIGIN, origin)
+        .body(axum::body::Body::empty())
+        .expect("a request");
+    let reply = app.oneshot(actual).await.expect("infallible");
+    assert_eq!(reply.status(), 401, "the request after the preflight meets the guard");
+    assert_eq!(
+        reply.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        origin,
+        "readable by the page"
+    );
+}

@@ -132,7 +132,8 @@ impl Mirrored {
     /// the primary (`record`'s own data may be older than the primary's).
     async fn mirror_touch(&self, replica: &dyn SessionStore, record: &Record) -> Result<(), Error> {
         match replica.touch(record).await {
-            Err(Error::NotFound) => match self.primary().load(&record.key, record.last_seen).await? {
+            Err(Error::NotFound) => match self.primary().load(&record.key, record.last_seen).await?
+            {
                 Some(current) => Self::mirror(replica, &current).await,
                 None => Ok(()), // ended on the primary meanwhile
             },

@@ -670,9 +670,10 @@ impl PostgresStore {
     /// `guard`'s lease, if it is one of this store's table on `record`'s
     /// session: only such a lease can fence a save in the same statement.
     fn own_lease<'g>(&self, guard: &'g LockGuard, record: &Record) -> Option<&'g Arc<LeaseState>> {
-        guard.downcast_ref::<LeaseLock>().map(|lock| &lock.state).filter(|state| {
-            Arc::ptr_eq(&state.store.table, &self.table) && state.key == record.key
-        })
+        guard
+            .downcast_ref::<LeaseLock>()
+            .map(|lock| &lock.state)
+            .filter(|state| Arc::ptr_eq(&state.store.table, &self.table) && state.key == record.key)
     }
 
     /// Runs a fenced save `statement` (the updated columns, then the

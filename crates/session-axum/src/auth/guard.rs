@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::response::IntoResponse;
-use http::{Extensions, Method, Request, Response, Uri};
+use http::{Extensions, Request, Response, Uri};
 use tower_service::Service;
 
 use crate::auth::context::AuthContext;
@@ -54,11 +54,12 @@ impl<U> fmt::Debug for Rule<U> {
 /// [`permission_required`](crate::permission_required) build around a
 /// route; `route_layer` builds it for you.
 ///
-/// `OPTIONS` requests (CORS preflights) always pass. Otherwise the user is
-/// loaded once per request (a [`CurrentUser`](crate::CurrentUser) in the
-/// handler reuses it), and the guard's rule decides: the route, a 401 or a
-/// redirect to the login page for anonymous requests, a 403 for a user the
-/// permission refuses.
+/// Every method is guarded, `OPTIONS` included: the user is loaded once per
+/// request (a [`CurrentUser`](crate::CurrentUser) in the handler reuses it),
+/// and the guard's rule decides: the route, a 401 or a redirect to the login
+/// page for anonymous requests, a 403 for a user the permission refuses.
+/// CORS preflights, which carry no credentials, are a CORS layer's to answer,
+/// outside the guard (see the guide's "CORS preflights").
 ///
 /// ```
 /// # #[derive(Clone)] struct User { is_admin: bool }
@@ -131,10 +132,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let rule = self.rule.clone();
         GuardFuture::new(async move {
-            if request.method() != Method::OPTIONS
-                && let Err(refusal) =
-                    admit::<U, K>(&rule, request.extensions(), request.uri()).await
-            {
+            if let Err(refusal) = admit::<U, K>(&rule, request.extensions(), request.uri()).await {
                 return Ok(refusal);
             }
             Ok(inner.call(request).await?.map(Body::new))

@@ -19,8 +19,10 @@ use crate::kind::{DefaultSession, SessionKind};
 ///
 /// Anonymous requests get 401 ([`Unauthenticated`]), or with
 /// [`redirect_to`](LoginRequiredLayer::redirect_to) a `303 See Other` to the
-/// login page with `?next=<original path and query>`. `OPTIONS` requests
-/// (CORS preflights) always pass. The user is loaded through the
+/// login page with `?next=<original path and query>`. Every method is
+/// guarded, `OPTIONS` included, as axum-login's guards do: answer CORS
+/// preflights with a CORS layer outside the guard (below). The user is
+/// loaded through the
 /// [`AuthLayer`](crate::AuthLayer), once per request: a
 /// [`CurrentUser`](crate::CurrentUser) in the handler costs nothing more.
 ///

@@ -13,7 +13,9 @@ use crate::kind::{DefaultSession, SessionKind};
 
 /// A route layer that lets through only logged-in users for whom `predicate`
 /// holds: others get 403 ([`Forbidden`](crate::auth::Forbidden)), anonymous requests 401
-/// ([`Unauthenticated`](crate::auth::Unauthenticated)). `OPTIONS` requests pass.
+/// ([`Unauthenticated`](crate::auth::Unauthenticated)), for every method,
+/// `OPTIONS` included (see [`login_required`](crate::login_required) for
+/// CORS preflights).
 ///
 /// Like [`login_required::<U>()`](crate::login_required), it takes the user
 /// type as a turbofish, `permission_required::<User>(..)`, and the

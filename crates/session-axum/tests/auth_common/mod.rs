@@ -25,7 +25,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Router, http::StatusCode};
 use http::{HeaderMap, Method, Request, header};
 use http_body_util::BodyExt;
@@ -266,6 +266,7 @@ pub fn app(layer: SessionLayer, users: TestUsers, numeric: NumericUsers) -> Rout
             )
             .options(|| async { "preflight" }),
         )
+        .route("/any", any(|method: Method| async move { format!("any {method}") }))
         .route_layer(permission_required::<TestUser>(|user| user.admin))
         .route("/admin-async", get(|| async { "async admin" }))
         .route_layer(permission_required_async::<TestUser>(|user| async move {
@@ -1142,16 +1143,28 @@ macro_rules! auth_tests {
             }
 
             #[tokio::test]
-            async fn options_requests_pass_the_guards() {
+            async fn options_requests_are_guarded_like_any_other() {
                 let f = setup().await;
-                for path in ["/protected", "/admin"] {
+                for path in ["/protected", "/admin", "/any"] {
                     let reply = request(&f.app, Method::OPTIONS, path, &[]).await;
-                    assert_eq!(
-                        (reply.status.as_u16(), reply.body.as_str()),
-                        (200, "preflight"),
-                        "{path}"
-                    );
+                    assert_eq!(reply.status, 401, "anonymous OPTIONS {path}");
                 }
+                let alice = f.users.add("alice", false);
+                let cookie = login(&f.app, &alice).await;
+                let reply = request(&f.app, Method::OPTIONS, "/protected", &[&cookie]).await;
+                assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "preflight"));
+                let reply = request(&f.app, Method::OPTIONS, "/admin", &[&cookie]).await;
+                assert_eq!(reply.status, 403, "OPTIONS without the permission");
+                for method in [Method::OPTIONS, Method::GET, Method::DELETE] {
+                    let reply = request(&f.app, method.clone(), "/any", &[&cookie]).await;
+                    assert_eq!(reply.status, 403, "{method} /any without the permission");
+                }
+                let admin = f.users.add("root", true);
+                let cookie = login(&f.app, &admin).await;
+                let reply = request(&f.app, Method::OPTIONS, "/admin", &[&cookie]).await;
+                assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "preflight"));
+                let reply = request(&f.app, Method::OPTIONS, "/any", &[&cookie]).await;
+                assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "any OPTIONS"));
             }
 
             #[tokio::test]
