@@ -8,9 +8,10 @@ use http::header::{COOKIE, HeaderMap, HeaderValue};
 
 use crate::config::{MAX_COOKIE_BYTES, SessionConfig};
 
-/// The values of every cookie named `name` in the request, in order, skipping
-/// any whose name and value together exceed [`MAX_COOKIE_BYTES`] (those are
-/// never decoded or passed to a store).
+/// The values of every cookie named `name` in the request, in order; one
+/// whose name and value together exceed [`MAX_COOKIE_BYTES`] comes as an
+/// empty value (it is never decoded or passed to a store, and is cleared as
+/// no session).
 ///
 /// Parsing is by hand rather than through `cookie::Cookie::split_parse`: we
 /// only want one name, and skipping the rest without allocating keeps the
@@ -36,7 +37,9 @@ pub(crate) fn request_cookies<'a>(
                     bytes = value.len(),
                     "ignoring an oversized session cookie unread"
                 );
-                return None;
+                // Unread, it stands as an empty value: no session, cleared
+                // like any other session cookie that is not one.
+                return Some("");
             }
             Some(value)
         })
@@ -144,11 +147,11 @@ mod tests {
     }
 
     #[test]
-    fn skips_oversized_values_and_malformed_pairs() {
+    fn blanks_oversized_values_and_skips_malformed_pairs() {
         let big = format!("id={}", "A".repeat(MAX_COOKIE_BYTES));
         let headers = headers(&[&big, "id", "id=ok"]);
         let found: Vec<_> = request_cookies(&headers, "id").collect();
-        assert_eq!(found, ["ok"]);
+        assert_eq!(found, ["", "ok"]);
     }
 
     #[test]

@@ -85,25 +85,34 @@ const MAX_SEALED_CANDIDATES: usize = 4;
 fn incoming<B>(request: &Request<B>, shared: &LayerShared) -> Incoming {
     let cookie_name = shared.config.cookie_name();
     let mut values = request_cookies(request.headers(), cookie_name);
+    let mut seen = false;
     if shared.is_client_side() {
-        // A few candidates at most: each costs a MAC check.
-        let candidates: Vec<String> =
-            values.take(MAX_SEALED_CANDIDATES).map(str::to_owned).collect();
-        return if candidates.is_empty() {
-            Incoming::Nothing
-        } else {
-            Incoming::Sealed(candidates)
+        // A few candidates at most: each costs a MAC check. An empty value
+        // (an oversized one stands as such) is never a sealed session.
+        let candidates: Vec<String> = values
+            .inspect(|_| seen = true)
+            .filter(|value| !value.is_empty())
+            .take(MAX_SEALED_CANDIDATES)
+            .map(str::to_owned)
+            .collect();
+        return match candidates.is_empty() {
+            false => Incoming::Sealed(candidates),
+            true if seen => Incoming::Malformed,
+            true => Incoming::Nothing,
         };
     }
-    let mut seen = false;
     let id = values.find_map(|value| {
         seen = true;
         value.parse::<SessionId>().ok()
     });
-    if id.is_none() && seen {
-        tracing::debug!(cookie = cookie_name, "malformed session cookie ignored");
+    match id {
+        Some(id) => Incoming::Id(id),
+        None if seen => {
+            tracing::debug!(cookie = cookie_name, "malformed session cookie; not adopted");
+            Incoming::Malformed
+        }
+        None => Incoming::Nothing,
     }
-    id.map_or(Incoming::Nothing, Incoming::Id)
 }
 
 async fn finish<K: SessionKind>(

@@ -73,6 +73,10 @@ pub(crate) enum Incoming {
     Nothing,
     /// A well-formed server-side session id, not yet known to exist.
     Id(SessionId),
+    /// Session cookies, none of them a well-formed id (server-side) or a
+    /// value worth opening (client-side: empty or oversized): cleared like
+    /// an unknown id once the session is used, without a store call.
+    Malformed,
     /// Sealed client-side session values, not yet opened; the first that
     /// opens is the session.
     Sealed(Vec<String>),
@@ -83,6 +87,7 @@ impl std::fmt::Debug for Incoming {
         match self {
             Self::Nothing => f.write_str("Nothing"),
             Self::Id(id) => f.debug_tuple("Id").field(id).finish(),
+            Self::Malformed => f.write_str("Malformed"),
             Self::Sealed(values) => write!(f, "Sealed({} values)", values.len()),
         }
     }
@@ -101,8 +106,8 @@ impl std::fmt::Debug for Incoming {
 /// read-modify-write, take [`lock`](Self::lock) first.
 ///
 /// Unknown, expired and malformed session ids are never adopted: the request
-/// is served as having no session, and a new id is issued only if the
-/// handler writes.
+/// is served as having no session, a new id is issued only if the handler
+/// writes, and otherwise a request that used the session clears the cookie.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -573,6 +578,10 @@ impl SessionInner {
                         Loaded::Absent
                     }
                 }
+            }
+            (Incoming::Malformed, _) => {
+                state.clear_cookie = true;
+                Loaded::Absent
             }
             // No cookie (the layer only reads ids server-side and sealed
             // values client-side).

@@ -91,15 +91,34 @@ impl<S: LockingStore + Clone> Server<S> {
             .expect("a valid session config"))
     }
 
-    /// Sends each cookie header alone to `/get` and checks it is served as
-    /// no session without any store call, then that the victim is intact.
+    /// Sends each session cookie header alone to `/get` and checks it is
+    /// served as no session without any store call, and cleared like an
+    /// unknown id; then that the victim is intact.
     async fn served_unread(&self, cookies: &[String]) {
+        self.served_unread_clearing(cookies, true).await;
+    }
+
+    /// As [`served_unread`](Self::served_unread) for headers that hold no
+    /// cookie of the session's name: nothing to clear.
+    async fn served_as_no_cookie(&self, headers: &[String]) {
+        self.served_unread_clearing(headers, false).await;
+    }
+
+    async fn served_unread_clearing(&self, cookies: &[String], cleared: bool) {
         let (loads, writes) = (self.probe.loads(), self.probe.writes());
         for cookie in cookies {
             let reply = send(&self.app, "/get", &[cookie]).await;
             assert_eq!(reply.status, 200, "{cookie:.60}");
             assert_eq!(reply.body, "none", "{cookie:.60}");
-            assert_eq!(reply.set_cookie(), None, "{cookie:.60}");
+            match reply.set_cookie() {
+                Some(set) if cleared => assert!(
+                    set.starts_with("id=;") && set.contains("Max-Age=0"),
+                    "{cookie:.60}: {set}"
+                ),
+                set => assert_eq!(set, None, "{cookie:.60}"),
+            }
+            // A request that leaves the session alone answers nothing about it.
+            assert_eq!(send(&self.app, "/noop", &[cookie]).await.set_cookie(), None);
         }
         assert_eq!(self.probe.loads(), loads, "malformed cookies never reach the store");
         assert_eq!(self.probe.writes(), writes, "nor write anything");
@@ -131,13 +150,15 @@ mod rows {
 
     type Stores<S> = (S, S);
 
-    /// Cookie values that are not base64url (`!!!`, empty, `=x`, a bare name)
-    /// are no session and never reach the store.
+    /// Cookie values that are not base64url (`!!!`, empty) are no session,
+    /// never reach the store, and are cleared; headers without a cookie of
+    /// the session's name (`=x`, a bare name) are no session either.
     pub(crate) async fn row01<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
-        let mut hostile = cookies(&["!!!", "", "====", "*", "a.b.c", "%", "\\"]);
-        hostile.extend(["id".to_owned(), "id;".to_owned(), ";;;".to_owned(), "=x".to_owned()]);
+        let hostile = cookies(&["!!!", "", "====", "*", "a.b.c", "%", "\\"]);
         server.served_unread(&hostile).await;
+        let nameless = ["id".to_owned(), "id;".to_owned(), ";;;".to_owned(), "=x".to_owned()];
+        server.served_as_no_cookie(&nameless).await;
         // A write with a malformed cookie starts a fresh session.
         let reply = send(&server.app, "/set?v=fresh", &["id=!!!"]).await;
         assert!(reply.cookie().strip_prefix("id=").unwrap().parse::<SessionId>().is_ok());
@@ -210,7 +231,8 @@ mod rows {
         server.victim_intact().await;
     }
 
-    /// Cookies of 4 KB, 100 KB and 1 MB are dropped before decoding, without a store read.
+    /// Cookies of 4 KB, 100 KB and 1 MB are dropped before decoding, without
+    /// a store read, and cleared.
     pub(crate) async fn row04<S: LockingStore + Clone>(stores: Stores<S>) {
         let server = Server::new(stores, config()).await;
         let victim = id_of(&server.victim).to_owned();
@@ -705,10 +727,21 @@ mod client_rows {
         (app, victim, opens)
     }
 
+    /// Each header alone is no session; one that holds a session cookie
+    /// (`id=...`) gets it cleared, as for a server-side session.
     async fn served_as_no_session(app: &Router, cookies: &[String]) {
         for cookie in cookies {
             let reply = send(app, "/get", &[cookie]).await;
             assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "none"), "{cookie:.60}");
+            match reply.set_cookie() {
+                Some(set) => assert!(
+                    cookie.starts_with("id=")
+                        && set.starts_with("id=;")
+                        && set.contains("Max-Age=0"),
+                    "{cookie:.60}: {set}"
+                ),
+                None => assert!(!cookie.starts_with("id="), "{cookie:.60} is not cleared"),
+            }
         }
     }
 
