@@ -35,7 +35,7 @@
 
 use std::fmt;
 
-use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::extract::FromRequestParts;
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -126,8 +126,15 @@ pub struct Message<T = String> {
 /// taken, across any number of requests, for as long as the session lives.
 ///
 /// A flash message is an ordinary write to the session: it is saved with the
-/// rest of the session after the handler (never on a 5xx response), and
-/// under [`Session::lock`] it is covered by the lock like any other key.
+/// rest of the session after the handler (never on a 5xx response).
+/// [`push`](Self::push) and [`take`](Self::take) take the session's lock
+/// (held until the response is ready, as for [`Session::lock`]), so
+/// concurrent requests of one session lose no message and show none twice,
+/// on every server-side store. Changes the handler made before are kept,
+/// unless another request wrote the session meanwhile (then its data wins,
+/// as for [`Session::cycle_id`]). Cookie sessions have no lock: there the
+/// last response to set the cookie wins, and a concurrent message can be
+/// lost.
 ///
 /// ```
 /// use session_axum::flash::Flash;
@@ -166,6 +173,9 @@ impl<K: SessionKind> Flash<K> {
     /// # let _ = handler;
     /// ```
     pub async fn push(&self, level: Level, content: impl Serialize) -> Result<(), SessionError> {
+        // Read-modify-write of one key: under the lock, or a concurrent
+        // request's message would be lost.
+        self.session.lock_keeping_changes().await?;
         // Pending messages are kept as JSON values, so messages of different
         // payload types can wait side by side.
         let mut pending: Vec<Message<serde_json::Value>> =
@@ -220,6 +230,9 @@ impl<K: SessionKind> Flash<K> {
     /// If a message's content is not a `T` (the messages are then left in
     /// place), or the store fails while loading the session.
     pub async fn take<T: DeserializeOwned>(&self) -> Result<Vec<Message<T>>, SessionError> {
+        // Under the lock: a message pushed meanwhile is neither lost nor
+        // shown twice.
+        self.session.lock_keeping_changes().await?;
         // Decoded before removing, so a wrong `T` loses nothing.
         let Some(pending) = self.session.get::<Vec<Message<T>>>(FLASH_KEY).await? else {
             return Ok(Vec::new());
@@ -256,23 +269,5 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         <Session<K> as FromRequestParts<S>>::from_request_parts(parts, state).await.map(Self::new)
-    }
-}
-
-/// `Option<Flash<K>>` is `None` on routes without the session layer.
-impl<S, K> OptionalFromRequestParts<S> for Flash<K>
-where
-    S: Send + Sync,
-    K: SessionKind,
-{
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &S,
-    ) -> Result<Option<Self>, Self::Rejection> {
-        let session =
-            <Session<K> as OptionalFromRequestParts<S>>::from_request_parts(parts, state).await?;
-        Ok(session.map(Self::new))
     }
 }

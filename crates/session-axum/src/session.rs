@@ -330,10 +330,7 @@ impl<K: SessionKind> Session<K> {
     /// If the store fails while loading, or [`Error::LockTimeout`].
     pub async fn cycle_id(&self) -> Result<(), SessionError> {
         let layer = &self.inner.layer;
-        {
-            let mut state = self.inner.state.lock().await;
-            self.inner.lock(&mut state, PendingChanges::Keep).await.map_err(|e| self.error(e))?;
-        }
+        self.lock_keeping_changes().await?;
         self.with_loaded(|state| {
             if layer.is_client_side() {
                 // A client-side session has no id; resealing it issues a new value.
@@ -419,8 +416,19 @@ impl<K: SessionKind> Session<K> {
     }
 }
 
-/// Hooks for the auth layer, which builds on the session.
+/// Hooks for the auth layer, flash messages and CSRF tokens, which build on
+/// the session.
 impl<K: SessionKind> Session<K> {
+    /// Takes the session's lock, as [`lock`](Self::lock) does, keeping the
+    /// changes this request made before it unless another request wrote the
+    /// session meanwhile (then the newer data wins): for writes of the
+    /// crate's own that must not lose a concurrent request's (a move to a
+    /// new id, a flash message).
+    pub(crate) async fn lock_keeping_changes(&self) -> Result<(), SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.inner.lock(&mut state, PendingChanges::Keep).await.map_err(|e| self.error(e))
+    }
+
     /// The user this session is indexed under ([`Record::user`]).
     pub(crate) async fn user(&self) -> Result<Option<String>, SessionError> {
         self.with_loaded(|state| Ok(state.session.live().and_then(|live| live.record.user.clone())))

@@ -31,16 +31,22 @@ async fn missing_layer_is_a_500_naming_it() {
     assert!(reply.body.contains("SessionLayer"), "{}", reply.body);
 }
 
+/// Every extractor that needs the session layer answers a route without it
+/// the same way: a 500 naming the layer and the session kind.
 #[tokio::test]
-async fn optional_session_is_none_without_the_layer() {
-    let app =
-        Router::new().route(
-            "/",
-            get(|session: Option<Session>| async move {
-                if session.is_some() { "some" } else { "none" }
-            }),
-        );
-    assert_eq!(common::send(&app, "/", &[]).await.body, "none");
+async fn every_extractor_without_the_layer_is_the_same_500() {
+    use session_axum::csrf::CsrfToken;
+    use session_axum::flash::Flash;
+    let app = Router::new()
+        .route("/session", get(|_: Session| async { "unreachable" }))
+        .route("/flash", get(|_: Flash| async { "unreachable" }))
+        .route("/csrf", get(|_: CsrfToken| async { "unreachable" }));
+    for path in ["/session", "/flash", "/csrf"] {
+        let reply = common::send(&app, path, &[]).await;
+        assert_eq!(reply.status, 500, "{path}");
+        assert!(reply.body.contains("SessionLayer"), "{path}: {}", reply.body);
+        assert!(reply.body.contains("`default`"), "{path}: {}", reply.body);
+    }
 }
 
 /// The wire client reaches an app served on a real socket: a fresh session

@@ -419,6 +419,12 @@ macro_rules! route_tests {
                 $crate::common::flash_scenario(&app(layer(&store, config()))).await;
             }
 
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_flash_messages_are_all_kept_and_shown_once() {
+                let store = probe().await;
+                $crate::common::concurrent_flash_scenario(&app(layer(&store, config()))).await;
+            }
+
             #[tokio::test]
             async fn csrf_tokens_guard_unsafe_methods() {
                 let store = probe().await;
@@ -939,6 +945,42 @@ pub async fn flash_scenario(app: &Router) {
     let cookie = reply.set_cookie().map_or(cookie, |_| reply.cookie());
     assert_eq!(send(app, "/get", &[&cookie]).await.body, "kept");
     assert_eq!(send(app, "/flash/take", &[&cookie]).await.body, "info:Hi");
+}
+
+/// Concurrent requests of one session each add a flash message, then two
+/// pages take them at once: every message is shown, exactly once.
+pub async fn concurrent_flash_scenario(app: &Router) {
+    const MESSAGES: usize = 16;
+    let cookie = send(app, "/set?v=kept", &[]).await.cookie();
+    let adds: Vec<_> = (0..MESSAGES)
+        .map(|i| {
+            let (app, cookie) = (app.clone(), cookie.clone());
+            tokio::spawn(async move {
+                send(&app, &format!("/flash/add?level=info&text=m{i}"), &[&cookie]).await.status
+            })
+        })
+        .collect();
+    for add in adds {
+        assert_eq!(add.await.unwrap(), 200);
+    }
+    let takes: Vec<_> = (0..2)
+        .map(|_| {
+            let (app, cookie) = (app.clone(), cookie.clone());
+            tokio::spawn(async move { send(&app, "/flash/take", &[&cookie]).await.body })
+        })
+        .collect();
+    let mut shown: Vec<String> = Vec::new();
+    for take in takes {
+        let body = take.await.unwrap();
+        if body != "none" {
+            shown.extend(body.split('|').map(str::to_owned));
+        }
+    }
+    shown.sort();
+    let mut expected: Vec<String> = (0..MESSAGES).map(|i| format!("info:m{i}")).collect();
+    expected.sort();
+    assert_eq!(shown, expected, "every message, each once");
+    assert_eq!(send(app, "/get", &[&cookie]).await.body, "kept");
 }
 
 /// A fresh visitor's first form: the token it renders and the session cookie
