@@ -28,8 +28,8 @@ impl Default for LockOptions {
 }
 
 /// An exclusive per-session lock, provided by the store that holds the
-/// session so it works wherever the store is shared: in one process (memory,
-/// SQLite), across processes on one machine (filesystem) or across machines
+/// session so it works wherever the store is shared: in one process (memory),
+/// across processes on one machine (filesystem; SQLite on Linux) or across machines
 /// (Redis, Postgres).
 ///
 /// # Contract
