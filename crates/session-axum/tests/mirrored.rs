@@ -249,10 +249,15 @@ mod on_services {
     }
 
     /// A holder whose Redis lock was lost (its key gone: the lease ran out
-    /// while it paused) saves after the next holder: the primary refuses
-    /// the late save, and the replica keeps the next holder's data too.
+    /// while it paused) saves after the next holder, in another process (a
+    /// mirror over another store instance): the primary refuses the late
+    /// save, and the replica keeps the next holder's data too.
     async fn late_holder_reaches_no_replica<R: SessionStore + Clone>(pair: Pair<RedisStore, R>) {
         let Pair { primary, replica, mirrored, .. } = pair;
+        let other_process = RedisStore::from_url(&service_url("REDIS_URL"))
+            .unwrap()
+            .with_prefix(primary.prefix().to_owned());
+        let next = Mirrored::new(Arc::new(other_process)).with_replica(Arc::new(replica.clone()));
         let now = Timestamp::now();
         let mut record = session_axum::core::ExpiryPolicy::default()
             .new_record(session_axum::core::SessionId::random().storage_key(), now);
@@ -274,7 +279,7 @@ mod on_services {
 
         let writes_before = replica.writes();
         let error =
-            late_save_under_a_lost_lock_is_refused(&mirrored, &mirrored, late_guard, late.unwrap())
+            late_save_under_a_lost_lock_is_refused(&mirrored, &next, late_guard, late.unwrap())
                 .await;
         assert!(matches!(error, session_axum::core::Error::LockLost), "{error}");
         // One replica write: the next holder's. The late one never came.

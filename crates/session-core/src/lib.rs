@@ -16,14 +16,17 @@
 //! - [`Clock`], [`SystemClock`], [`SteadyClock`], [`ManualClock`]: time that
 //!   survives a stepped wall clock, and is testable.
 //! - For store crates: [`spawn_cleanup`], the background task that deletes
-//!   expired sessions, and [`LocalLocks`], per-session locks within one
-//!   process; [`ReleaseOnDrop`] and [`spawn_release`], releasing a lock held
-//!   in a server when its request or guard is dropped.
+//!   expired sessions; [`LocalLocks`], per-session locks within one process
+//!   (a whole lock, or the queue in front of one that reaches other
+//!   processes); [`Backoff`], the pauses of a lock loop; [`ReleaseOnDrop`]
+//!   and [`spawn_release`], releasing a lock held in a server when its
+//!   request or guard is dropped.
 //! - `testing` (feature `testing`): the conformance suite for stores.
 //!
 //! Applications use these through `session-axum`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod backoff;
 mod cleanup;
 mod client;
 mod clock;
@@ -46,6 +49,7 @@ pub mod testing;
 
 pub use async_trait::async_trait;
 
+pub use backoff::Backoff;
 pub use cleanup::{CleanupHandle, SpawnCleanup, spawn_cleanup};
 pub use client::{CookieFormat, Opened};
 pub use clock::{Clock, ManualClock, SteadyClock, SystemClock, Timestamp};
@@ -58,8 +62,10 @@ pub use id::{
     StorageKey,
 };
 pub use keyring::{InvalidKey, Key, KeyMatch, Keyring};
-pub use local_lock::LocalLocks;
-pub use lock::{FencedRelease, Handover, HeldLock, LockGuard, LockOptions, LockingStore, Reloaded};
+pub use local_lock::{LocalLocks, LocalTurn};
+pub use lock::{
+    Fenced, FencedRelease, Handover, HeldLock, LockGuard, LockOptions, LockingStore, Reloaded,
+};
 pub use mirrored::{Mirrored, ReplicaFailure};
 pub use record::Record;
 pub use release_on_drop::{BackgroundRelease, ReleaseOnDrop, spawn_release};

@@ -1,9 +1,12 @@
-//! Per-session async mutexes within one process, for a store's lock or its
-//! in-process half (SQLite's, before its cross-process byte lock).
+//! Per-session async mutexes within one process: a store's whole lock, or
+//! the in-process queue in front of a lock that reaches other processes, so
+//! that of the waiters in one process only the first talks to the server or
+//! the file (see [`LocalLocks::turn`]).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::OwnedMutexGuard;
@@ -72,11 +75,48 @@ impl LocalLocks {
         key: &StorageKey,
         options: LockOptions,
     ) -> Result<LockGuard, Error> {
+        Ok(LockGuard::new(self.turn(key, options.wait_timeout).await?))
+    }
+
+    /// Waits, first come first served, until every earlier caller for `key`
+    /// in this process is done with it.
+    ///
+    /// A store whose lock reaches other processes (a server's, a file's)
+    /// takes its turn here first and only then tries its own lock, keeping
+    /// the turn in the guard ([`LockGuard::queued`]) until that lock is
+    /// released: so of the waiters in one process only the first talks to
+    /// the server or the file, and they get the lock in the order they
+    /// asked.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LockTimeout`] after `wait`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use session_core::{Error, LocalLocks, SessionId};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Error> {
+    /// let queue = Arc::new(LocalLocks::default());
+    /// let key = SessionId::random().storage_key();
+    /// let first = queue.turn(&key, Duration::from_secs(1)).await?;
+    /// assert!(matches!(queue.turn(&key, Duration::from_millis(10)).await, Err(Error::LockTimeout { .. })));
+    /// drop(first);
+    /// let _second = queue.turn(&key, Duration::from_millis(10)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn turn(
+        self: &Arc<Self>,
+        key: &StorageKey,
+        wait: Duration,
+    ) -> Result<LocalTurn, Error> {
         let claim = Claim::new(self, *key);
         let waiting = Arc::clone(&claim.entry).lock_owned();
-        match tokio::time::timeout(options.wait_timeout, waiting).await {
-            Ok(guard) => Ok(LockGuard::new(LocalLock { _guard: guard, _claim: claim })),
-            Err(_elapsed) => Err(Error::LockTimeout { waited: options.wait_timeout }),
+        match tokio::time::timeout(wait, waiting).await {
+            Ok(guard) => Ok(LocalTurn { _guard: guard, _claim: claim }),
+            Err(_elapsed) => Err(Error::LockTimeout { waited: wait }),
         }
     }
 
@@ -126,14 +166,22 @@ impl Drop for Claim {
     }
 }
 
-struct LocalLock {
+/// One caller's turn at a session's lock in this process, from
+/// [`LocalLocks::turn`]; the next caller's turn comes when it is dropped.
+pub struct LocalTurn {
     // Field order matters: the mutex is unlocked before the claim is dropped.
     _guard: OwnedMutexGuard<()>,
     _claim: Claim,
 }
 
+impl fmt::Debug for LocalTurn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalTurn").finish_non_exhaustive()
+    }
+}
+
 #[async_trait]
-impl HeldLock for LocalLock {
+impl HeldLock for LocalTurn {
     async fn release(self: Box<Self>) -> Result<(), Error> {
         drop(self);
         Ok(())
@@ -142,8 +190,6 @@ impl HeldLock for LocalLock {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::SessionId;
 

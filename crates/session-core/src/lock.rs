@@ -2,12 +2,13 @@
 
 use std::any::Any;
 use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::{Error, Record, SessionStore, StorageKey, Timestamp};
+use crate::{Error, LocalTurn, Record, SessionStore, StorageKey, Timestamp};
 
 /// How to take a session lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,23 +198,76 @@ impl<T: FencedRelease + ?Sized> FencedRelease for Arc<T> {
 pub enum Handover<T> {
     /// Save under the store's own lock, and release it in the same round
     /// trip: the guard is gone and will not.
-    Save(T),
+    Save(Fenced<T>),
     /// Settled already: another store's guard saved through and released,
     /// or a lost lock released ([`Error::LockLost`], nothing written).
     Settled(Result<(), Error>),
+}
+
+/// A store's lock state handed over for a fenced save and release
+/// ([`Handover::Save`]), with the guard's turn in this process's queue: the
+/// next waiter in this process gets its turn when this is dropped, after
+/// the save.
+#[derive(Debug)]
+pub struct Fenced<T> {
+    state: T,
+    _turn: Option<LocalTurn>,
+}
+
+impl<T> Deref for Fenced<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.state
+    }
 }
 
 /// A held session lock. Dropping it releases the lock; prefer
 /// [`LockGuard::release`] to learn whether that worked.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard {
+    // Field order matters: on drop the store's lock is let go (or its
+    // release started) before the next waiter in this process gets its turn.
     held: Box<dyn HeldLock>,
+    turn: Option<LocalTurn>,
 }
 
 impl LockGuard {
     /// Wraps a store's held lock.
     pub fn new(held: impl HeldLock) -> Self {
-        Self { held: Box::new(held) }
+        Self { held: Box::new(held), turn: None }
+    }
+
+    /// Wraps a store's held lock taken after `turn` in this process's queue
+    /// ([`LocalLocks::turn`](crate::LocalLocks::turn)); the turn passes to
+    /// the next waiter once the lock is released.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use session_core::{Error, HeldLock, LocalLocks, LockGuard, SessionId, async_trait};
+    ///
+    /// struct ServerLock;
+    ///
+    /// #[async_trait]
+    /// impl HeldLock for ServerLock {
+    ///     async fn release(self: Box<Self>) -> Result<(), Error> {
+    ///         Ok(()) // tell the server
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Error> {
+    /// let queue = Arc::new(LocalLocks::default());
+    /// let key = SessionId::random().storage_key();
+    /// let turn = queue.turn(&key, Duration::from_secs(10)).await?;
+    /// // ... take the server's lock with what is left of the wait ...
+    /// let guard = LockGuard::queued(ServerLock, turn);
+    /// guard.release().await?; // the server's lock, then the turn
+    /// # Ok(()) }
+    /// ```
+    pub fn queued(held: impl HeldLock, turn: LocalTurn) -> Self {
+        Self { held: Box::new(held), turn: Some(turn) }
     }
 
     /// Releases the lock now.
@@ -223,7 +277,10 @@ impl LockGuard {
     /// The store's error if the release could not be confirmed; the lease
     /// still ends the lock.
     pub async fn release(self) -> Result<(), Error> {
-        self.held.release().await
+        let Self { held, turn } = self;
+        let released = held.release().await;
+        drop(turn);
+        released
     }
 
     /// Releases the lock now, logging (not returning) a failure.
@@ -373,8 +430,9 @@ impl LockGuard {
             return Handover::Settled(Err(Error::LockLost));
         }
         state.finish();
-        drop(self);
-        Handover::Save(state)
+        let Self { held, turn } = self;
+        drop(held);
+        Handover::Save(Fenced { state, _turn: turn })
     }
 
     /// Whether the lock is still held (see [`HeldLock::is_held`]).

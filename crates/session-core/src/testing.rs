@@ -571,6 +571,45 @@ pub async fn lock_is_exclusive_per_key(store: DynStore) {
     after_drop.release().await.unwrap_or_else(|e| panic!("release: {e}"));
 }
 
+/// Waiters for one session in one process (`other`) get the lock in the
+/// order they asked for it once its holder (`store`, standing for another
+/// process) lets go: they queue in this process, and only the first of
+/// them asks the store (see [`LocalLocks::turn`](crate::LocalLocks::turn)).
+/// A store whose waiters each polled on their own would hand the lock out
+/// in whatever order their polls happened to land.
+pub async fn waiters_in_one_process_take_turns_in_order(store: DynStore, other: DynStore) {
+    const WAITERS: usize = 4;
+    let key = SessionId::random().storage_key();
+    let options =
+        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(30) };
+    let held = store.lock(&key, options).await.unwrap_or_else(|e| panic!("lock: {e}"));
+    let order = Arc::new(std::sync::Mutex::new(Vec::with_capacity(WAITERS)));
+    let mut waiters = Vec::with_capacity(WAITERS);
+    for waiter in 0..WAITERS {
+        let (other, order) = (Arc::clone(&other), Arc::clone(&order));
+        let mut waiting: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            Box::pin(async move {
+                let guard =
+                    other.lock(&key, options).await.unwrap_or_else(|e| panic!("waiter: {e}"));
+                order.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(waiter);
+                tokio::task::yield_now().await;
+                guard.release().await.unwrap_or_else(|e| panic!("waiter's release: {e}"));
+            });
+        // Polled once: this waiter has asked for the lock before the next
+        // one is made.
+        std::future::poll_fn(|cx| {
+            assert!(waiting.as_mut().poll(cx).is_pending(), "the lock is held");
+            std::task::Poll::Ready(())
+        })
+        .await;
+        waiters.push(waiting);
+    }
+    held.release().await.unwrap_or_else(|e| panic!("release: {e}"));
+    futures_util::future::join_all(waiters).await;
+    let order = order.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    assert_eq!(order, (0..WAITERS).collect::<Vec<_>>(), "first come, first served");
+}
+
 /// [`LockingStore::save_under_lock`] writes and keeps the lock: the other
 /// instance sees the save but cannot lock the session until the guard is
 /// released.
@@ -824,6 +863,7 @@ macro_rules! conformance_tests {
 
             $crate::conformance_tests!(@across $make_backend;
                 save_under_lock_keeps_the_lock,
+                waiters_in_one_process_take_turns_in_order,
                 row05_unknown_key_is_not_created,
                 row07_path_like_user_ids,
                 row08_sql_shaped_user_ids,

@@ -72,8 +72,10 @@
 //!
 //! [`LockingStore::lock`](session_core::LockingStore::lock) takes an exclusive
 //! `flock` on `locks/<key>.lock`, polling `try_lock` with a short jittered
-//! backoff until the wait timeout. It excludes other tasks of this process,
-//! other [`FsStore`] instances and other processes alike. The lock dies with
+//! backoff until the wait timeout. Waiters of one store in this process
+//! queue first (first come, first served), so only the first of them polls
+//! the file. It excludes other tasks of this process, other [`FsStore`]
+//! instances and other processes alike. The lock dies with
 //! the open file: on release, on drop of the guard, or when the process exits
 //! or crashes. So the `lease` of
 //! [`LockOptions`](session_core::LockOptions) is not needed and is ignored.

@@ -1,15 +1,13 @@
 //! [`LockingStore`] for [`FsStore`]: an OS file lock per session.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::hash::{BuildHasher, RandomState};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use session_core::{
-    Error, HeldLock, LockGuard, LockOptions, LockingStore, StorageKey, async_trait,
+    Backoff, Error, HeldLock, LockGuard, LockOptions, LockingStore, StorageKey, async_trait,
 };
-use tokio::time::Instant;
 
 use crate::FsStore;
 use crate::error::FsError;
@@ -50,13 +48,6 @@ fn attempt(path: &PathBuf, file: Option<File>) -> Result<Attempt, FsError> {
     if files::is_current(&file, path)? { Ok(Attempt::Acquired(file)) } else { Ok(Attempt::Stale) }
 }
 
-/// A random pause in `[backoff / 2, backoff]`, so waiters spread out.
-fn jittered(backoff: Duration) -> Duration {
-    let half = backoff / 2;
-    let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX).max(1);
-    half + Duration::from_nanos(RandomState::new().hash_one(0_u8) % nanos)
-}
-
 #[async_trait]
 impl LockingStore for FsStore {
     /// Takes an exclusive OS lock (`flock`) on `locks/<key>.lock`, polling with
@@ -69,9 +60,11 @@ impl LockingStore for FsStore {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
         let path = self.inner.lock_path(key);
         let session = self.inner.session_path(key);
-        let started = Instant::now();
-        let deadline = started + options.wait_timeout;
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff =
+            Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, key.prefix_u64(), options.wait_timeout);
+        // Behind the earlier waiters of this process: only the first of them
+        // tries the file.
+        let turn = self.inner.queue.turn(key, backoff.remaining()).await?;
         let mut open: Option<File> = None;
         loop {
             let attempt_path = path.clone();
@@ -81,20 +74,19 @@ impl LockingStore for FsStore {
             let outcome = self.blocking(move |_| Ok(attempt(&attempt_path, file)?)).await?;
             match outcome {
                 Attempt::Acquired(file) => {
-                    return Ok(LockGuard::new(FsHeldLock { file: Some(file), path, session }));
+                    let held = FsHeldLock { file: Some(file), path, session };
+                    return Ok(LockGuard::queued(held, turn));
                 }
-                Attempt::Busy(file) => open = Some(file),
+                Attempt::Busy(file) => {
+                    open = Some(file);
+                    backoff.pause().await?;
+                }
+                // Stale: retry at once with a fresh file.
+                Attempt::Stale if backoff.remaining().is_zero() => {
+                    return Err(backoff.timed_out());
+                }
                 Attempt::Stale => {}
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::LockTimeout { waited: now - started });
-            }
-            if open.is_some() {
-                tokio::time::sleep(jittered(backoff).min(deadline - now)).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-            // Stale: retry at once with a fresh file.
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, async_trait};
+use session_core::{Error, LocalLocks, Record, SessionStore, StorageKey, Timestamp, async_trait};
 use sha2::{Digest, Sha256};
 
 use crate::error::FsError;
@@ -52,6 +52,9 @@ pub(crate) struct Inner {
     pub(crate) locks: PathBuf,
     pub(crate) users: PathBuf,
     pub(crate) scan_batch: usize,
+    /// The queue of this store's waiters per session, in front of the lock
+    /// files.
+    pub(crate) queue: Arc<LocalLocks>,
 }
 
 impl FsStore {
@@ -76,6 +79,7 @@ impl FsStore {
             users: root.join("users"),
             root,
             scan_batch: DEFAULT_SCAN_BATCH,
+            queue: Arc::default(),
         };
         for sub in [&inner.sessions, &inner.locks, &inner.users] {
             files::ensure_private_dir(sub, false)?;
@@ -95,6 +99,7 @@ impl FsStore {
             locks: self.inner.locks.clone(),
             users: self.inner.users.clone(),
             scan_batch: entries.max(1),
+            queue: Arc::clone(&self.inner.queue),
         };
         Self { inner: Arc::new(inner) }
     }

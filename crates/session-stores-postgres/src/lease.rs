@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use session_core::{
-    BackgroundRelease, Error, FencedRelease, Handover, HeldLock, LockGuard, LockOptions, Record,
-    ReleaseOnDrop, StorageKey, Timestamp, async_trait, spawn_release,
+    BackgroundRelease, Backoff, Error, FencedRelease, Handover, HeldLock, LocalTurn, LockGuard,
+    LockOptions, Record, ReleaseOnDrop, StorageKey, Timestamp, async_trait, spawn_release,
 };
 use session_stores_sql::{COLUMNS, Encoded, RECORD_COLUMNS, UPDATED_COLUMNS, Write};
 use sqlx::postgres::PgRow;
@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use crate::PostgresStore;
 use crate::error::{PgStoreError, STORE, backend};
 use crate::inline::{Template, Value};
-use crate::lock::{FIRST_BACKOFF, MAX_BACKOFF, jittered};
+use crate::lock::{FIRST_BACKOFF, MAX_BACKOFF};
 use crate::table::TableName;
 
 /// The longest lease written to the database: 100 years, far inside what a
@@ -352,10 +352,18 @@ fn millis(duration: Duration) -> u64 {
 }
 
 impl LeaseState {
+    /// Whether the lease surely still runs. Once it has said `false`, it
+    /// says so for good: a renewal answered later does not bring the lock
+    /// back to a holder that may have acted on the `false`.
     fn is_held(&self) -> bool {
-        !self.lost.load(Ordering::Acquire)
-            && !self.released.load(Ordering::Acquire)
-            && millis(self.acquired.elapsed()) < self.lease_ends_ms.load(Ordering::Acquire)
+        if self.lost.load(Ordering::Acquire) || self.released.load(Ordering::Acquire) {
+            return false;
+        }
+        let within = millis(self.acquired.elapsed()) < self.lease_ends_ms.load(Ordering::Acquire);
+        if !within {
+            self.lost.store(true, Ordering::Release);
+        }
+        within
     }
 
     fn is_renewable(&self) -> bool {
@@ -381,6 +389,22 @@ impl LeaseState {
             Value::Int(lease_millis(self.lease)),
         ]);
         match self.store.run(sql).await {
+            Ok(1) if !self.is_held() && !self.released.load(Ordering::Acquire) => {
+                // The lease ran out while this renewal was on its way, and
+                // `is_held` may have said so: it stays lost, although the
+                // database took the renewal. The row is given back, so the
+                // next holder need not wait a whole lease for it.
+                tracing::warn!(
+                    store = STORE,
+                    "session lock lost: its lease ran out before a renewal was answered"
+                );
+                let (store, key, token) = (self.store.clone(), self.key, self.token);
+                spawn_release(async move {
+                    if let Err(error) = store.release_lease(&key, &token).await {
+                        tracing::warn!(store = STORE, %error, "giving back a lapsed session lease failed; its lease will end it");
+                    }
+                });
+            }
             Ok(1) => {
                 let ends = millis(sent.duration_since(self.acquired).saturating_add(self.lease));
                 self.lease_ends_ms.fetch_max(ends, Ordering::AcqRel);
@@ -540,12 +564,14 @@ impl PostgresStore {
             ]),
             None => self.table.lease.lock.fill([key_value, token_value, lease_value]),
         };
-        let deadline = tokio::time::Instant::now() + options.wait_timeout;
-        let mut backoff = FIRST_BACKOFF;
         // The token is random: its first bits seed the jitter, so waiters
         // on one session do not poll in step.
-        let mut seed =
-            token.iter().take(8).fold(1, |seed, &byte| (seed << 8) | u64::from(byte)) | 1;
+        let seed = token.iter().take(8).fold(1, |seed, &byte| (seed << 8) | u64::from(byte));
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, seed, options.wait_timeout);
+        // Behind the earlier waiters of this process: only the first of them
+        // sends lock statements.
+        let turn = self.queue.turn(key, backoff.remaining()).await?;
+        let deadline = tokio::time::Instant::now() + backoff.remaining();
         loop {
             let sent = Instant::now();
             let attempt = unsettled(self, key, &token);
@@ -557,19 +583,14 @@ impl PostgresStore {
             )
             .await
             {
-                Err(_elapsed) => return Err(Error::LockTimeout { waited: options.wait_timeout }),
+                Err(_elapsed) => return Err(backoff.timed_out()),
                 Ok(result) => result?,
             };
             attempt.settle();
             if let Some(record) = taken {
-                return Ok((self.lease_guard(*key, token, options.lease, sent), record));
+                return Ok((self.lease_guard(*key, token, options.lease, sent, turn), record));
             }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Err(Error::LockTimeout { waited: options.wait_timeout });
-            }
-            tokio::time::sleep(jittered(backoff, &mut seed).min(deadline - now)).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            backoff.pause().await?;
         }
     }
 
@@ -604,6 +625,7 @@ impl PostgresStore {
         token: [u8; 16],
         lease: Duration,
         sent: Instant,
+        turn: LocalTurn,
     ) -> LockGuard {
         let state = Arc::new(LeaseState {
             store: self.clone(),
@@ -618,7 +640,7 @@ impl PostgresStore {
         });
         let renewal = spawn_renewal(&state);
         *state.renewal.lock().unwrap_or_else(PoisonError::into_inner) = renewal;
-        LockGuard::new(LeaseLock { state })
+        LockGuard::queued(LeaseLock { state }, turn)
     }
 
     /// Saves and releases in one fenced statement; see

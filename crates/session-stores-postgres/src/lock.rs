@@ -18,7 +18,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use session_core::{
-    Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, StorageKey, Timestamp,
+    Backoff, Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, StorageKey, Timestamp,
     async_trait,
 };
 use session_stores_sql::{Encoded, SessionTable, Write};
@@ -149,16 +149,6 @@ async fn try_lock(
     }
 }
 
-/// A little randomness so waiters on one lock do not poll in step.
-pub(crate) fn jittered(backoff: Duration, seed: &mut u64) -> Duration {
-    // xorshift64
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    let percent = 50 + (*seed % 51); // 50..=100 %
-    backoff * u32::try_from(percent).unwrap_or(100) / 100
-}
-
 /// A held advisory lock: the connection that holds it.
 struct PgLock {
     /// Taken out by `save_and_release`, which saves and unlocks on it, or by
@@ -211,7 +201,8 @@ impl Drop for PgLock {
 }
 
 impl PostgresStore {
-    /// Polls the lock with backoff until it is taken or
+    /// Waits for its turn among this store's waiters for `key` in this
+    /// process, then polls the lock with backoff until it is taken or
     /// `options.wait_timeout` passes. Between attempts no connection is held,
     /// so waiters never starve the holder's neighbours of connections (the
     /// holder itself needs no other: its save runs on the lock's connection).
@@ -220,27 +211,23 @@ impl PostgresStore {
         key: &StorageKey,
         options: LockOptions,
         attempt: Attempt,
-    ) -> Result<(PgLock, Option<Record>), Error> {
+    ) -> Result<(LockGuard, Option<Record>), Error> {
         let lock_id = key.prefix_u64().cast_signed();
-        let timed_out = || Error::LockTimeout { waited: options.wait_timeout };
-        let deadline = Instant::now() + options.wait_timeout;
-        let mut backoff = FIRST_BACKOFF;
-        let mut seed = key.prefix_u64() | 1;
+        let mut backoff =
+            Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, key.prefix_u64(), options.wait_timeout);
+        let turn = self.queue.turn(key, backoff.remaining()).await?;
+        let deadline = Instant::now() + backoff.remaining();
         loop {
             match tokio::time::timeout_at(deadline, try_lock(self, key, lock_id, attempt)).await {
-                Err(_elapsed) => return Err(timed_out()),
+                Err(_elapsed) => return Err(backoff.timed_out()),
                 Ok(Err(error)) => return Err(error),
                 Ok(Ok(Some((conn, record)))) => {
-                    return Ok((PgLock { conn: Mutex::new(Some(conn)), lock_id }, record));
+                    let lock = PgLock { conn: Mutex::new(Some(conn)), lock_id };
+                    return Ok((LockGuard::queued(lock, turn), record));
                 }
                 Ok(Ok(None)) => {}
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(timed_out());
-            }
-            tokio::time::sleep(jittered(backoff, &mut seed).min(deadline - now)).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            backoff.pause().await?;
         }
     }
 
@@ -343,8 +330,8 @@ impl LockingStore for PostgresStore {
             let (guard, _) = self.lease_acquire(key, options, None).await?;
             return Ok(guard);
         }
-        let (lock, _) = self.take_lock(key, options, Attempt::Lock).await?;
-        Ok(LockGuard::new(lock))
+        let (guard, _) = self.take_lock(key, options, Attempt::Lock).await?;
+        Ok(guard)
     }
 
     /// Takes the lock and loads the record in one round trip, the load after
@@ -359,8 +346,7 @@ impl LockingStore for PostgresStore {
         if self.mode == LockMode::Lease {
             return self.lease_acquire(key, options, Some(now)).await;
         }
-        let (lock, record) = self.take_lock(key, options, Attempt::LockAndLoad(now)).await?;
-        Ok((LockGuard::new(lock), record))
+        self.take_lock(key, options, Attempt::LockAndLoad(now)).await
     }
 
     /// Saves and unlocks in one round trip (advisory: on the lock's own
@@ -405,19 +391,5 @@ impl LockingStore for PostgresStore {
         };
         lock.put_back(conn);
         saved
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_within_half_to_full() {
-        let mut seed = 12345;
-        for _ in 0..1000 {
-            let d = jittered(Duration::from_millis(100), &mut seed);
-            assert!(d >= Duration::from_millis(50) && d <= Duration::from_millis(100));
-        }
     }
 }

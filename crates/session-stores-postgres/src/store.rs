@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, async_trait};
+use session_core::{Error, LocalLocks, Record, SessionStore, StorageKey, Timestamp, async_trait};
 use session_stores_sql::{
     DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, InvalidTableName, SessionTable, trusted_sql,
 };
@@ -85,6 +85,9 @@ pub struct PostgresStore {
     pub(crate) pool: PgPool,
     pub(crate) table: Arc<Table>,
     pub(crate) mode: LockMode,
+    /// The queue of this store's waiters per session, in front of the
+    /// database's lock.
+    pub(crate) queue: Arc<LocalLocks>,
 }
 
 /// A table name with the statements that use it, built once.
@@ -217,6 +220,7 @@ impl PostgresStore {
                 DEFAULT_CLEANUP_BATCH_SIZE,
             )),
             mode: LockMode::Advisory,
+            queue: Arc::default(),
         }
     }
 

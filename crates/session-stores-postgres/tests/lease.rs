@@ -155,6 +155,45 @@ async fn a_holder_that_cannot_renew_loses_the_lock_after_its_lease() {
     assert!(matches!(error, Error::LockLost), "{error:?}");
 }
 
+/// A renewal that waited (here for the pool's one connection) while the
+/// lease ran out, and is answered after `is_held` said so, does not bring
+/// the lock back: it stays lost, nothing renews it any more, and another
+/// holder takes it. (Before, the late answer revived the lease, its holder
+/// renewed it for good, and the next holder timed out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_answered_after_the_lease_ran_out_does_not_revive_it() {
+    let table = common::random_table();
+    // A long acquire timeout: the renewal waits for the connection instead
+    // of giving up, and goes through once the hostage is let go.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(common::pgbouncer_options())
+        .await
+        .unwrap();
+    let first = common::lease_store_on(pool.clone(), &table).await;
+    let second = common::lease_store_on(common::pgbouncer_pool(2).await, &table).await;
+    let now = Timestamp::now();
+    let created = record(now);
+    first.create(&created).await.unwrap();
+    let lease = Duration::from_millis(600);
+    let guard = first.lock(&created.key, options(lease, Duration::from_secs(5))).await.unwrap();
+    let taken = Instant::now();
+    let hostage = pool.acquire().await.unwrap();
+    while guard.is_held() {
+        assert!(taken.elapsed() < Duration::from_secs(10), "the lease never ran out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(hostage); // the waiting renewal now reaches the database
+    let next = second
+        .lock(&created.key, options(Duration::from_secs(30), Duration::from_secs(5)))
+        .await
+        .unwrap_or_else(|e| panic!("the lapsed lease was revived: {e}"));
+    assert!(!guard.is_held(), "a lost lock stays lost");
+    next.release().await.unwrap();
+    assert!(matches!(guard.release().await, Ok(())));
+}
+
 /// While the guard lives, the lease is renewed: held for several leases,
 /// the lock keeps other processes out, and the save under it goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

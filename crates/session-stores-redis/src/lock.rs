@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use deadpool_redis::redis::{Cmd, Value};
 use session_core::{
-    BackgroundRelease, Error, FencedRelease, Handover, HeldLock, LockGuard, LockOptions,
-    LockingStore, Record, ReleaseOnDrop, StorageKey, Timestamp, async_trait, spawn_release,
+    BackgroundRelease, Backoff, Error, FencedRelease, Handover, HeldLock, LocalTurn, LockGuard,
+    LockOptions, LockingStore, Record, ReleaseOnDrop, StorageKey, Timestamp, async_trait,
+    spawn_release,
 };
 
 use crate::RedisStore;
@@ -44,10 +45,18 @@ pub(crate) struct LockState {
 }
 
 impl LockState {
+    /// Whether the lease surely still runs. Once it has said `false`, it
+    /// says so for good: a renewal answered later does not bring the lock
+    /// back to a holder that may have acted on the `false`.
     fn is_held(&self) -> bool {
-        !self.lost.load(Ordering::Acquire)
-            && !self.released.load(Ordering::Acquire)
-            && self.within_lease()
+        if self.lost.load(Ordering::Acquire) || self.released.load(Ordering::Acquire) {
+            return false;
+        }
+        let within = self.within_lease();
+        if !within {
+            self.lost.store(true, Ordering::Release);
+        }
+        within
     }
 
     /// Whether the renewal task should still renew the lease.
@@ -140,9 +149,11 @@ impl HeldLock for RedisLock {
         let first = state.finish();
         // `self` is dropped here; `finish` already made its Drop a no-op.
         drop(self);
-        if !first || state.lost.load(Ordering::Acquire) {
+        if !first {
             return Ok(());
         }
+        // Even a lost lock is released (compare-and-delete by token): "lost"
+        // may only mean its lease ran out here while Redis still holds it.
         let unsettled = unsettled(&state.store, &state.lock_key, &state.token);
         let released = state.release_remote().await;
         unsettled.settle();
@@ -159,7 +170,7 @@ impl HeldLock for RedisLock {
 
 impl Drop for RedisLock {
     fn drop(&mut self) {
-        if !self.state.finish() || self.state.lost.load(Ordering::Acquire) {
+        if !self.state.finish() {
             return;
         }
         let state = Arc::clone(&self.state);
@@ -186,6 +197,18 @@ pub(crate) async fn renew_once(state: Arc<LockState>) {
     let mut command = evalsha(&scripts::RENEW, 1);
     command.arg(state.lock_key.as_slice()).arg(state.token.as_str()).arg(state.lease_millis());
     match state.store.run_for_int(&command, &scripts::RENEW, "renew").await {
+        Ok(1) if !state.is_held() && !state.released.load(Ordering::Acquire) => {
+            // The lease ran out while this renewal was on its way, and
+            // `is_held` may have said so: it stays lost, although Redis took
+            // the renewal. The lock is given back, so the next holder need
+            // not wait a whole lease for it.
+            tracing::warn!("session lock lost: its lease ran out before a renewal was answered");
+            spawn_release(async move {
+                if let Err(error) = state.release_remote().await {
+                    tracing::warn!(%error, "giving back a lapsed session lock failed; its lease will end it");
+                }
+            });
+        }
         Ok(1) => state.renewed(sent),
         Ok(_) if state.released.load(Ordering::Acquire) => {}
         Ok(_) => {
@@ -201,31 +224,6 @@ pub(crate) async fn renew_once(state: Arc<LockState>) {
         Err(error) => {
             tracing::debug!(%error, "renewing the session lock failed; retrying");
         }
-    }
-}
-
-/// Exponential backoff with jitter: each wait is drawn from `[d/2, d]`, `d`
-/// doubling from [`FIRST_BACKOFF`] to [`MAX_BACKOFF`].
-struct Backoff {
-    next: Duration,
-    rng: u64,
-}
-
-impl Backoff {
-    fn new(seed: u64) -> Self {
-        Self { next: FIRST_BACKOFF, rng: seed | 1 }
-    }
-
-    fn next_wait(&mut self) -> Duration {
-        let step = self.next;
-        self.next = step.saturating_mul(2).min(MAX_BACKOFF);
-        // xorshift64: plenty for spreading out retries.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let half = step / 2;
-        let spread = u64::try_from(half.as_micros()).unwrap_or(u64::MAX);
-        half + Duration::from_micros(self.rng % spread.saturating_add(1))
     }
 }
 
@@ -246,6 +244,10 @@ impl RedisStore {
     ) -> Result<(LockGuard, Option<Record>), Error> {
         let lock_key = self.lock_key(key);
         let (token, seed) = self.locks.token()?;
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, seed, options.wait_timeout);
+        // Behind the earlier waiters of this process: only the first of them
+        // sends lock requests.
+        let turn = self.locks.queue.turn(key, backoff.remaining()).await?;
         let lease_ms = lease_millis(options.lease);
         // One command, sent again on every attempt.
         let (command, script) = match load_at {
@@ -268,8 +270,6 @@ impl RedisStore {
                 (command, None)
             }
         };
-        let mut backoff = Backoff::new(seed);
-        let started = Instant::now();
         loop {
             let sent = Instant::now();
             let attempt = unsettled(self, &lock_key, &token);
@@ -283,15 +283,10 @@ impl RedisStore {
             };
             attempt.settle();
             if let Outcome::Taken(record) = outcome {
-                let guard = self.guard(lock_key, token, options.lease, sent);
+                let guard = self.guard(lock_key, token, options.lease, sent, turn);
                 return Ok((guard, record));
             }
-            let waited = started.elapsed();
-            if waited >= options.wait_timeout {
-                return Err(Error::LockTimeout { waited });
-            }
-            let pause = backoff.next_wait().min(options.wait_timeout - waited);
-            tokio::time::sleep(pause).await;
+            backoff.pause().await?;
         }
     }
 
@@ -315,7 +310,14 @@ impl RedisStore {
 
     /// Wraps a freshly taken lock in a guard and has the store's renewal
     /// task renew its lease.
-    fn guard(&self, lock_key: Vec<u8>, token: String, lease: Duration, sent: Instant) -> LockGuard {
+    fn guard(
+        &self,
+        lock_key: Vec<u8>,
+        token: String,
+        lease: Duration,
+        sent: Instant,
+        turn: LocalTurn,
+    ) -> LockGuard {
         let state = Arc::new(LockState {
             store: self.clone(),
             lock_key,
@@ -331,7 +333,7 @@ impl RedisStore {
         if let Some(slot) = self.locks.register(&state, interval, sent) {
             state.slot.store(slot, Ordering::Release);
         }
-        LockGuard::new(RedisLock { state })
+        LockGuard::queued(RedisLock { state }, turn)
     }
 }
 
@@ -432,20 +434,6 @@ fn fenced_save(answer: i64, operation: &'static str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_within_bounds() {
-        let mut backoff = Backoff::new(42);
-        let mut previous_cap = Duration::ZERO;
-        for _ in 0..20 {
-            let cap = backoff.next;
-            let wait = backoff.next_wait();
-            assert!(wait >= cap / 2 && wait <= cap, "{wait:?} not in [{:?}, {cap:?}]", cap / 2);
-            assert!(cap >= previous_cap && cap <= MAX_BACKOFF);
-            previous_cap = cap;
-        }
-        assert_eq!(backoff.next, MAX_BACKOFF);
-    }
 
     #[test]
     fn lease_is_clamped_for_redis() {

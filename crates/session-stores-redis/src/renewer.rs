@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use session_core::LocalLocks;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -23,6 +24,8 @@ const IDLE: Duration = Duration::from_secs(30);
 
 /// The locks of one store (and its clones).
 pub(crate) struct Locks {
+    /// The queue of this store's waiters per session, in front of Redis.
+    pub(crate) queue: Arc<LocalLocks>,
     renewals: Mutex<Renewals>,
     wake: Notify,
     /// 128 random bits, drawn on first use: every token of this store
@@ -50,6 +53,7 @@ struct Held {
 impl Locks {
     pub(crate) fn new() -> Self {
         Self {
+            queue: Arc::default(),
             renewals: Mutex::default(),
             wake: Notify::new(),
             seed: OnceLock::new(),

@@ -21,8 +21,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, fcntl};
 use nix::libc;
-use session_core::{Error, HeldLock, LockGuard, StorageKey, async_trait};
-use tokio::time::Instant;
+use session_core::{Backoff, Error, HeldLock, LocalTurn, LockGuard, StorageKey, async_trait};
 
 use crate::error::SqliteStoreError;
 
@@ -31,32 +30,29 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(2);
 /// Longest pause between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_millis(25);
 
-/// Takes the byte of `key` in the lock file at `path`, polling with backoff
-/// while another process holds it, until `wait_timeout` after `started`.
-/// `local`, the in-process half, is held throughout and kept in the guard.
+/// The pauses of one acquisition of `key`'s lock, within `wait_timeout`;
+/// started before the in-process half, so that its wait counts too.
+pub(crate) fn backoff(key: &StorageKey, wait_timeout: Duration) -> Backoff {
+    Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, key.prefix_u64(), wait_timeout)
+}
+
+/// Takes the byte of `key` in the lock file at `path`, polling with
+/// `backoff` while another process holds it. `turn`, the in-process half,
+/// is held throughout and kept in the guard.
 pub(crate) async fn lock(
     path: &Path,
     key: &StorageKey,
-    local: LockGuard,
-    started: Instant,
-    wait_timeout: Duration,
+    turn: LocalTurn,
+    mut backoff: Backoff,
 ) -> Result<LockGuard, Error> {
     // A local file, opened and locked without waiting: neither call blocks
     // on I/O, so they run on the async task, not on the blocking pool.
     let file = open(path)?;
     let offset = offset_of(key);
-    let deadline = started + wait_timeout;
-    let mut backoff = FIRST_BACKOFF;
-    let mut seed = key.prefix_u64() | 1;
     while !try_lock(&file, offset, path)? {
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(Error::LockTimeout { waited: now - started });
-        }
-        tokio::time::sleep(jittered(backoff, &mut seed).min(deadline - now)).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff.pause().await?;
     }
-    Ok(LockGuard::new(ProcessLock { file, local }))
+    Ok(LockGuard::queued(ProcessLock { file }, turn))
 }
 
 fn open(path: &Path) -> Result<File, SqliteStoreError> {
@@ -95,42 +91,32 @@ fn try_lock(file: &File, offset: i64, path: &Path) -> Result<bool, SqliteStoreEr
     }
 }
 
-/// A random pause in `[backoff / 2, backoff]`, so waiters spread out.
-fn jittered(backoff: Duration, seed: &mut u64) -> Duration {
-    // xorshift64: spreading waiters needs no better randomness.
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    let percent = 50 + (*seed % 51);
-    backoff * u32::try_from(percent).unwrap_or(100) / 100
-}
-
-/// Both halves of a held lock. Fields drop in order: the file first (its
-/// close releases the byte), then the in-process guard, so that the next
-/// holder in this process finds the byte free.
+/// The byte held by an open lock file: closing the file releases it. The
+/// guard lets the in-process half go after this, so that the next holder
+/// in this process finds the byte free.
 struct ProcessLock {
     file: File,
-    local: LockGuard,
 }
 
 #[async_trait]
 impl HeldLock for ProcessLock {
     async fn release(self: Box<Self>) -> Result<(), Error> {
-        let Self { file, local } = *self;
-        drop(file);
-        local.release().await
+        drop(self.file);
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use session_core::{LocalLocks, LockOptions, SessionId};
+    use session_core::{LocalLocks, SessionId};
 
-    async fn local(key: &StorageKey) -> LockGuard {
-        // A table of its own per call: only the byte lock excludes here.
+    /// Takes `key`'s byte as a store of its own would (its own in-process
+    /// queue): only the byte lock excludes here.
+    async fn lock_alone(path: &Path, key: &StorageKey, wait: Duration) -> Result<LockGuard, Error> {
         let table = std::sync::Arc::new(LocalLocks::default());
-        table.lock(key, LockOptions::default()).await.unwrap()
+        let turn = table.turn(key, wait).await.unwrap();
+        lock(path, key, turn, backoff(key, wait)).await
     }
 
     #[tokio::test]
@@ -139,17 +125,17 @@ mod tests {
         let path = dir.path().join("db-locks");
         let key = SessionId::random().storage_key();
         let wait = Duration::from_millis(30);
-        let first = lock(&path, &key, local(&key).await, Instant::now(), wait).await.unwrap();
-        let second = lock(&path, &key, local(&key).await, Instant::now(), wait).await;
+        let first = lock_alone(&path, &key, wait).await.unwrap();
+        let second = lock_alone(&path, &key, wait).await;
         assert!(matches!(second, Err(Error::LockTimeout { .. })), "{second:?}");
         let other = SessionId::random().storage_key();
-        let other = lock(&path, &other, local(&other).await, Instant::now(), wait).await;
+        let other = lock_alone(&path, &other, wait).await;
         assert!(other.is_ok(), "another session's byte is free");
         first.release().await.unwrap();
-        let third = lock(&path, &key, local(&key).await, Instant::now(), wait).await;
+        let third = lock_alone(&path, &key, wait).await;
         assert!(third.is_ok(), "free again after the release");
         drop(third);
-        let after_drop = lock(&path, &key, local(&key).await, Instant::now(), wait).await;
+        let after_drop = lock_alone(&path, &key, wait).await;
         assert!(after_drop.is_ok(), "free again after a drop");
     }
 

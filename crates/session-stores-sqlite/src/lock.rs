@@ -91,14 +91,15 @@ fn database_identity(path: &Path) -> PathBuf {
 #[async_trait]
 impl LockingStore for SqliteStore {
     async fn lock(&self, key: &StorageKey, options: LockOptions) -> Result<LockGuard, Error> {
-        #[cfg(target_os = "linux")]
-        let started = tokio::time::Instant::now();
-        let local = self.locks.local.lock(key, options).await?;
         let Some(shared) = &self.locks.shared else {
-            return Ok(local);
+            return self.locks.local.lock(key, options).await;
         };
         #[cfg(target_os = "linux")]
-        return crate::cross_process::lock(shared, key, local, started, options.wait_timeout).await;
+        {
+            let backoff = crate::cross_process::backoff(key, options.wait_timeout);
+            let turn = self.locks.local.turn(key, backoff.remaining()).await?;
+            crate::cross_process::lock(shared, key, turn, backoff).await
+        }
         #[cfg(not(target_os = "linux"))]
         unreachable!("no shared lock file off Linux: {shared:?}");
     }
