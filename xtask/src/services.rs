@@ -1307,10 +1307,15 @@ impl Services {
         loop {
             match self.pgbouncer_probe() {
                 BouncerProbe::Ours(_) => break,
-                BouncerProbe::Foreign(what) => return Err(self.pgbouncer_foreign(&what)),
-                BouncerProbe::Down | BouncerProbe::Hung(_) if Instant::now() < deadline => {
+                // The PgBouncer just started listens before it has written
+                // its pid file and opened its admin database: until the
+                // deadline, a port that answers is taken to be it, starting.
+                BouncerProbe::Down | BouncerProbe::Hung(_) | BouncerProbe::Foreign(_)
+                    if Instant::now() < deadline =>
+                {
                     sleep(Duration::from_millis(100));
                 }
+                BouncerProbe::Foreign(what) => return Err(self.pgbouncer_foreign(&what)),
                 BouncerProbe::Down | BouncerProbe::Hung(_) => {
                     return Err(Error::msg(format!(
                         "pgbouncer did not answer on port {port} within {}s; its log ({}) ends \
