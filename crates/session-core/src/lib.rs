@@ -68,5 +68,5 @@ pub use lock::{
 };
 pub use mirrored::{Mirrored, ReplicaFailure};
 pub use record::Record;
-pub use release_on_drop::{BackgroundRelease, ReleaseOnDrop, spawn_release};
+pub use release_on_drop::{BackgroundRelease, ReleaseOnDrop, release_until_done, spawn_release};
 pub use store::SessionStore;

@@ -22,9 +22,14 @@ pub struct LockOptions {
 }
 
 impl Default for LockOptions {
-    /// A 30 second lease and a 10 second wait.
+    /// A 4 second lease and a 10 second wait.
+    ///
+    /// The lease is renewed every third of it while the holder lives, and
+    /// saves are fenced, so it can be short: a crashed holder's session is
+    /// free again within the lease. The wait outlasts it, so that a waiter
+    /// behind a crashed holder gets the lock rather than an error.
     fn default() -> Self {
-        Self { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(10) }
+        Self { lease: Duration::from_secs(4), wait_timeout: Duration::from_secs(10) }
     }
 }
 

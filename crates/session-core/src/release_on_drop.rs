@@ -3,6 +3,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
+
+use crate::Backoff;
+
+/// The first pause before a failed background release is tried again.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+/// The longest pause between two tries.
+const MAX_RETRY: Duration = Duration::from_secs(1);
 
 /// A release running in the background, as [`ReleaseOnDrop`] and
 /// [`spawn_release`] take it.
@@ -32,6 +40,56 @@ pub fn spawn_release(release: impl Future<Output = ()> + Send + 'static) -> bool
         }
         Err(_) => false,
     }
+}
+
+/// A background release that is tried again until it is known to be done:
+/// `release` runs until it succeeds, pausing with backoff after each
+/// failure (logged at `warn`), for at most `lease`, after which the lease
+/// has ended the lock anyway.
+///
+/// A release whose reply was lost (a connection cut, a server restarting)
+/// would otherwise leave the lock held with nobody to release it, and its
+/// session blocked for the rest of the lease.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::time::Duration;
+/// use session_core::{release_until_done, spawn_release};
+///
+/// let tries = Arc::new(AtomicUsize::new(0));
+/// let counted = Arc::clone(&tries);
+/// let release = release_until_done(Duration::from_secs(5), move || {
+///     let tries = Arc::clone(&counted);
+///     async move {
+///         // Fails once (the server was out of reach), then goes through.
+///         if tries.fetch_add(1, Ordering::SeqCst) == 0 { Err("connection reset") } else { Ok(()) }
+///     }
+/// });
+/// release.await;
+/// assert_eq!(tries.load(Ordering::SeqCst), 2);
+/// # }
+/// ```
+pub fn release_until_done<F, Fut, E>(lease: Duration, mut release: F) -> BackgroundRelease
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display + Send,
+{
+    Box::pin(async move {
+        let seed = u64::try_from(lease.as_nanos() & 0xffff_ffff).unwrap_or(1);
+        let mut backoff = Backoff::new(FIRST_RETRY, MAX_RETRY, seed, lease);
+        loop {
+            let Err(error) = release().await else { return };
+            if backoff.pause().await.is_err() {
+                tracing::warn!(%error, "releasing a session lock failed until its lease ended");
+                return;
+            }
+            tracing::warn!(%error, "releasing a session lock failed; trying again");
+        }
+    })
 }
 
 /// A lock request whose reply has not been read yet (taking the lock,

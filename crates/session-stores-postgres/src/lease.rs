@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use session_core::{
     BackgroundRelease, Backoff, Error, FencedRelease, Handover, HeldLock, LocalTurn, LockGuard,
-    LockOptions, Record, ReleaseOnDrop, StorageKey, Timestamp, async_trait, spawn_release,
+    LockOptions, Record, ReleaseOnDrop, StorageKey, Timestamp, async_trait, release_until_done,
+    spawn_release,
 };
 use session_stores_sql::{COLUMNS, Encoded, RECORD_COLUMNS, UPDATED_COLUMNS, Write};
 use sqlx::postgres::PgRow;
@@ -398,12 +399,7 @@ impl LeaseState {
                     store = STORE,
                     "session lock lost: its lease ran out before a renewal was answered"
                 );
-                let (store, key, token) = (self.store.clone(), self.key, self.token);
-                spawn_release(async move {
-                    if let Err(error) = store.release_lease(&key, &token).await {
-                        tracing::warn!(store = STORE, %error, "giving back a lapsed session lease failed; its lease will end it");
-                    }
-                });
+                spawn_release(released_later(&self.store, &self.key, &self.token, self.lease));
             }
             Ok(1) => {
                 let ends = millis(sent.duration_since(self.acquired).saturating_add(self.lease));
@@ -476,14 +472,23 @@ fn unsettled<'a>(
     store: &'a PostgresStore,
     key: &'a StorageKey,
     token: &'a [u8; 16],
+    lease: Duration,
 ) -> ReleaseOnDrop<impl FnOnce() -> BackgroundRelease + 'a> {
-    ReleaseOnDrop::new(move || {
-        let (store, key, token) = (store.clone(), *key, *token);
-        Box::pin(async move {
-            if let Err(error) = store.release_lease(&key, &token).await {
-                tracing::debug!(store = STORE, %error, "releasing an abandoned lease request failed; its lease will end it");
-            }
-        })
+    ReleaseOnDrop::new(move || released_later(store, key, token, lease))
+}
+
+/// Compare-and-delete in the background, tried again until it is known to
+/// be done or `lease` has ended the lock anyway.
+fn released_later(
+    store: &PostgresStore,
+    key: &StorageKey,
+    token: &[u8; 16],
+    lease: Duration,
+) -> BackgroundRelease {
+    let (store, key, token) = (store.clone(), *key, *token);
+    release_until_done(lease, move || {
+        let store = store.clone();
+        async move { store.release_lease(&key, &token).await.map(drop) }
     })
 }
 
@@ -504,7 +509,7 @@ impl HeldLock for LeaseLock {
         }
         // Even a lost lock is released: "lost" may only mean the database
         // was out of reach, and the row may still hold our token.
-        let unsettled = unsettled(&state.store, &state.key, &state.token);
+        let unsettled = unsettled(&state.store, &state.key, &state.token, state.lease);
         let released = state.store.release_lease(&state.key, &state.token).await;
         unsettled.settle();
         if !released? {
@@ -523,12 +528,9 @@ impl Drop for LeaseLock {
         if !self.state.finish() {
             return;
         }
-        let state = Arc::clone(&self.state);
-        let spawned = spawn_release(async move {
-            if let Err(error) = state.store.release_lease(&state.key, &state.token).await {
-                tracing::warn!(store = STORE, %error, "releasing a dropped session lease failed; its lease will end it");
-            }
-        });
+        let state = &self.state;
+        let spawned =
+            spawn_release(released_later(&state.store, &state.key, &state.token, state.lease));
         if !spawned {
             tracing::debug!(
                 store = STORE,
@@ -574,7 +576,7 @@ impl PostgresStore {
         let deadline = tokio::time::Instant::now() + backoff.remaining();
         loop {
             let sent = Instant::now();
-            let attempt = unsettled(self, key, &token);
+            let attempt = unsettled(self, key, &token, options.lease);
             // An attempt cut short by the deadline may have taken the lease:
             // `attempt` is dropped unsettled and gives it back.
             let taken = match tokio::time::timeout_at(
@@ -659,7 +661,7 @@ impl PostgresStore {
             Handover::Save(state) => state,
             Handover::Settled(outcome) => return outcome,
         };
-        let unsettled = unsettled(self, &state.key, &state.token);
+        let unsettled = unsettled(self, &state.key, &state.token, state.lease);
         // Not answered (an error, or this future dropped): `unsettled`
         // gives the lease back, if it is still ours.
         let saved = self

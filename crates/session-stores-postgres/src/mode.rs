@@ -10,7 +10,7 @@
 /// | the lock | a session-level `pg_advisory_lock`, held on a pooled connection | a row in `<table>_leases`: a random token and a lease expiry |
 /// | round trips of a locked read-modify-write | 2 | 2 |
 /// | while a lock is held | one pooled connection is taken | no connection is taken; the lease is renewed every third of [`LockOptions::lease`](session_core::LockOptions::lease) |
-/// | a holder that crashed | releases at once (its connection closes) | blocks the session until its lease ends (30 s by default) |
+/// | a holder that crashed | releases at once (its connection closes) | blocks the session until its lease ends (4 s by default) |
 /// | a holder that lost the lock saves late | refused: the save runs on the lock's connection, which is gone | refused: the save is accepted only while the lease row holds the holder's token |
 /// | writes for locking | none (advisory locks live in memory) | a row written and deleted per lock |
 ///

@@ -8,7 +8,7 @@ use deadpool_redis::redis::{Cmd, Value};
 use session_core::{
     BackgroundRelease, Backoff, Error, FencedRelease, Handover, HeldLock, LocalTurn, LockGuard,
     LockOptions, LockingStore, Record, ReleaseOnDrop, StorageKey, Timestamp, async_trait,
-    spawn_release,
+    release_until_done, spawn_release,
 };
 
 use crate::RedisStore;
@@ -121,14 +121,23 @@ fn unsettled<'a>(
     store: &'a RedisStore,
     lock_key: &'a [u8],
     token: &'a str,
+    lease: Duration,
 ) -> ReleaseOnDrop<impl FnOnce() -> BackgroundRelease + 'a> {
-    ReleaseOnDrop::new(move || {
-        let (store, lock_key, token) = (store.clone(), lock_key.to_vec(), token.to_owned());
-        Box::pin(async move {
-            if let Err(error) = release(&store, &lock_key, &token).await {
-                tracing::debug!(%error, "releasing an abandoned lock request failed; its lease will end it");
-            }
-        })
+    ReleaseOnDrop::new(move || released_later(store, lock_key, token, lease))
+}
+
+/// Compare-and-delete in the background, tried again until it is known to
+/// be done or `lease` has ended the lock anyway.
+fn released_later(
+    store: &RedisStore,
+    lock_key: &[u8],
+    token: &str,
+    lease: Duration,
+) -> BackgroundRelease {
+    let (store, lock_key, token) = (store.clone(), lock_key.to_vec(), token.to_owned());
+    release_until_done(lease, move || {
+        let (store, lock_key, token) = (store.clone(), lock_key.clone(), token.clone());
+        async move { release(&store, &lock_key, &token).await.map(drop) }
     })
 }
 
@@ -154,7 +163,7 @@ impl HeldLock for RedisLock {
         }
         // Even a lost lock is released (compare-and-delete by token): "lost"
         // may only mean its lease ran out here while Redis still holds it.
-        let unsettled = unsettled(&state.store, &state.lock_key, &state.token);
+        let unsettled = unsettled(&state.store, &state.lock_key, &state.token, state.lease);
         let released = state.release_remote().await;
         unsettled.settle();
         if !released? {
@@ -173,12 +182,9 @@ impl Drop for RedisLock {
         if !self.state.finish() {
             return;
         }
-        let state = Arc::clone(&self.state);
-        let spawned = spawn_release(async move {
-            if let Err(error) = state.release_remote().await {
-                tracing::warn!(%error, "releasing a dropped session lock failed; its lease will end it");
-            }
-        });
+        let state = &self.state;
+        let spawned =
+            spawn_release(released_later(&state.store, &state.lock_key, &state.token, state.lease));
         if !spawned {
             tracing::debug!("session lock dropped outside a Tokio runtime; its lease will end it");
         }
@@ -203,11 +209,7 @@ pub(crate) async fn renew_once(state: Arc<LockState>) {
             // the renewal. The lock is given back, so the next holder need
             // not wait a whole lease for it.
             tracing::warn!("session lock lost: its lease ran out before a renewal was answered");
-            spawn_release(async move {
-                if let Err(error) = state.release_remote().await {
-                    tracing::warn!(%error, "giving back a lapsed session lock failed; its lease will end it");
-                }
-            });
+            spawn_release(released_later(&state.store, &state.lock_key, &state.token, state.lease));
         }
         Ok(1) => state.renewed(sent),
         Ok(_) if state.released.load(Ordering::Acquire) => {}
@@ -272,7 +274,7 @@ impl RedisStore {
         };
         loop {
             let sent = Instant::now();
-            let attempt = unsettled(self, &lock_key, &token);
+            let attempt = unsettled(self, &lock_key, &token, options.lease);
             let reply = self.run(&command, script).await?;
             let outcome = match load_at {
                 Some(now) => self.lock_and_load_reply(key, reply, now)?,
@@ -384,7 +386,7 @@ impl LockingStore for RedisStore {
             Handover::Save(state) => state,
             Handover::Settled(outcome) => return outcome,
         };
-        let unsettled = unsettled(self, &state.lock_key, &state.token);
+        let unsettled = unsettled(self, &state.lock_key, &state.token, state.lease);
         let saved = self.save_script(record, Some(state.fencing(true))).await;
         unsettled.settle();
         match saved {

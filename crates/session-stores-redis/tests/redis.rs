@@ -656,3 +656,31 @@ async fn a_holder_cut_off_past_its_lease_cannot_overwrite_the_next_holder() {
         late_save_under_a_lost_lock_is_refused(&first, &second, late_guard, late.unwrap()).await;
     assert!(matches!(error, Error::LockLost), "{error:?}");
 }
+
+/// A release that is lost is tried again: a guard dropped while its holder
+/// is cut off from Redis cannot release at once, but once the partition
+/// heals the background release goes through, and the next holder gets the
+/// lock long before the 30 s lease would have ended it. (Before, the one
+/// failed try was logged at debug level and the session stayed blocked for
+/// the rest of the lease.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_release_is_tried_again_until_it_is_done() {
+    let (_, second) = common::two_stores("release-retry");
+    let partition = common::partition::Partition::in_front_of(&common::redis_url()).await;
+    let first = RedisStore::from_url(&partition.url())
+        .unwrap()
+        .with_prefix(second.prefix().to_owned())
+        .with_connect_timeout(Duration::from_millis(200));
+    let key = SessionId::random().storage_key();
+    let lease = Duration::from_secs(30);
+    let guard = first.lock(&key, options(lease, Duration::from_secs(5))).await.unwrap();
+    partition.cut();
+    drop(guard); // its release fails: Redis is out of reach
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    partition.heal();
+    let next = second
+        .lock(&key, options(lease, Duration::from_secs(10)))
+        .await
+        .unwrap_or_else(|e| panic!("the dropped guard's release was not retried: {e}"));
+    next.release().await.unwrap();
+}
