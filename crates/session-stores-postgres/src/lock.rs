@@ -18,7 +18,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use session_core::{
-    Backoff, Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, StorageKey, Timestamp,
+    Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, StorageKey, Timestamp,
     async_trait,
 };
 use session_stores_sql::{Encoded, SessionTable, Write};
@@ -30,7 +30,8 @@ use crate::driver::Pg;
 use crate::error::{PgStoreError, STORE, backend};
 use crate::{LockMode, PostgresStore};
 
-/// First pause between attempts to take a busy lock.
+/// First pause between attempts to take a busy lease (lease mode polls:
+/// its holder keeps no transaction open that a waiter could queue behind).
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(2);
 /// Longest pause between attempts.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_millis(50);
@@ -98,6 +99,65 @@ enum Attempt {
     /// The `lock_and_load` procedure: the lock, then the record as of `now`.
     LockAndLoad(Timestamp),
 }
+
+/// Waits in PostgreSQL's own lock queue for the lock, on one connection from
+/// the pool, for at most `wait` (`lock_timeout`, set for this one
+/// statement): the holder's unlock wakes it at once, without polling, and
+/// the waiters of every process are served in the order they came. Then,
+/// for `LockAndLoad`, the record, read on the same connection in a
+/// statement that starts after the lock was taken (so it sees the previous
+/// holder's save, committed before its unlock). `None` when the wait ran
+/// out; the connection then holds no lock and goes back to the pool.
+async fn wait_for_lock(
+    store: &PostgresStore,
+    key: &StorageKey,
+    lock_id: i64,
+    attempt: Attempt,
+    wait: Duration,
+) -> Result<Option<(LockConnection, Option<Record>)>, Error> {
+    let acquire = Box::pin(store.pool.acquire());
+    let mut conn = LockConnection::new(acquire.await.map_err(backend)?);
+    let timeout = format!("{}ms", wait.as_millis().clamp(1, i32::MAX as u128));
+    // Dropped mid-wait, the connection is not clean, so it is closed, which
+    // ends the wait in the server.
+    let waited = sqlx::query("SELECT set_config('lock_timeout', $1, true), pg_advisory_lock($2)")
+        .bind(timeout)
+        .bind(lock_id)
+        .execute(conn.get()?)
+        .await;
+    match waited {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(error))
+            if error.code().as_deref() == Some(LOCK_NOT_AVAILABLE) =>
+        {
+            conn.clean = true; // the statement failed: it took nothing
+            return Ok(None);
+        }
+        Err(error) => return Err(backend(error)),
+    }
+    let record = match attempt {
+        Attempt::Lock => Ok(None),
+        Attempt::LockAndLoad(now) => store.table.sessions.load(conn.get()?, key, now).await,
+    };
+    match record {
+        Ok(record) => Ok(Some((conn, record))),
+        Err(error) => {
+            if let Err(unlock) = conn.unlock(lock_id).await {
+                tracing::warn!(store = STORE, error = %unlock, "unlocking after a failed load");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// SQLSTATE `55P03`: `lock_timeout` ran out.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// How much longer than the server's `lock_timeout` the client waits for
+/// its answer before it gives up on the connection (a server that stopped
+/// answering): normally the server's timeout answers first, and the
+/// connection goes back to the pool.
+const SERVER_ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 /// One attempt: a connection from the pool, then the lock (and the record).
 /// `None` if the lock is taken by someone else; the connection then holds no
@@ -202,10 +262,12 @@ impl Drop for PgLock {
 
 impl PostgresStore {
     /// Waits for its turn among this store's waiters for `key` in this
-    /// process, then polls the lock with backoff until it is taken or
-    /// `options.wait_timeout` passes. Between attempts no connection is held,
-    /// so waiters never starve the holder's neighbours of connections (the
-    /// holder itself needs no other: its save runs on the lock's connection).
+    /// process, then tries the lock (one round trip, the load included,
+    /// when it is free); if another process holds it, waits for it in
+    /// PostgreSQL's own lock queue ([`wait_for_lock`]) for the rest of
+    /// `options.wait_timeout`. Only the first waiter of a process holds a
+    /// connection while it waits; the holder needs no other (its save runs
+    /// on the lock's connection).
     async fn take_lock(
         &self,
         key: &StorageKey,
@@ -213,21 +275,29 @@ impl PostgresStore {
         attempt: Attempt,
     ) -> Result<(LockGuard, Option<Record>), Error> {
         let lock_id = key.prefix_u64().cast_signed();
-        let mut backoff =
-            Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, key.prefix_u64(), options.wait_timeout);
-        let turn = self.queue.turn(key, backoff.remaining()).await?;
-        let deadline = Instant::now() + backoff.remaining();
-        loop {
-            match tokio::time::timeout_at(deadline, try_lock(self, key, lock_id, attempt)).await {
-                Err(_elapsed) => return Err(backoff.timed_out()),
-                Ok(Err(error)) => return Err(error),
-                Ok(Ok(Some((conn, record)))) => {
-                    let lock = PgLock { conn: Mutex::new(Some(conn)), lock_id };
-                    return Ok((LockGuard::queued(lock, turn), record));
+        let timed_out = || Error::LockTimeout { waited: options.wait_timeout };
+        let deadline = Instant::now() + options.wait_timeout;
+        let turn = self.queue.turn(key, options.wait_timeout).await?;
+        let held = |(conn, record)| {
+            (LockGuard::queued(PgLock { conn: Mutex::new(Some(conn)), lock_id }, turn), record)
+        };
+        match tokio::time::timeout_at(deadline, try_lock(self, key, lock_id, attempt)).await {
+            Err(_elapsed) => return Err(timed_out()),
+            Ok(result) => {
+                if let Some(taken) = result? {
+                    return Ok(held(taken));
                 }
-                Ok(Ok(None)) => {}
             }
-            backoff.pause().await?;
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            return Err(timed_out());
+        }
+        let waiting = wait_for_lock(self, key, lock_id, attempt, wait);
+        match tokio::time::timeout_at(deadline + SERVER_ANSWER_GRACE, waiting).await {
+            Err(_) | Ok(Ok(None)) => Err(timed_out()),
+            Ok(Ok(Some(taken))) => Ok(held(taken)),
+            Ok(Err(error)) => Err(error),
         }
     }
 
@@ -287,8 +357,14 @@ impl PostgresStore {
 ///
 /// Session-level advisory locks. `options.lease` does not apply: the lock
 /// lives exactly as long as the database session holding it, so a crashed
-/// process releases it at once. Waiting polls with backoff and gives up with
-/// [`Error::LockTimeout`] after `options.wait_timeout`. A guard dropped
+/// process releases it at once. Waiters of one store in this process queue
+/// first (first come, first served); the first of them tries the lock, and
+/// if another process holds it, waits for it in PostgreSQL's own lock queue
+/// (`pg_advisory_lock` under a `lock_timeout` of what is left of the wait),
+/// so the holder's unlock wakes it at once, with no polling, and waiters of
+/// every process are served in turn. It gives up with
+/// [`Error::LockTimeout`] after `options.wait_timeout`. A waiting process
+/// holds one pooled connection per contended session. A guard dropped
 /// without [`release`](LockGuard::release) is unlocked by a spawned task; if
 /// that fails, the connection is closed instead of being returned to the
 /// pool.
@@ -309,7 +385,10 @@ impl PostgresStore {
 /// the end of the lease on the database's clock:
 ///
 /// - Taking it: one `INSERT ... ON CONFLICT DO UPDATE ... WHERE` the lease
-///   ended, retried with backoff until `options.wait_timeout`;
+///   ended, retried with backoff (by the first waiter of each process)
+///   until `options.wait_timeout`. Lease mode polls: it serves PgBouncer in
+///   transaction pooling, where a waiter can neither queue behind a
+///   transaction the holder keeps open (it keeps none) nor `LISTEN`;
 ///   [`lock_and_load`](LockingStore::lock_and_load) reads the session in
 ///   the same round trip, after the lease is taken.
 /// - Holding it: a task renews the lease every third of `options.lease`. If

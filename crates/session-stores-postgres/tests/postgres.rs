@@ -350,3 +350,48 @@ async fn a_holder_whose_lock_connection_died_cannot_overwrite_the_next_holder() 
     assert_eq!(terminated, [true], "exactly one backend held the lock");
     late_save_under_a_lost_lock_is_refused(&first, &second, late_guard, late.unwrap()).await;
 }
+
+/// A waiter waits in PostgreSQL's own lock queue, not by polling: while
+/// another process holds the lock, the waiter's connection is seen in
+/// `pg_locks` waiting for the advisory lock (a poller would never be), and
+/// the holder's unlock hands the lock over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_waits_in_the_database_lock_queue() {
+    let table = common::random_table();
+    let holder = common::store_on(common::pool(2).await, &table).await;
+    let waiter = common::store_on(common::pool(2).await, &table).await;
+    let observer = common::pool(1).await;
+    let key = SessionId::random().storage_key();
+    let options =
+        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(20) };
+    let held = holder.lock(&key, options).await.unwrap();
+    let waiting = tokio::spawn(async move { waiter.lock(&key, options).await });
+
+    // A bigint advisory key shows in pg_locks as its high and low halves.
+    let lock_id = key.prefix_u64();
+    let (high, low) =
+        (i64::try_from(lock_id >> 32).unwrap(), i64::try_from(lock_id & 0xffff_ffff).unwrap());
+    let mut queued = false;
+    for _ in 0..200 {
+        let waiting_in_queue: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1",
+        )
+        .bind(high)
+        .bind(low)
+        .fetch_one(&observer)
+        .await
+        .unwrap();
+        if waiting_in_queue == 1 {
+            queued = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(queued, "the waiter never waited in the database's lock queue");
+    assert!(!waiting.is_finished(), "it waits while the lock is held");
+    held.release().await.unwrap();
+    let taken =
+        waiting.await.unwrap().unwrap_or_else(|e| panic!("the release did not wake it: {e}"));
+    taken.release().await.unwrap();
+}

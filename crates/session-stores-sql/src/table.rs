@@ -193,21 +193,24 @@ where
     }
 
     /// The session stored under `key`, unless it expired by `now` (or its
-    /// row is corrupt).
+    /// row is corrupt), through a pool or one connection (a lock's own).
     ///
     /// # Errors
     ///
     /// `D`'s [`Error::Backend`].
-    pub async fn load(
+    pub async fn load<'e, E>(
         &self,
-        pool: &Pool<D::Database>,
+        executor: E,
         key: &StorageKey,
         now: Timestamp,
-    ) -> Result<Option<Record>, Error> {
+    ) -> Result<Option<Record>, Error>
+    where
+        E: sqlx::Executor<'e, Database = D::Database>,
+    {
         let row = sqlx::query(self.load.clone())
             .bind(key.as_bytes().as_slice())
             .bind(now.unix_seconds())
-            .fetch_optional(pool)
+            .fetch_optional(executor)
             .await
             .map_err(D::backend)?;
         match row {
