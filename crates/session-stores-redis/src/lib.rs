@@ -10,12 +10,19 @@
 //! (`lock_and_load`, then `save_and_release`, each one script call) and one
 //! per operation without it (`load` is a single `GET`; `save` a single
 //! script call). Each session is one Redis string, so a load answers with
-//! one bulk string, and the two hot-path scripts run five commands inside
+//! one bulk string, and the two hot-path scripts run six commands inside
 //! Redis between them (`SET NX PX` + `GET`; `GET` of the lock,
-//! `SET XX GET EXAT`, `DEL`);
+//! `SET XX GET EXAT`, `DEL`, `PUBLISH` of the release notice);
 //! the user index is only written when a session's user or deadline
 //! changes. Held locks' leases are renewed by one task per store. Needs
 //! Redis 6.2 or later.
+//!
+//! A waiter for a busy lock waits behind the earlier waiters of its process
+//! (only the first of them asks Redis), and is woken by the holder's release
+//! through one pub/sub connection per store
+//! ([`RedisStore::with_release_notices`], on with
+//! [`RedisStore::from_url`]), polling only slowly as a safety net; on Redis
+//! Cluster waiters poll.
 //!
 //! Connections come from a [`deadpool_redis::Pool`] (re-exported here with
 //! its `redis` crate). A Redis that is down, slow to accept connections or an
@@ -64,6 +71,7 @@ mod store;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod value;
+mod wakeups;
 
 #[cfg(feature = "cluster")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
@@ -73,4 +81,4 @@ pub use deadpool_redis;
 /// itself; the task prunes the per-user indexes): `store.spawn_cleanup(interval)`
 /// through [`SpawnCleanup`], stopped through its [`CleanupHandle`].
 pub use session_core::{CleanupHandle, SpawnCleanup};
-pub use store::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, RedisStore};
+pub use store::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_NOTICE_POLL, DEFAULT_PREFIX, RedisStore};

@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
+
 use deadpool_redis::redis::{Cmd, Value};
 use session_core::{
     BackgroundRelease, Backoff, Error, FencedRelease, Handover, HeldLock, LocalTurn, LockGuard,
@@ -14,8 +16,9 @@ use session_core::{
 use crate::RedisStore;
 use crate::error::RedisStoreError;
 use crate::scripts;
-use crate::store::{LockedSave, evalsha, log_corrupt, millis};
+use crate::store::{LockedSave, evalsha, flag, log_corrupt, millis};
 use crate::value::Corrupt;
+use crate::wakeups::Watch;
 
 /// The first wait between attempts to take a busy lock.
 const FIRST_BACKOFF: Duration = Duration::from_millis(2);
@@ -110,7 +113,7 @@ async fn release(
     token: &str,
 ) -> Result<bool, RedisStoreError> {
     let mut command = evalsha(&scripts::RELEASE, 1);
-    command.arg(lock_key).arg(token);
+    command.arg(lock_key).arg(token).arg(flag(store.wakeups.is_some()));
     Ok(store.run_for_int(&command, &scripts::RELEASE, "release").await? == 1)
 }
 
@@ -250,6 +253,8 @@ impl RedisStore {
         // Behind the earlier waiters of this process: only the first of them
         // sends lock requests.
         let turn = self.locks.queue.turn(key, backoff.remaining()).await?;
+        // Set once the lock was found busy: the release's notice wakes us.
+        let mut watch = None;
         let lease_ms = lease_millis(options.lease);
         // One command, sent again on every attempt.
         let (command, script) = match load_at {
@@ -273,6 +278,15 @@ impl RedisStore {
             }
         };
         loop {
+            // Armed before the attempt, so that a release between the
+            // attempt and the wait below still wakes it.
+            let notice = watch.as_ref().map(Watch::notice);
+            let notified = notice.as_deref().map(Notify::notified);
+            tokio::pin!(notified);
+            if let Some(notified) = notified.as_mut().as_pin_mut() {
+                notified.enable();
+            }
+            self.locks.attempts.fetch_add(1, Ordering::Relaxed);
             let sent = Instant::now();
             let attempt = unsettled(self, &lock_key, &token, options.lease);
             let reply = self.run(&command, script).await?;
@@ -288,7 +302,24 @@ impl RedisStore {
                 let guard = self.guard(lock_key, token, options.lease, sent, turn);
                 return Ok((guard, record));
             }
-            backoff.pause().await?;
+            match (&self.wakeups, notified.as_pin_mut()) {
+                // Busy for the first time: listen for its release, then try
+                // again at once (it may have been released meanwhile).
+                (Some(wakeups), None) if watch.is_none() => {
+                    watch = Some(wakeups.watch(&lock_key).await);
+                }
+                (_, Some(notified)) => {
+                    let remaining = backoff.remaining();
+                    if remaining.is_zero() {
+                        return Err(backoff.timed_out());
+                    }
+                    tokio::select! {
+                        () = notified => {}
+                        () = tokio::time::sleep(self.notice_poll.min(remaining)) => {}
+                    }
+                }
+                _ => backoff.pause().await?,
+            }
         }
     }
 

@@ -26,6 +26,8 @@ const IDLE: Duration = Duration::from_secs(30);
 pub(crate) struct Locks {
     /// The queue of this store's waiters per session, in front of Redis.
     pub(crate) queue: Arc<LocalLocks>,
+    /// Lock requests sent so far (see `testing::lock_attempts`).
+    pub(crate) attempts: AtomicU64,
     renewals: Mutex<Renewals>,
     wake: Notify,
     /// 128 random bits, drawn on first use: every token of this store
@@ -54,6 +56,7 @@ impl Locks {
     pub(crate) fn new() -> Self {
         Self {
             queue: Arc::default(),
+            attempts: AtomicU64::new(0),
             renewals: Mutex::default(),
             wake: Notify::new(),
             seed: OnceLock::new(),

@@ -150,8 +150,8 @@ return 1
 /// keep it.
 ///
 /// KEYS: record, optionally the lock. ARGV: value, expire-at, length of the
-/// value's head, prefix, index, then with a lock: its token and `1` to
-/// release it (`0` to keep it). Returns 1 if saved, 0 if there is no record
+/// value's head, prefix, index, then with a lock: its token, `1` to
+/// release it (`0` to keep it), and `1` to publish a release notice. Returns 1 if saved, 0 if there is no record
 /// (nothing written), -1 if the lock is no longer the caller's (nothing
 /// written, lock untouched).
 pub(crate) static SAVE: LazyLock<Lua> = LazyLock::new(|| {
@@ -179,7 +179,10 @@ elseif type(old) == 'string' then
   end
   saved = 1
 end
-if lock and ARGV[7] == '1' then redis.call('DEL', lock) end
+if lock and ARGV[7] == '1' then
+  redis.call('DEL', lock)
+  if ARGV[8] == '1' then redis.call('PUBLISH', lock, '') end
+end
 return saved
 "#
     ))
@@ -310,14 +313,19 @@ return v
     )
 });
 
-/// Releases a lock if it still holds the caller's token.
+/// Releases a lock if it still holds the caller's token, and with
+/// `ARGV[2] == '1'` tells the waiters (a release notice on the lock key's
+/// own channel; see `wakeups.rs`).
 ///
-/// KEYS: lock. ARGV: token. Returns 1 if released, 0 if it was not ours.
+/// KEYS: lock. ARGV: token, notice flag. Returns 1 if released, 0 if it was
+/// not ours.
 pub(crate) static RELEASE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if ARGV[2] == '1' then redis.call('PUBLISH', KEYS[1], '') end
+return 1
 "#,
     )
 });

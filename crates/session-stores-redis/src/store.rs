@@ -21,12 +21,17 @@ use crate::error::RedisStoreError;
 use crate::renewer::Locks;
 use crate::scripts::{self, Lua};
 use crate::value::{self, Corrupt};
+use crate::wakeups::Wakeups;
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "session:";
 
 /// The default for [`RedisStore::with_connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The default for [`RedisStore::with_notice_poll`]: what a lost release
+/// notice costs a waiter at most.
+pub const DEFAULT_NOTICE_POLL: Duration = Duration::from_millis(250);
 
 /// How many keys one `SCAN` step of [`SessionStore::delete_expired`] asks for.
 pub(crate) const SCAN_COUNT: usize = 200;
@@ -70,6 +75,9 @@ pub(crate) const SCAN_COUNT: usize = 200;
 pub struct RedisStore {
     pub(crate) connections: Arc<Connections>,
     pub(crate) locks: Arc<Locks>,
+    /// Release notices for waiters ([`RedisStore::with_release_notices`]).
+    pub(crate) wakeups: Option<Arc<Wakeups>>,
+    pub(crate) notice_poll: Duration,
     prefix: Arc<str>,
     codec: Arc<dyn Codec>,
     connect_timeout: Duration,
@@ -109,6 +117,11 @@ impl RedisStore {
     /// pool's own timeouts are, so a dead Redis or an exhausted pool fails
     /// fast with [`Error::Backend`].
     ///
+    /// Waiters for a busy lock poll this store's Redis; with
+    /// [`from_url`](Self::from_url) (or
+    /// [`with_release_notices`](Self::with_release_notices)) they are woken
+    /// by the release instead.
+    ///
     /// ```rust,no_run
     /// use session_stores_redis::{RedisStore, deadpool_redis};
     ///
@@ -130,6 +143,8 @@ impl RedisStore {
         Self {
             connections: Arc::new(Connections::new(pool)),
             locks: Arc::new(Locks::new()),
+            wakeups: None,
+            notice_poll: DEFAULT_NOTICE_POLL,
             prefix: Arc::from(DEFAULT_PREFIX),
             codec: Arc::new(JsonCodec),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -176,7 +191,48 @@ impl RedisStore {
             .recycle_timeout(Some(DEFAULT_CONNECT_TIMEOUT))
             .build()
             .map_err(RedisStoreError::from)?;
-        Ok(Self::new(pool))
+        let client = redis::Client::open(url).map_err(RedisStoreError::from)?;
+        Ok(Self::new(pool).with_release_notices(client))
+    }
+
+    /// Wakes waiters for a busy lock when it is released instead of having
+    /// them poll: releases publish a notice (an empty message on the lock
+    /// key), and the store keeps one pub/sub connection through `client`
+    /// (opened when a first waiter needs it) for all of its waiters. A
+    /// notice that is lost costs a waiter at most
+    /// [`with_notice_poll`](Self::with_notice_poll), the slow poll it keeps
+    /// as a safety net. [`from_url`](Self::from_url) turns this on; every
+    /// process on the store's Redis and prefix should have it on (a store
+    /// without it neither publishes nor listens). Not on Redis Cluster yet,
+    /// whose waiters poll.
+    ///
+    /// ```rust,no_run
+    /// use session_stores_redis::{RedisStore, deadpool_redis};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = "redis://127.0.0.1:6379/";
+    /// let pool = deadpool_redis::Config::from_url(url)
+    ///     .create_pool(Some(deadpool_redis::Runtime::Tokio1))?;
+    /// let client = deadpool_redis::redis::Client::open(url)?;
+    /// let store = RedisStore::new(pool).with_release_notices(client);
+    /// # let _ = store;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_release_notices(mut self, client: redis::Client) -> Self {
+        if !self.on_cluster() {
+            self.wakeups = Some(Arc::new(Wakeups::new(client)));
+        }
+        self
+    }
+
+    /// How often a waiter that listens for release notices still tries the
+    /// lock on its own, in case a notice was lost (default
+    /// [`DEFAULT_NOTICE_POLL`]).
+    #[must_use]
+    pub fn with_notice_poll(mut self, every: Duration) -> Self {
+        self.notice_poll = every;
+        self
     }
 
     /// Sets the prefix of every key this store writes (default
@@ -437,7 +493,7 @@ impl RedisStore {
             .arg(self.prefix.as_bytes())
             .arg(self.index_flag());
         if let Some(lock) = &lock {
-            command.arg(lock.token).arg(if lock.release { "1" } else { "0" });
+            command.arg(lock.token).arg(flag(lock.release)).arg(flag(self.wakeups.is_some()));
         }
         #[cfg(feature = "cluster")]
         if self.on_cluster() {
@@ -557,6 +613,11 @@ pub(crate) struct LockedSave<'a> {
     pub(crate) key: &'a [u8],
     pub(crate) token: &'a str,
     pub(crate) release: bool,
+}
+
+/// A boolean script argument.
+pub(crate) fn flag(on: bool) -> &'static str {
+    if on { "1" } else { "0" }
 }
 
 pub(crate) fn millis(duration: Duration) -> u64 {

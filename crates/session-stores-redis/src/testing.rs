@@ -378,3 +378,10 @@ pub fn lock_key(store: &RedisStore, key: &StorageKey) -> String {
 pub fn index_key(store: &RedisStore, user: &str) -> String {
     String::from_utf8_lossy(&store.index_key(user.as_bytes())).into_owned()
 }
+
+/// How many lock requests `store` (and its clones) sent to Redis so far:
+/// for tests that check waiters do not poll.
+#[must_use]
+pub fn lock_attempts(store: &RedisStore) -> u64 {
+    store.locks.attempts.load(std::sync::atomic::Ordering::Relaxed)
+}

@@ -684,3 +684,40 @@ async fn a_lost_release_is_tried_again_until_it_is_done() {
         .unwrap_or_else(|e| panic!("the dropped guard's release was not retried: {e}"));
     next.release().await.unwrap();
 }
+
+/// A waiter is woken by the release, not by polling: with the safety-net
+/// poll set far beyond the test, the waiter sends two lock requests while
+/// the lock is held (its first try, and one once it listens for the
+/// release), none while it waits, and one more when the release's notice
+/// arrives, which takes the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_is_woken_by_the_release_not_by_polling() {
+    let (holder, _) = common::two_stores("notices");
+    let waiter = RedisStore::from_url(&common::redis_url())
+        .unwrap()
+        .with_prefix(holder.prefix().to_owned())
+        .with_notice_poll(Duration::from_secs(60));
+    let key = SessionId::random().storage_key();
+    let held =
+        holder.lock(&key, options(Duration::from_secs(30), Duration::from_secs(5))).await.unwrap();
+    let waiting = {
+        let waiter = waiter.clone();
+        tokio::spawn(async move {
+            waiter.lock(&key, options(Duration::from_secs(30), Duration::from_secs(20))).await
+        })
+    };
+    for _ in 0..500 {
+        if testing::lock_attempts(&waiter) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(testing::lock_attempts(&waiter), 2, "a first try, and one once listening");
+    // The holder works on; the waiter only listens.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(testing::lock_attempts(&waiter), 2, "no polling while the lock is held");
+    held.release().await.unwrap();
+    let taken = waiting.await.unwrap().unwrap_or_else(|e| panic!("not woken by the release: {e}"));
+    assert_eq!(testing::lock_attempts(&waiter), 3, "one request after the notice");
+    taken.release().await.unwrap();
+}
