@@ -21,12 +21,13 @@ mod auth_common;
 mod common;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use auth_common::{NumericUsers, TestUsers};
 use common::child::{ChildServer, serve};
 use common::{service_url, unique};
 use session_axum::SessionLayer;
-use session_axum::core::LockingStore;
+use session_axum::core::{LockOptions, LockingStore, SessionId};
 use session_axum::fs::FsStore;
 use session_axum::postgres::{PgPool, PostgresStore};
 use session_axum::redis::RedisStore;
@@ -200,6 +201,63 @@ macro_rules! across_processes {
             auth_common::races::$on(&targets, &*store, &shared.users()).await;
         }
     };
+}
+
+/// An app server killed while it holds a session's lock (its lease renewed
+/// until the kill): with default settings, the session's next request, on
+/// another app server, waits for the lease to end and gets the lock. It
+/// answers 200, not an error, and loses nothing.
+async fn a_killed_holder_frees_its_session(kind: Kind, test: &str) {
+    serve_if_child().await;
+    let shared = Shared::new(kind, false);
+    let ([mut holder, _other], [holder_port, other_port]) = shared.two_servers(test);
+    let (holder_app, other) =
+        (common::target::Target::Port(holder_port), common::target::Target::Port(other_port));
+    let cookie = holder_app.send("/incr", &[]).await.cookie();
+    let key = cookie.strip_prefix("id=").unwrap().parse::<SessionId>().unwrap().storage_key();
+    let hold = {
+        let cookie = cookie.clone();
+        tokio::spawn(async move {
+            let mut client = common::wire::WireClient::new(holder_port, Duration::from_secs(60));
+            let _ = client.get("/hold", Some(&cookie)).await;
+        })
+    };
+    let store = open(&shared.spec()).await;
+    let short = LockOptions { wait_timeout: Duration::from_millis(100), ..LockOptions::default() };
+    let mut held = false;
+    for _ in 0..100 {
+        match store.lock(&key, short).await {
+            Err(session_axum::core::Error::LockTimeout { .. }) => {
+                held = true;
+                break;
+            }
+            Ok(guard) => guard.release().await.unwrap(),
+            Err(error) => panic!("{error}"),
+        }
+    }
+    assert!(held, "the holder took the lock");
+    holder.kill();
+    hold.abort();
+    let reply = other.send("/incr", &[&cookie]).await;
+    assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "2"), "{}", reply.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_redis_holder_frees_its_session_within_the_lease() {
+    a_killed_holder_frees_its_session(
+        Kind::Redis,
+        "a_killed_redis_holder_frees_its_session_within_the_lease",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_postgres_holder_frees_its_session_at_once() {
+    a_killed_holder_frees_its_session(
+        Kind::Postgres,
+        "a_killed_postgres_holder_frees_its_session_at_once",
+    )
+    .await;
 }
 
 across_processes!(redis, Kind::Redis);

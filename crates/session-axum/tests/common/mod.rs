@@ -147,6 +147,16 @@ pub fn app(layer: SessionLayer) -> Router {
         )
         .route("/incr", get(handlers::locked_increment))
         .route(
+            "/hold",
+            get(|session: Session| async move {
+                let _locked = session.lock().await?;
+                // Holds the lock until the process dies: the crash tests
+                // kill it here.
+                std::future::pending::<()>().await;
+                Ok::<_, SessionError>("unreachable")
+            }),
+        )
+        .route(
             "/read-then-incr",
             get(|session: Session| async move {
                 // Read without the lock first (as `CurrentUser` does), then lock.
