@@ -27,6 +27,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backoff;
+mod blocking_wait;
 mod cleanup;
 mod client;
 mod clock;
@@ -50,6 +51,7 @@ pub mod testing;
 pub use async_trait::async_trait;
 
 pub use backoff::Backoff;
+pub use blocking_wait::{MAX_BLOCKING_WAITS, spawn_blocking_wait};
 pub use cleanup::{CleanupHandle, SpawnCleanup, spawn_cleanup};
 pub use client::{CookieFormat, Opened};
 pub use clock::{Clock, ManualClock, SteadyClock, SystemClock, Timestamp};

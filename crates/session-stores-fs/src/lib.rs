@@ -71,10 +71,13 @@
 //! # Locks
 //!
 //! [`LockingStore::lock`](session_core::LockingStore::lock) takes an exclusive
-//! `flock` on `locks/<key>.lock`, polling `try_lock` with a short jittered
-//! backoff until the wait timeout. Waiters of one store in this process
-//! queue first (first come, first served), so only the first of them polls
-//! the file. It excludes other tasks of this process, other [`FsStore`]
+//! `flock` on `locks/<key>.lock`. Waiters of one store in this process
+//! queue first (first come, first served); the first of them tries the
+//! file, and if another process holds it, waits for it in the operating
+//! system's lock queue on a blocking thread (at most
+//! [`MAX_BLOCKING_WAITS`](session_core::MAX_BLOCKING_WAITS) such waits per
+//! process; past that, it polls with a short jittered backoff), until the
+//! wait timeout. It excludes other tasks of this process, other [`FsStore`]
 //! instances and other processes alike. The lock dies with
 //! the open file: on release, on drop of the guard, or when the process exits
 //! or crashes. So the `lease` of

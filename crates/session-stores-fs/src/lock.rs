@@ -2,11 +2,13 @@
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use session_core::{
     Backoff, Error, HeldLock, LockGuard, LockOptions, LockingStore, StorageKey, async_trait,
+    spawn_blocking_wait,
 };
 
 use crate::FsStore;
@@ -50,9 +52,12 @@ fn attempt(path: &PathBuf, file: Option<File>) -> Result<Attempt, FsError> {
 
 #[async_trait]
 impl LockingStore for FsStore {
-    /// Takes an exclusive OS lock (`flock`) on `locks/<key>.lock`, polling with
-    /// `try_lock` and a jittered backoff (2 to 25 ms) until
-    /// `options.wait_timeout`, then [`Error::LockTimeout`].
+    /// Takes an exclusive OS lock (`flock`) on `locks/<key>.lock`: after the
+    /// earlier waiters of this store in this process, one `try_lock`, then a
+    /// blocking `flock` on a blocking thread (or, past
+    /// [`MAX_BLOCKING_WAITS`](session_core::MAX_BLOCKING_WAITS), polling with
+    /// a jittered backoff of 2 to 25 ms) until `options.wait_timeout`, then
+    /// [`Error::LockTimeout`].
     ///
     /// `options.lease` is not used: the operating system releases the lock
     /// when its holder closes the file or dies, so a crashed process never
@@ -74,12 +79,38 @@ impl LockingStore for FsStore {
             let outcome = self.blocking(move |_| Ok(attempt(&attempt_path, file)?)).await?;
             match outcome {
                 Attempt::Acquired(file) => {
-                    let held = FsHeldLock { file: Some(file), path, session };
+                    let held = FsHeldLock { file: Some(Arc::new(file)), path, session };
                     return Ok(LockGuard::queued(held, turn));
                 }
                 Attempt::Busy(file) => {
-                    open = Some(file);
-                    backoff.pause().await?;
+                    // Wait in the operating system's lock queue on a blocking
+                    // thread, so that the holder's close wakes it at once;
+                    // poll when too many such waits are under way.
+                    let shared = Arc::new(file);
+                    let waiting = {
+                        let (file, path) = (Arc::clone(&shared), path.clone());
+                        // Given up on meanwhile, the result is dropped with the
+                        // last reference to the file, which unlocks it.
+                        spawn_blocking_wait(move || {
+                            wait_for(&file, &path).map(|current| current.then_some(file))
+                        })
+                    };
+                    let Some(waiting) = waiting else {
+                        open = Arc::into_inner(shared);
+                        backoff.pause().await?;
+                        continue;
+                    };
+                    drop(shared);
+                    match tokio::time::timeout(backoff.remaining(), waiting).await {
+                        Err(_elapsed) => return Err(backoff.timed_out()),
+                        Ok(waited) => {
+                            if let Some(file) = waited.map_err(FsError::from)?? {
+                                let held = FsHeldLock { file: Some(file), path, session };
+                                return Ok(LockGuard::queued(held, turn));
+                            }
+                            // Locked a file that was replaced meanwhile: reopen.
+                        }
+                    }
                 }
                 // Stale: retry at once with a fresh file.
                 Attempt::Stale if backoff.remaining().is_zero() => {
@@ -91,10 +122,17 @@ impl LockingStore for FsStore {
     }
 }
 
+/// Blocks until this open lock file is ours (a blocking call: for a thread
+/// of the blocking pool); `false` if the path names another file by then.
+fn wait_for(file: &File, path: &Path) -> Result<bool, FsError> {
+    file.lock().map_err(|e| FsError::io("lock", path, e))?;
+    files::is_current(file, path)
+}
+
 /// A held file lock. Closing the file (on release, on drop, or when the
 /// process dies) releases it.
 struct FsHeldLock {
-    file: Option<File>,
+    file: Option<Arc<File>>,
     path: PathBuf,
     session: PathBuf,
 }

@@ -159,3 +159,35 @@ async fn lock_child(spec: &str) {
     // Held until the parent kills us; bounded in case the parent died.
     std::thread::sleep(Duration::from_secs(60));
 }
+
+/// A waiter for a lock another process holds waits in the operating
+/// system's lock queue, not by polling: `/proc/locks` shows its `flock`
+/// blocked on the lock file (a poller never shows there), and the holder's
+/// release wakes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_blocks_in_the_system_lock_queue_until_the_release() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    let holder = FsStore::new(&dir).expect("store a");
+    let waiter = FsStore::new(&dir).expect("store b");
+    let key = SessionId::random().storage_key();
+    let held = holder.lock(&key, long_wait()).await.expect("lock");
+    let waiting = tokio::spawn(async move { waiter.lock(&key, long_wait()).await });
+    let lock_file = dir.join("locks").join(format!("{}.lock", key.to_hex()));
+    let inode = std::fs::metadata(&lock_file).expect("the lock file").ino();
+    let mut queued = false;
+    for _ in 0..200 {
+        let locks = std::fs::read_to_string("/proc/locks").expect("/proc/locks");
+        if locks.lines().any(|line| line.contains("->") && line.contains(&format!(":{inode} "))) {
+            queued = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(queued, "the waiter never blocked in the system's lock queue");
+    assert!(!waiting.is_finished());
+    held.release().await.expect("release");
+    let taken = waiting.await.expect("joined").unwrap_or_else(|e| panic!("not woken: {e}"));
+    taken.release().await.expect("release");
+}

@@ -16,12 +16,15 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, fcntl};
 use nix::libc;
-use session_core::{Backoff, Error, HeldLock, LocalTurn, LockGuard, StorageKey, async_trait};
+use session_core::{
+    Backoff, Error, HeldLock, LocalTurn, LockGuard, StorageKey, async_trait, spawn_blocking_wait,
+};
 
 use crate::error::SqliteStoreError;
 
@@ -36,9 +39,12 @@ pub(crate) fn backoff(key: &StorageKey, wait_timeout: Duration) -> Backoff {
     Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, key.prefix_u64(), wait_timeout)
 }
 
-/// Takes the byte of `key` in the lock file at `path`, polling with
-/// `backoff` while another process holds it. `turn`, the in-process half,
-/// is held throughout and kept in the guard.
+/// Takes the byte of `key` in the lock file at `path`. If another process
+/// holds it, waits for it in the operating system's lock queue
+/// (`F_OFD_SETLKW` on a blocking thread), so the holder's release wakes it
+/// at once, for what is left of `backoff`'s wait; when too many such waits
+/// are under way ([`spawn_blocking_wait`]), polls with `backoff` instead. `turn`, the in-process
+/// half, is held throughout and kept in the guard.
 pub(crate) async fn lock(
     path: &Path,
     key: &StorageKey,
@@ -49,10 +55,31 @@ pub(crate) async fn lock(
     // on I/O, so they run on the async task, not on the blocking pool.
     let file = open(path)?;
     let offset = offset_of(key);
-    while !try_lock(&file, offset, path)? {
-        backoff.pause().await?;
+    if try_lock(&file, offset, path)? {
+        return Ok(LockGuard::queued(ProcessLock { file: Arc::new(file) }, turn));
     }
-    Ok(LockGuard::queued(ProcessLock { file }, turn))
+    let shared = Arc::new(file);
+    let waiting = {
+        let (file, path) = (Arc::clone(&shared), path.to_owned());
+        // Given up on meanwhile, the result is dropped with the last
+        // reference to the file, which lets the byte go again.
+        spawn_blocking_wait(move || lock_waiting(&file, offset, &path).map(|()| file))
+    };
+    if let Some(waiting) = waiting {
+        drop(shared);
+        return match tokio::time::timeout(backoff.remaining(), waiting).await {
+            Ok(Ok(locked)) => Ok(LockGuard::queued(ProcessLock { file: locked? }, turn)),
+            Ok(Err(panicked)) => Err(SqliteStoreError::Wait(panicked.to_string()).into()),
+            Err(_elapsed) => Err(backoff.timed_out()),
+        };
+    }
+    let file = shared;
+    loop {
+        backoff.pause().await?;
+        if try_lock(&file, offset, path)? {
+            return Ok(LockGuard::queued(ProcessLock { file }, turn));
+        }
+    }
 }
 
 fn open(path: &Path) -> Result<File, SqliteStoreError> {
@@ -71,16 +98,39 @@ fn offset_of(key: &StorageKey) -> i64 {
     (key.prefix_u64() >> 1).cast_signed()
 }
 
-/// One non-blocking attempt: `true` if this open file now holds the byte.
-fn try_lock(file: &File, offset: i64, path: &Path) -> Result<bool, SqliteStoreError> {
-    let byte = libc::flock {
+/// The one byte at `offset`, to lock for writing.
+fn byte_at(offset: i64) -> libc::flock {
+    libc::flock {
         l_type: libc::F_WRLCK as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,
         l_start: offset,
         l_len: 1,
         // Must be 0 for open-file-description locks.
         l_pid: 0,
-    };
+    }
+}
+
+/// Blocks until this open file holds the byte (a blocking call: for a
+/// thread of the blocking pool).
+fn lock_waiting(file: &File, offset: i64, path: &Path) -> Result<(), SqliteStoreError> {
+    let byte = byte_at(offset);
+    loop {
+        match fcntl(file, FcntlArg::F_OFD_SETLKW(&byte)) {
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => {}
+            Err(errno) => {
+                return Err(SqliteStoreError::LockFile {
+                    path: path.to_owned(),
+                    source: std::io::Error::from(errno),
+                });
+            }
+        }
+    }
+}
+
+/// One non-blocking attempt: `true` if this open file now holds the byte.
+fn try_lock(file: &File, offset: i64, path: &Path) -> Result<bool, SqliteStoreError> {
+    let byte = byte_at(offset);
     match fcntl(file, FcntlArg::F_OFD_SETLK(&byte)) {
         Ok(_) => Ok(true),
         Err(Errno::EAGAIN | Errno::EACCES) => Ok(false),
@@ -95,7 +145,7 @@ fn try_lock(file: &File, offset: i64, path: &Path) -> Result<bool, SqliteStoreEr
 /// guard lets the in-process half go after this, so that the next holder
 /// in this process finds the byte free.
 struct ProcessLock {
-    file: File,
+    file: Arc<File>,
 }
 
 #[async_trait]
@@ -137,6 +187,40 @@ mod tests {
         drop(third);
         let after_drop = lock_alone(&path, &key, wait).await;
         assert!(after_drop.is_ok(), "free again after a drop");
+    }
+
+    /// A waiter for a byte another process holds waits in the operating
+    /// system's lock queue, not by polling: `/proc/locks` shows its request
+    /// blocked on the byte (a poller never shows there), and the holder's
+    /// release wakes it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_blocks_in_the_system_lock_queue_until_the_release() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db-locks");
+        let key = SessionId::random().storage_key();
+        let held = lock_alone(&path, &key, Duration::from_secs(1)).await.unwrap();
+        let waiting = {
+            let path = path.clone();
+            tokio::spawn(async move { lock_alone(&path, &key, Duration::from_secs(20)).await })
+        };
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        let byte = offset_of(&key);
+        let blocked_request = format!(":{inode} {byte} {byte}");
+        let mut queued = false;
+        for _ in 0..200 {
+            let locks = std::fs::read_to_string("/proc/locks").unwrap();
+            if locks.lines().any(|line| line.contains("->") && line.contains(&blocked_request)) {
+                queued = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(queued, "the waiter never blocked in the system's lock queue");
+        assert!(!waiting.is_finished());
+        held.release().await.unwrap();
+        let taken = waiting.await.unwrap().unwrap_or_else(|e| panic!("not woken: {e}"));
+        taken.release().await.unwrap();
     }
 
     #[test]

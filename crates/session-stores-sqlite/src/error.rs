@@ -15,6 +15,10 @@ pub(crate) enum SqliteStoreError {
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     #[error("session lock file {}: {source}", path.display())]
     LockFile { path: std::path::PathBuf, source: std::io::Error },
+    /// The thread waiting for another process's lock panicked.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    #[error("waiting for a session lock of another process failed: {0}")]
+    Wait(String),
 }
 
 impl From<SqliteStoreError> for session_core::Error {

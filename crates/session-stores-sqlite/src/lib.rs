@@ -38,8 +38,11 @@
 //!   operating system (`F_OFD_SETLK`) on one byte of `<database>-locks`, so
 //!   that several processes on one file (workers of one server, or the old
 //!   and the new process during a restart) exclude each other. The system
-//!   ends it when the holder closes the file or dies; waiting on another
-//!   process polls with a jittered backoff (2 to 25 ms).
+//!   ends it when the holder closes the file or dies; a waiter blocks in the
+//!   system's lock queue (`F_OFD_SETLKW` on a blocking thread, at most
+//!   [`MAX_BLOCKING_WAITS`](session_core::MAX_BLOCKING_WAITS) per process;
+//!   past that it polls with a jittered backoff of 2 to 25 ms), so the
+//!   holder's release wakes it at once.
 //!
 //! Neither holds a SQLite write transaction open while a handler runs (which
 //! would stall every other write to the file). On other platforms, and for
