@@ -139,6 +139,16 @@ async fn wait_for_lock(
         Attempt::Lock => Ok(None),
         Attempt::LockAndLoad(now) => store.table.sessions.load(conn.get()?, key, now).await,
     };
+    held(conn, lock_id, record).await
+}
+
+/// The lock taken on `conn`, with what loading the record under it gave; a
+/// load that failed unlocks again.
+async fn held(
+    conn: LockConnection,
+    lock_id: i64,
+    record: Result<Option<Record>, Error>,
+) -> Result<Option<(LockConnection, Option<Record>)>, Error> {
     match record {
         Ok(record) => Ok(Some((conn, record))),
         Err(error) => {
@@ -198,15 +208,7 @@ async fn try_lock(
             Err(error) => Err(backend(error)),
         },
     };
-    match record {
-        Ok(record) => Ok(Some((conn, record))),
-        Err(error) => {
-            if let Err(unlock) = conn.unlock(lock_id).await {
-                tracing::warn!(store = STORE, error = %unlock, "unlocking after a failed load");
-            }
-            Err(error)
-        }
-    }
+    held(conn, lock_id, record).await
 }
 
 /// A held advisory lock: the connection that holds it.

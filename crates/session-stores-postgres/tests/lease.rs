@@ -119,20 +119,30 @@ async fn a_holder_whose_lease_ended_cannot_overwrite_the_next_holder() {
     assert!(matches!(error, Error::LockLost), "{error:?}");
 }
 
+/// A holder's store on a pool of one connection (taken as a hostage, it
+/// keeps the holder from renewing), waiting `acquire_timeout` for it, and
+/// another process's store on the same fresh table.
+async fn holder_on_one_connection(
+    acquire_timeout: Duration,
+) -> (sqlx::PgPool, PostgresStore, PostgresStore) {
+    let table = common::random_table();
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(acquire_timeout)
+        .connect_with(common::pgbouncer_options())
+        .await
+        .unwrap_or_else(|e| panic!("a pool: {e}"));
+    let first = common::lease_store_on(pool.clone(), &table).await;
+    let second = common::lease_store_on(common::pgbouncer_pool(2).await, &table).await;
+    (pool, first, second)
+}
+
 /// A holder that cannot renew (its pool is exhausted, as in a long pause or
 /// a partition) sees its lease run out: `is_held` turns false after the
 /// lease, the next holder takes it over, and the late save is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_that_cannot_renew_loses_the_lock_after_its_lease() {
-    let table = common::random_table();
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_millis(100))
-        .connect_with(common::pgbouncer_options())
-        .await
-        .unwrap();
-    let first = common::lease_store_on(pool.clone(), &table).await;
-    let second = common::lease_store_on(common::pgbouncer_pool(2).await, &table).await;
+    let (pool, first, second) = holder_on_one_connection(Duration::from_millis(100)).await;
     let now = Timestamp::now();
     let mut created = record(now);
     created.data.insert_value("n", 1.into());
@@ -162,17 +172,9 @@ async fn a_holder_that_cannot_renew_loses_the_lock_after_its_lease() {
 /// renewed it for good, and the next holder timed out.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewal_answered_after_the_lease_ran_out_does_not_revive_it() {
-    let table = common::random_table();
     // A long acquire timeout: the renewal waits for the connection instead
     // of giving up, and goes through once the hostage is let go.
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect_with(common::pgbouncer_options())
-        .await
-        .unwrap();
-    let first = common::lease_store_on(pool.clone(), &table).await;
-    let second = common::lease_store_on(common::pgbouncer_pool(2).await, &table).await;
+    let (pool, first, second) = holder_on_one_connection(Duration::from_secs(30)).await;
     let now = Timestamp::now();
     let created = record(now);
     first.create(&created).await.unwrap();
