@@ -16,7 +16,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use session_axum::memory::MemoryStore;
 use session_axum::{Session, SessionError, SessionLayer};
 use session_core::{
-    Codec, CookieFormat, ExpiryPolicy, JsonCodec, SessionData, SessionId, LockingStore,
+    Codec, CookieFormat, ExpiryPolicy, JsonCodec, LockingStore, SessionData, SessionId,
     SessionStore, Timestamp,
 };
 use session_stores_cookie::{FernetFormat, JwtFormat, Key, Keyring, SignedFormat};

@@ -181,7 +181,7 @@ elseif type(old) == 'string' then
 end
 if lock and ARGV[7] == '1' then
   redis.call('DEL', lock)
-  if ARGV[8] == '1' then redis.call('PUBLISH', lock, '') end
+  if ARGV[8] == '1' then redis.pcall('PUBLISH', lock, '') end
 end
 return saved
 "#
@@ -315,7 +315,8 @@ return v
 
 /// Releases a lock if it still holds the caller's token, and with
 /// `ARGV[2] == '1'` tells the waiters (a release notice on the lock key's
-/// own channel; see `wakeups.rs`).
+/// own channel; see `wakeups.rs`). The notice is `pcall`ed: a Redis user
+/// without the right to publish there keeps working, its waiters polling.
 ///
 /// KEYS: lock. ARGV: token, notice flag. Returns 1 if released, 0 if it was
 /// not ours.
@@ -324,7 +325,7 @@ pub(crate) static RELEASE: LazyLock<Lua> = LazyLock::new(|| {
         r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-if ARGV[2] == '1' then redis.call('PUBLISH', KEYS[1], '') end
+if ARGV[2] == '1' then redis.pcall('PUBLISH', KEYS[1], '') end
 return 1
 "#,
     )
