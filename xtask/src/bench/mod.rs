@@ -58,12 +58,21 @@ pub(crate) const HELP: &str = "\
         installs wrk with apt-get when missing. See BENCHMARKS.md.
     bench micro [CRITERION ARGS...]
         Run the criterion micro-benchmarks (bench/micro).
+    bench contended [STORE...]
+        The session lock when it is contended: for each store (memory, sqlite,
+        fs, redis, redis-cluster, postgres, postgres-lease,
+        postgres-lease-pgbouncer; all by default), N = 4 and 16 concurrent
+        locked increments of one session through one store instance and split
+        over two: total time against N x one uncontended increment, the p99
+        and the longest wait for the lock. Starts the services. See
+        BENCHMARKS.md.
 ";
 
 /// `cargo xtask bench [...]`.
 pub(crate) fn bench(args: &[&str]) -> Result<ExitCode> {
     match args {
         ["micro", rest @ ..] => return micro(rest),
+        ["contended", rest @ ..] => return contended(rest),
         ["instructions", rest @ ..] => return instructions::instructions(rest),
         ["-h" | "--help", ..] => {
             print!("{HELP}{}", instructions::HELP);
@@ -152,6 +161,19 @@ fn measure_disturbed_again(
         }
     }
     Ok(())
+}
+
+/// `cargo xtask bench contended [STORES]`: the contended-lock table.
+fn contended(stores: &[&str]) -> Result<ExitCode> {
+    build()?;
+    let services = ServicesSession::start(Config::from_env()?)?;
+    let mut run = std::process::Command::new(bench_dir().join("target/release/bench-contended"));
+    run.args(stores).envs(services.env().iter().map(|(name, value)| (*name, value)));
+    eprintln!("xtask: {}", cmd::display(&run));
+    let outcome = cmd::run(&mut run);
+    services.stop()?;
+    outcome?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `cargo xtask bench micro [ARGS]`: criterion, in the bench workspace.
