@@ -127,8 +127,9 @@ pub struct Message<T = String> {
 ///
 /// A flash message is an ordinary write to the session: it is saved with the
 /// rest of the session after the handler (never on a 5xx response).
-/// [`push`](Self::push) and [`take`](Self::take) take the session's lock
-/// (held until the response is ready, as for [`Session::lock`]), so
+/// [`push`](Self::push), and [`take`](Self::take) when messages are
+/// pending, take the session's lock (held until the response is ready, as
+/// for [`Session::lock`]; a page with no message pending takes none), so
 /// concurrent requests of one session lose no message and show none twice,
 /// on every server-side store. Changes the handler made before are kept,
 /// unless another request wrote the session meanwhile (then its data wins,
@@ -230,6 +231,11 @@ impl<K: SessionKind> Flash<K> {
     /// If a message's content is not a `T` (the messages are then left in
     /// place), or the store fails while loading the session.
     pub async fn take<T: DeserializeOwned>(&self) -> Result<Vec<Message<T>>, SessionError> {
+        // Nothing pending, the common page view: no lock. A message pushed
+        // meanwhile waits for the next page.
+        if self.session.get::<serde_json::Value>(FLASH_KEY).await?.is_none() {
+            return Ok(Vec::new());
+        }
         // Under the lock: a message pushed meanwhile is neither lost nor
         // shown twice.
         self.session.lock_keeping_changes().await?;
