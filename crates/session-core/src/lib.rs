@@ -36,6 +36,7 @@ mod data;
 mod error;
 mod expiry;
 mod id;
+mod key_hash;
 mod keyring;
 mod local_lock;
 mod lock;
@@ -63,6 +64,7 @@ pub use id::{
     IdGenerator, InvalidSessionId, InvalidStorageKey, RandomIds, SESSION_ID_LEN, SessionId,
     StorageKey,
 };
+pub use key_hash::{StorageKeyHash, StorageKeyHasher};
 pub use keyring::{InvalidKey, Key, KeyMatch, Keyring};
 pub use local_lock::{LocalLocks, LocalTurn};
 pub use lock::{

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::OwnedMutexGuard;
 
-use crate::{Error, HeldLock, LockGuard, LockOptions, StorageKey};
+use crate::{Error, HeldLock, LockGuard, LockOptions, StorageKey, StorageKeyHash};
 
 /// Number of shards; a power of two so the shard is a mask of the key.
 const SHARDS: usize = 64;
@@ -45,7 +45,7 @@ type Entry = Arc<tokio::sync::Mutex<()>>;
 /// # Ok(()) }
 /// ```
 pub struct LocalLocks {
-    shards: [Mutex<HashMap<StorageKey, Entry>>; SHARDS],
+    shards: [Mutex<HashMap<StorageKey, Entry, StorageKeyHash>>; SHARDS],
 }
 
 impl Default for LocalLocks {
@@ -120,7 +120,10 @@ impl LocalLocks {
         }
     }
 
-    fn shard(&self, key: &StorageKey) -> MutexGuard<'_, HashMap<StorageKey, Entry>> {
+    fn shard(
+        &self,
+        key: &StorageKey,
+    ) -> MutexGuard<'_, HashMap<StorageKey, Entry, StorageKeyHash>> {
         // Storage keys are uniform hashes: their first byte picks the shard.
         let index = usize::from(key.as_bytes()[0]) & (SHARDS - 1);
         // A poisoned shard holds plain data that is consistent between

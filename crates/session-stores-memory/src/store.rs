@@ -3,10 +3,11 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use session_core::{Error, Record, Reloaded, SessionStore, StorageKey, Timestamp, async_trait};
+use session_core::{
+    Error, Record, Reloaded, SessionStore, StorageKey, StorageKeyHash, Timestamp, async_trait,
+};
 
 use crate::lock::Waiter;
 use crate::packed::{self, Packed};
@@ -60,45 +61,8 @@ impl Default for Inner {
     }
 }
 
-/// Hashes a [`StorageKey`] by taking eight of its bytes as they are.
-///
-/// A storage key is a SHA-256 output, so its bytes are already uniformly
-/// distributed, and the keys the store holds come from ids the server
-/// generated at random (clients cannot choose them), so there is nothing for
-/// SipHash's keyed mixing to defend against. (Keys of incoming cookies only
-/// enter the lock table, for as long as the lock is held: a handful at a
-/// time, too few to flood.) Bytes 8..16 rather than 0..8:
-/// byte 0 picks the shard, so inside a shard its low bits are the same for
-/// every key and would pile all keys into the same buckets.
-///
-/// Only meant for `StorageKey`, whose derived `Hash` writes the length (a
-/// constant 32) and then the 32 bytes; other input gets a simple byte-wise
-/// fold so the hasher is still total.
-#[derive(Default)]
-pub(crate) struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        match bytes.get(8..16).and_then(|word| <[u8; 8]>::try_from(word).ok()) {
-            Some(word) => self.0 ^= u64::from_le_bytes(word),
-            None => {
-                for &byte in bytes {
-                    self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-                }
-            }
-        }
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.0 = self.0.rotate_left(8) ^ n as u64;
-    }
-}
-
-pub(crate) type KeyHash = BuildHasherDefault<KeyHasher>;
+/// The storage-key hasher of every table here (see [`StorageKeyHash`]).
+pub(crate) type KeyHash = StorageKeyHash;
 type KeySet = HashSet<StorageKey, KeyHash>;
 
 /// One shard: its records, and the session locks of its keys.
@@ -382,35 +346,9 @@ impl SessionStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use std::hash::BuildHasher;
-
     use session_core::SessionId;
 
     use super::*;
-
-    #[test]
-    fn key_hash_takes_bytes_past_the_shard_byte() {
-        let mut bytes = [0u8; 32];
-        bytes[8..16].copy_from_slice(&0x0123_4567_89ab_cdef_u64.to_le_bytes());
-        let hash = KeyHash::default().hash_one(StorageKey::from_bytes(bytes));
-        assert_eq!(hash, 0x0123_4567_89ab_cdef ^ 32, "the word, and the length prefix");
-
-        // Keys of one shard still spread over the buckets.
-        let mut low_bits = HashSet::new();
-        let mut seen = 0;
-        while seen < 1000 {
-            let key = SessionId::random().storage_key();
-            if usize::from(key.as_bytes()[0]) & (SHARDS - 1) == 0 {
-                low_bits.insert(KeyHash::default().hash_one(key) & 0xff);
-                seen += 1;
-            }
-        }
-        assert!(low_bits.len() > 200, "{} of 256 low bytes", low_bits.len());
-
-        let mut other = KeyHasher::default();
-        other.write(b"short");
-        assert_ne!(other.finish(), 0);
-    }
 
     #[test]
     fn encodes_through_the_scratch_buffer_and_without_it() {
