@@ -187,14 +187,11 @@ impl<K: SessionKind> CsrfToken<K> {
         }
         // Two pages of one session made at once would each store a token,
         // the last save winning and the other page's forms failing. Under
-        // the lock the second request sees the first one's token. The lock
-        // reloads the session, so a request that already changed it goes
-        // without (and takes the small risk).
-        if !session.has_unsaved_changes().await {
-            let _locked = session.lock().await?;
-            if let Some(token) = stored_token(session).await? {
-                return Ok(Self::new(token));
-            }
+        // the lock (which keeps this request's earlier changes) the second
+        // request sees the first one's token.
+        session.lock_keeping_changes().await?;
+        if let Some(token) = stored_token(session).await? {
+            return Ok(Self::new(token));
         }
         let token =
             new_token().map_err(|e| session.error(session_core::Error::backend(RNG_STORE, e)))?;

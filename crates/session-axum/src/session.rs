@@ -457,15 +457,6 @@ impl<K: SessionKind> Session<K> {
         .await
     }
 
-    /// Whether this request changed the stored session without saving it
-    /// yet: then [`lock`](Self::lock), which reloads it, would discard the
-    /// change.
-    pub(crate) async fn has_unsaved_changes(&self) -> bool {
-        let state = self.inner.state.lock().await;
-        matches!(&state.session, Loaded::Existing(live)
-            if live.record.data.is_changed() || state.meta_changed)
-    }
-
     /// The storage key of the live session, if it exists in the store.
     pub(crate) async fn storage_key(&self) -> Result<Option<StorageKey>, SessionError> {
         self.with_loaded(|state| match &state.session {

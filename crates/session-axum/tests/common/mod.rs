@@ -273,6 +273,16 @@ fn csrf_routes() -> Router {
         .route("/csrf/token", get(|token: CsrfToken| async move { token.as_str().to_owned() }))
         .route("/csrf/form", get(|token: CsrfToken| async move { token.hidden_input() }))
         .route(
+            "/csrf/token-after-write",
+            get(|session: Session| async move {
+                // A page that writes the session, then renders a form.
+                session.insert("seen", true).await?;
+                let token = CsrfToken::from_session(&session).await?;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Ok::<_, SessionError>(token.as_str().to_owned())
+            }),
+        )
+        .route(
             "/csrf/slow-token",
             get(|token: CsrfToken| async move {
                 // Keeps the new token unsaved a while, for concurrent pages.
@@ -490,22 +500,26 @@ macro_rules! route_tests {
             async fn concurrent_first_forms_of_a_session_share_one_token() {
                 let store = probe().await;
                 let app = app(layer(&store, config()));
-                let cookie = send(&app, "/set?v=no+token+yet", &[]).await.cookie();
-                let mut pages = Vec::new();
-                for _ in 0..20 {
-                    let app = app.clone();
-                    let cookie = cookie.clone();
-                    pages.push(tokio::spawn(async move {
-                        send(&app, "/csrf/slow-token", &[&cookie]).await.body
-                    }));
+                // Pages that only render a form, and pages that write the
+                // session first.
+                for page in ["/csrf/slow-token", "/csrf/token-after-write"] {
+                    let cookie = send(&app, "/set?v=no+token+yet", &[]).await.cookie();
+                    let mut pages = Vec::new();
+                    for _ in 0..20 {
+                        let app = app.clone();
+                        let cookie = cookie.clone();
+                        pages.push(tokio::spawn(
+                            async move { send(&app, page, &[&cookie]).await.body },
+                        ));
+                    }
+                    let mut tokens = Vec::new();
+                    for page in pages {
+                        tokens.push(page.await.unwrap());
+                    }
+                    tokens.dedup();
+                    assert_eq!(tokens.len(), 1, "{page}: {tokens:?}");
+                    assert_eq!(send(&app, "/csrf/token", &[&cookie]).await.body, tokens[0]);
                 }
-                let mut tokens = Vec::new();
-                for page in pages {
-                    tokens.push(page.await.unwrap());
-                }
-                tokens.dedup();
-                assert_eq!(tokens.len(), 1, "{tokens:?}");
-                assert_eq!(send(&app, "/csrf/token", &[&cookie]).await.body, tokens[0]);
             }
 
             #[tokio::test]
