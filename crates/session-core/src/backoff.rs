@@ -1,6 +1,7 @@
 //! [`Backoff`]: how a store's lock loop waits between two attempts at a lock
 //! that someone else holds, within the caller's wait.
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -73,11 +74,46 @@ impl Backoff {
     /// [`Error::LockTimeout`] once the wait is over (at once, without
     /// sleeping, if it already is).
     pub async fn pause(&mut self) -> Result<(), Error> {
+        let pause = self.next_pause();
+        self.wait_for(std::future::pending(), pause).await
+    }
+
+    /// Sleeps until `woken` completes (a release notice) or `every` passes
+    /// (the slow poll that stands in for a lost notice), whichever comes
+    /// first, never past the end of the wait.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LockTimeout`] once the wait is over (at once, without
+    /// sleeping, if it already is).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use session_core::Backoff;
+    /// use tokio::sync::Notify;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let released = Notify::new();
+    /// let mut backoff =
+    ///     Backoff::new(Duration::from_millis(1), Duration::from_millis(4), 7, Duration::from_secs(60));
+    /// released.notify_one(); // the holder let go
+    /// backoff.wait_for(released.notified(), Duration::from_secs(30)).await.unwrap();
+    /// # }
+    /// ```
+    pub async fn wait_for(
+        &mut self,
+        woken: impl Future<Output = ()>,
+        every: Duration,
+    ) -> Result<(), Error> {
         let remaining = self.remaining();
         if remaining.is_zero() {
             return Err(self.timed_out());
         }
-        tokio::time::sleep(self.next_pause().min(remaining)).await;
+        tokio::select! {
+            () = woken => {}
+            () = tokio::time::sleep(every.min(remaining)) => {}
+        }
         Ok(())
     }
 

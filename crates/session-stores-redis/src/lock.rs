@@ -308,16 +308,7 @@ impl RedisStore {
                 (Some(wakeups), None) if watch.is_none() => {
                     watch = Some(wakeups.watch(&lock_key).await);
                 }
-                (_, Some(notified)) => {
-                    let remaining = backoff.remaining();
-                    if remaining.is_zero() {
-                        return Err(backoff.timed_out());
-                    }
-                    tokio::select! {
-                        () = notified => {}
-                        () = tokio::time::sleep(self.notice_poll.min(remaining)) => {}
-                    }
-                }
+                (_, Some(notified)) => backoff.wait_for(notified, self.notice_poll).await?,
                 _ => backoff.pause().await?,
             }
         }
