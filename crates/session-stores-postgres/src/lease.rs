@@ -573,14 +573,13 @@ impl PostgresStore {
         // Behind the earlier waiters of this process: only the first of them
         // sends lock statements.
         let turn = self.queue.turn(key, backoff.remaining()).await?;
-        let deadline = tokio::time::Instant::now() + backoff.remaining();
         loop {
             let sent = Instant::now();
             let attempt = unsettled(self, key, &token, options.lease);
-            // An attempt cut short by the deadline may have taken the lease:
-            // `attempt` is dropped unsettled and gives it back.
-            let taken = match tokio::time::timeout_at(
-                deadline,
+            // An attempt cut short by the end of the wait may have taken the
+            // lease: `attempt` is dropped unsettled and gives it back.
+            let taken = match tokio::time::timeout(
+                backoff.remaining(),
                 self.try_lease(sql.clone(), key, load_at.is_some()),
             )
             .await
