@@ -10,38 +10,42 @@ pub const MAX_BLOCKING_WAITS: usize = 8;
 
 static BLOCKING_WAITS: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs `wait`, a call that blocks until an operating-system lock is free
-/// (`flock`, `F_OFD_SETLKW`), on Tokio's blocking pool, so that the lock's
-/// release wakes its waiter at once instead of a poll finding it later.
+/// Runs `wait(file)`, a call that blocks until an operating-system lock on
+/// `file` is free (`flock`, `F_OFD_SETLKW`), on Tokio's blocking pool, so
+/// that the lock's release wakes its waiter at once instead of a poll
+/// finding it later.
 ///
-/// `None` when [`MAX_BLOCKING_WAITS`] are under way already: the caller
-/// polls instead. A blocked call cannot be cancelled safely, so a waiter
-/// that gives up (its timeout) leaves its thread blocked until the lock is
-/// free; then `wait`'s result is dropped, which must let the lock go again
-/// (return the open file that holds it). The bound keeps a holder that
-/// never lets go from taking the pool's threads one by one.
+/// `Err(file)`, given back, when [`MAX_BLOCKING_WAITS`] are under way
+/// already: the caller polls with it instead. A blocked call cannot be
+/// cancelled safely, so a waiter that gives up (its timeout) leaves its
+/// thread blocked until the lock is free; then `wait`'s result is dropped,
+/// which must let the lock go again (hold the open file that holds it). The
+/// bound keeps a holder that never lets go from taking the pool's threads
+/// one by one.
 ///
 /// ```
 /// use session_core::spawn_blocking_wait;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let waiting = spawn_blocking_wait(|| "locked").expect("a free slot");
-/// assert_eq!(waiting.await.unwrap(), "locked");
+/// let waiting = spawn_blocking_wait("lock file", |file| format!("{file} locked"));
+/// let Ok(waiting) = waiting else { panic!("a free slot") };
+/// assert_eq!(waiting.await.unwrap(), "lock file locked");
 /// # }
 /// ```
-pub fn spawn_blocking_wait<T, F>(wait: F) -> Option<JoinHandle<T>>
+pub fn spawn_blocking_wait<R, T, F>(file: R, wait: F) -> Result<JoinHandle<T>, R>
 where
-    F: FnOnce() -> T + Send + 'static,
+    R: Send + 'static,
+    F: FnOnce(R) -> T + Send + 'static,
     T: Send + 'static,
 {
     if BLOCKING_WAITS.fetch_add(1, Ordering::AcqRel) >= MAX_BLOCKING_WAITS {
         BLOCKING_WAITS.fetch_sub(1, Ordering::AcqRel);
-        return None;
+        return Err(file);
     }
-    Some(tokio::task::spawn_blocking(move || {
+    Ok(tokio::task::spawn_blocking(move || {
         let _slot = Slot;
-        wait()
+        wait(file)
     }))
 }
 
@@ -65,12 +69,9 @@ mod tests {
         let (release, released) = mpsc::channel::<()>();
         let released = std::sync::Arc::new(std::sync::Mutex::new(released));
         let mut blocked = Vec::new();
-        while let Some(waiting) = {
-            let released = std::sync::Arc::clone(&released);
-            spawn_blocking_wait(move || {
-                let _ = released.lock().map(|r| r.recv());
-            })
-        } {
+        while let Ok(waiting) = spawn_blocking_wait(std::sync::Arc::clone(&released), |released| {
+            let _ = released.lock().map(|r| r.recv());
+        }) {
             blocked.push(waiting);
             assert!(blocked.len() <= MAX_BLOCKING_WAITS, "more waits than the bound");
         }
@@ -81,6 +82,6 @@ mod tests {
         for waiting in blocked {
             waiting.await.unwrap();
         }
-        assert!(spawn_blocking_wait(|| ()).is_some(), "a slot is free again");
+        assert!(spawn_blocking_wait((), |()| ()).is_ok(), "a slot is free again");
     }
 }

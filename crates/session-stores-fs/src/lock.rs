@@ -3,7 +3,6 @@
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use session_core::{
@@ -79,28 +78,27 @@ impl LockingStore for FsStore {
             let outcome = self.blocking(move |_| Ok(attempt(&attempt_path, file)?)).await?;
             match outcome {
                 Attempt::Acquired(file) => {
-                    let held = FsHeldLock { file: Some(Arc::new(file)), path, session };
+                    let held = FsHeldLock { file: Some(file), path, session };
                     return Ok(LockGuard::queued(held, turn));
                 }
                 Attempt::Busy(file) => {
                     // Wait in the operating system's lock queue on a blocking
                     // thread, so that the holder's close wakes it at once;
                     // poll when too many such waits are under way.
-                    let shared = Arc::new(file);
-                    let waiting = {
-                        let (file, path) = (Arc::clone(&shared), path.clone());
-                        // Given up on meanwhile, the result is dropped with the
-                        // last reference to the file, which unlocks it.
-                        spawn_blocking_wait(move || {
-                            wait_for(&file, &path).map(|current| current.then_some(file))
-                        })
+                    let owned = path.clone();
+                    // Given up on meanwhile, the result is dropped with the
+                    // file, which unlocks it.
+                    let waiting = spawn_blocking_wait(file, move |file| {
+                        wait_for(&file, &owned).map(|current| current.then_some(file))
+                    });
+                    let waiting = match waiting {
+                        Ok(waiting) => waiting,
+                        Err(file) => {
+                            open = Some(file);
+                            backoff.pause().await?;
+                            continue;
+                        }
                     };
-                    let Some(waiting) = waiting else {
-                        open = Arc::into_inner(shared);
-                        backoff.pause().await?;
-                        continue;
-                    };
-                    drop(shared);
                     match tokio::time::timeout(backoff.remaining(), waiting).await {
                         Err(_elapsed) => return Err(backoff.timed_out()),
                         Ok(waited) => {
@@ -132,7 +130,7 @@ fn wait_for(file: &File, path: &Path) -> Result<bool, FsError> {
 /// A held file lock. Closing the file (on release, on drop, or when the
 /// process dies) releases it.
 struct FsHeldLock {
-    file: Option<Arc<File>>,
+    file: Option<File>,
     path: PathBuf,
     session: PathBuf,
 }

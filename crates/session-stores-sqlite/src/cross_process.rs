@@ -16,7 +16,6 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -56,24 +55,23 @@ pub(crate) async fn lock(
     let file = open(path)?;
     let offset = offset_of(key);
     if try_lock(&file, offset, path)? {
-        return Ok(LockGuard::queued(ProcessLock { file: Arc::new(file) }, turn));
+        return Ok(LockGuard::queued(ProcessLock { file }, turn));
     }
-    let shared = Arc::new(file);
-    let waiting = {
-        let (file, path) = (Arc::clone(&shared), path.to_owned());
-        // Given up on meanwhile, the result is dropped with the last
-        // reference to the file, which lets the byte go again.
-        spawn_blocking_wait(move || lock_waiting(&file, offset, &path).map(|()| file))
+    let owned = path.to_owned();
+    // Given up on meanwhile, the result is dropped with the file, which
+    // lets the byte go again.
+    let waiting =
+        spawn_blocking_wait(file, move |file| lock_waiting(&file, offset, &owned).map(|()| file));
+    let file = match waiting {
+        Ok(waiting) => {
+            return match tokio::time::timeout(backoff.remaining(), waiting).await {
+                Ok(Ok(locked)) => Ok(LockGuard::queued(ProcessLock { file: locked? }, turn)),
+                Ok(Err(panicked)) => Err(SqliteStoreError::Wait(panicked.to_string()).into()),
+                Err(_elapsed) => Err(backoff.timed_out()),
+            };
+        }
+        Err(file) => file,
     };
-    if let Some(waiting) = waiting {
-        drop(shared);
-        return match tokio::time::timeout(backoff.remaining(), waiting).await {
-            Ok(Ok(locked)) => Ok(LockGuard::queued(ProcessLock { file: locked? }, turn)),
-            Ok(Err(panicked)) => Err(SqliteStoreError::Wait(panicked.to_string()).into()),
-            Err(_elapsed) => Err(backoff.timed_out()),
-        };
-    }
-    let file = shared;
     loop {
         backoff.pause().await?;
         if try_lock(&file, offset, path)? {
@@ -145,7 +143,7 @@ fn try_lock(file: &File, offset: i64, path: &Path) -> Result<bool, SqliteStoreEr
 /// guard lets the in-process half go after this, so that the next holder
 /// in this process finds the byte free.
 struct ProcessLock {
-    file: Arc<File>,
+    file: File,
 }
 
 #[async_trait]
