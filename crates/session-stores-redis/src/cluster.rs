@@ -40,6 +40,8 @@ use crate::error::RedisStoreError;
 use crate::scripts;
 use crate::store::{DEFAULT_CONNECT_TIMEOUT, ReplicaAcks, SCAN_COUNT, evalsha, hex, int_reply};
 use crate::value;
+use crate::wakeups::{Notices, Wakeups};
+use std::sync::Arc;
 
 /// The default for [`RedisStore::with_response_timeout`] on a cluster.
 pub const DEFAULT_CLUSTER_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -94,16 +96,23 @@ impl RedisStore {
         I::Item: Into<String>,
     {
         let urls: Vec<String> = urls.into_iter().map(Into::into).collect();
-        let pool = cluster::Config::from_urls(urls)
-            .builder()
-            .map_err(RedisStoreError::from)?
+        let commands = client_builder(&urls).build().map_err(RedisStoreError::from)?;
+        let notices = client_builder(&urls)
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .build()
+            .map_err(RedisStoreError::from)?;
+        let pool = deadpool::managed::Pool::builder(ClusterManager { client: commands })
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(DEFAULT_CONNECT_TIMEOUT))
             .create_timeout(Some(DEFAULT_CONNECT_TIMEOUT))
             .recycle_timeout(Some(DEFAULT_CONNECT_TIMEOUT))
             .build()
             .map_err(RedisStoreError::from)?;
-        Ok(Self::from_cluster_pool(pool))
+        let store = Self::on(
+            Pool::Cluster(ClusterPool::Tuned(pool)),
+            Some(DEFAULT_CLUSTER_RESPONSE_TIMEOUT),
+        );
+        Ok(store.with_cluster_release_notices(notices))
     }
 
     /// A store on an existing cluster pool (see [`RedisStore::cluster`]).
@@ -120,19 +129,155 @@ impl RedisStore {
     /// # let _ = store;
     /// # Ok(()) }
     /// ```
+    ///
+    /// Its client's retry settings apply: with deadpool-redis' defaults,
+    /// a command that a slot migration answers `TRYAGAIN` is retried no
+    /// sooner than 1.28 s later, so a locked request on a migrating slot
+    /// waits for the migration in steps of over a second (and each step
+    /// outlasts the default response timeout). [`RedisStore::cluster`]
+    /// retries within milliseconds. Waiters poll unless
+    /// [`with_cluster_release_notices`](Self::with_cluster_release_notices)
+    /// is set.
     #[must_use]
     pub fn from_cluster_pool(pool: cluster::Pool) -> Self {
-        Self::on(Pool::Cluster(pool), Some(DEFAULT_CLUSTER_RESPONSE_TIMEOUT))
+        Self::on(Pool::Cluster(ClusterPool::Given(pool)), Some(DEFAULT_CLUSTER_RESPONSE_TIMEOUT))
     }
 
-    /// The cluster pool this store takes connections from; `None` on one
-    /// Redis (see [`pool`](Self::pool)).
+    /// Wakes waiters for a busy lock when it is released, as
+    /// [`with_release_notices`](Self::with_release_notices) does on one
+    /// Redis, through sharded pub/sub: a release publishes on the lock
+    /// key's shard channel (`SPUBLISH`), which stays in the lock's slot, on
+    /// its primary and replicas, instead of reaching every node of the
+    /// cluster; the store keeps one cluster connection through `client`
+    /// for every waiter's subscription (`SSUBSCRIBE`), which follows a slot
+    /// to its new node after a migration or failover. `client` must speak
+    /// RESP3 (`ClusterClientBuilder::use_protocol`), which pushes the
+    /// notices. [`RedisStore::cluster`] turns this on; a store on one Redis
+    /// ignores it.
+    ///
+    /// ```rust,no_run
+    /// use session_stores_redis::{RedisStore, deadpool_redis};
+    /// use deadpool_redis::redis::{ProtocolVersion, cluster::ClusterClientBuilder};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let urls = vec!["redis://10.0.0.1:6379/".to_owned()];
+    /// let pool = deadpool_redis::cluster::Config::from_urls(urls.clone())
+    ///     .create_pool(Some(deadpool_redis::Runtime::Tokio1))?;
+    /// let notices = ClusterClientBuilder::new(urls).use_protocol(ProtocolVersion::RESP3).build()?;
+    /// let store = RedisStore::from_cluster_pool(pool).with_cluster_release_notices(notices);
+    /// # let _ = store;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_cluster_release_notices(mut self, client: redis::cluster::ClusterClient) -> Self {
+        if self.on_cluster() {
+            self.wakeups = Some(Arc::new(Wakeups::new(Notices::Cluster(client))));
+        }
+        self
+    }
+
+    /// The cluster pool this store was made with by
+    /// [`from_cluster_pool`](Self::from_cluster_pool); `None` on one Redis
+    /// (see [`pool`](Self::pool)) and for [`RedisStore::cluster`], whose
+    /// pool is of its own kind.
     #[must_use]
     pub fn cluster_pool(&self) -> Option<&cluster::Pool> {
         match self.connections.pool() {
-            Pool::Cluster(pool) => Some(pool),
-            Pool::Standalone(_) => None,
+            Pool::Cluster(ClusterPool::Given(pool)) => Some(pool),
+            Pool::Cluster(ClusterPool::Tuned(_)) | Pool::Standalone(_) => None,
         }
+    }
+}
+
+/// How [`RedisStore::cluster`]'s client retries a command that the cluster
+/// answered `TRYAGAIN` (a script whose keys a slot migration has split
+/// between two nodes) or `CLUSTERDOWN`. redis-rs waits at least 1.28 s
+/// between such retries by default: longer than the response timeout, which
+/// then cuts the retries short with a 503. Here the first retries follow
+/// within milliseconds and none waits over 100 ms, so all of them fit in
+/// the response timeout (at most about 0.6 s together); a migration that
+/// lasts longer is waited out by the lock's own retries (`lock.rs`).
+const RETRIES: u32 = 8;
+const RETRY_MIN_WAIT_MS: u64 = 2;
+const RETRY_MAX_WAIT_MS: u64 = 100;
+
+/// The client builder of [`RedisStore::cluster`].
+fn client_builder(urls: &[String]) -> redis::cluster::ClusterClientBuilder {
+    redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
+        .connection_timeout(DEFAULT_CONNECT_TIMEOUT)
+        .retries(RETRIES)
+        .min_retry_wait(RETRY_MIN_WAIT_MS)
+        .max_retry_wait(RETRY_MAX_WAIT_MS)
+}
+
+/// The pool of a store on Redis Cluster: of [`RedisStore::cluster`]'s tuned
+/// client, or one the application made.
+pub(crate) enum ClusterPool {
+    Tuned(deadpool::managed::Pool<ClusterManager>),
+    Given(cluster::Pool),
+}
+
+/// A connection checked out of a [`ClusterPool`].
+pub(crate) enum PooledCluster {
+    Tuned(deadpool::managed::Object<ClusterManager>),
+    Given(cluster::Connection),
+}
+
+impl ClusterPool {
+    pub(crate) async fn get(&self) -> Result<PooledCluster, deadpool_redis::PoolError> {
+        match self {
+            ClusterPool::Tuned(pool) => pool.get().await.map(PooledCluster::Tuned),
+            ClusterPool::Given(pool) => pool.get().await.map(PooledCluster::Given),
+        }
+    }
+
+    pub(crate) fn status(&self) -> deadpool_redis::Status {
+        match self {
+            ClusterPool::Tuned(pool) => pool.status(),
+            ClusterPool::Given(pool) => pool.status(),
+        }
+    }
+}
+
+impl PooledCluster {
+    pub(crate) fn connection(&self) -> ClusterConnection {
+        match self {
+            PooledCluster::Tuned(pooled) => (**pooled).clone(),
+            PooledCluster::Given(pooled) => (**pooled).clone(),
+        }
+    }
+
+    pub(crate) fn detach(self) {
+        match self {
+            PooledCluster::Tuned(pooled) => drop(deadpool::managed::Object::take(pooled)),
+            PooledCluster::Given(pooled) => drop(cluster::Connection::take(pooled)),
+        }
+    }
+}
+
+/// deadpool-redis' cluster manager with a client of our own making
+/// (deadpool-redis builds its client from URLs alone, with the default
+/// retry waits).
+pub(crate) struct ClusterManager {
+    client: redis::cluster::ClusterClient,
+}
+
+impl deadpool::managed::Manager for ClusterManager {
+    type Type = ClusterConnection;
+    type Error = redis::RedisError;
+
+    async fn create(&self) -> Result<ClusterConnection, redis::RedisError> {
+        self.client.get_async_connection().await
+    }
+
+    /// A `PING` answered, as deadpool-redis checks its connections.
+    async fn recycle(
+        &self,
+        connection: &mut ClusterConnection,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<redis::RedisError> {
+        redis::cmd("PING").query_async::<()>(connection).await?;
+        Ok(())
     }
 }
 

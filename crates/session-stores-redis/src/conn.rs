@@ -33,14 +33,14 @@ pub(crate) enum Pool {
     Standalone(deadpool_redis::Pool),
     /// A Redis Cluster.
     #[cfg(feature = "cluster")]
-    Cluster(deadpool_redis::cluster::Pool),
+    Cluster(crate::cluster::ClusterPool),
 }
 
 /// A connection checked out of a [`Pool`].
 pub(crate) enum Pooled {
     Standalone(deadpool_redis::Connection),
     #[cfg(feature = "cluster")]
-    Cluster(deadpool_redis::cluster::Connection),
+    Cluster(crate::cluster::PooledCluster),
 }
 
 /// A connection one operation sends its commands on: a clone of the shared
@@ -87,7 +87,7 @@ impl Pooled {
         match self {
             Pooled::Standalone(pooled) => Connection::Standalone((**pooled).clone()),
             #[cfg(feature = "cluster")]
-            Pooled::Cluster(pooled) => Connection::Cluster((**pooled).clone()),
+            Pooled::Cluster(pooled) => Connection::Cluster(pooled.connection()),
         }
     }
 
@@ -97,7 +97,7 @@ impl Pooled {
         match self {
             Pooled::Standalone(pooled) => drop(deadpool_redis::Connection::take(pooled)),
             #[cfg(feature = "cluster")]
-            Pooled::Cluster(pooled) => drop(deadpool_redis::cluster::Connection::take(pooled)),
+            Pooled::Cluster(pooled) => pooled.detach(),
         }
     }
 }

@@ -59,6 +59,28 @@ pub(crate) enum RedisStoreError {
     },
 }
 
+impl RedisStoreError {
+    /// Whether Redis surely did not run the command: a cluster refusing it
+    /// while its slot moves (`TRYAGAIN`: its keys are split between two
+    /// nodes; `MOVED`/`ASK` left after the client's own redirects) or while
+    /// it has no quorum (`CLUSTERDOWN`). Sending it again is safe, even a
+    /// fenced save or a lock request.
+    pub(crate) fn not_executed(&self) -> bool {
+        let RedisStoreError::Redis(error) = self else { return false };
+        matches!(error.code(), Some("TRYAGAIN" | "MOVED" | "ASK" | "CLUSTERDOWN"))
+    }
+
+    /// [`not_executed`](Self::not_executed) of the Redis error inside `error`.
+    pub(crate) fn is_not_executed(error: &session_core::Error) -> bool {
+        match error {
+            session_core::Error::Backend { source, .. } => {
+                source.downcast_ref::<Self>().is_some_and(Self::not_executed)
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<RedisStoreError> for session_core::Error {
     fn from(error: RedisStoreError) -> Self {
         Self::backend("redis", error)

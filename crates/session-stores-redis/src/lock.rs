@@ -16,7 +16,7 @@ use session_core::{
 use crate::RedisStore;
 use crate::error::RedisStoreError;
 use crate::scripts;
-use crate::store::{LockedSave, evalsha, flag, log_corrupt, millis};
+use crate::store::{LockedSave, evalsha, log_corrupt, millis};
 use crate::value::Corrupt;
 use crate::wakeups::Watch;
 
@@ -113,7 +113,7 @@ async fn release(
     token: &str,
 ) -> Result<bool, RedisStoreError> {
     let mut command = evalsha(&scripts::RELEASE, 1);
-    command.arg(lock_key).arg(token).arg(flag(store.wakeups.is_some()));
+    command.arg(lock_key).arg(token).arg(store.notice_flag());
     Ok(store.run_for_int(&command, &scripts::RELEASE, "release").await? == 1)
 }
 
@@ -289,7 +289,20 @@ impl RedisStore {
             self.locks.attempts.fetch_add(1, Ordering::Relaxed);
             let sent = Instant::now();
             let attempt = unsettled(self, &lock_key, &token, options.lease);
-            let reply = self.run(&command, script).await?;
+            let reply = match self.run(&command, script).await {
+                Ok(reply) => reply,
+                // A slot on the move (Redis Cluster): the request was not
+                // run, so nothing needs releasing; it waits for the move.
+                Err(error) if error.not_executed() => {
+                    attempt.settle();
+                    tracing::debug!(%error, "session lock request refused while its slot moves; trying again");
+                    if backoff.pause().await.is_err() {
+                        return Err(error.into());
+                    }
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
             let outcome = match load_at {
                 Some(now) => self.lock_and_load_reply(key, reply, now)?,
                 None => match reply {
@@ -409,7 +422,7 @@ impl LockingStore for RedisStore {
             Handover::Settled(outcome) => return outcome,
         };
         let unsettled = unsettled(self, &state.lock_key, &state.token, state.lease);
-        let saved = self.save_script(record, Some(state.fencing(true))).await;
+        let saved = self.fenced_save(record, &state, true).await;
         unsettled.settle();
         match saved {
             Ok(answer) => fenced_save(answer, "save_and_release"),
@@ -437,8 +450,40 @@ impl LockingStore for RedisStore {
         if !state.is_held() {
             return Err(Error::LockLost);
         }
-        let answer = self.save_script(record, Some(state.fencing(false))).await?;
+        let answer = self.fenced_save(record, state, false).await?;
         fenced_save(answer, "save_under_lock")
+    }
+}
+
+impl RedisStore {
+    /// The fenced save script, sent again while a slot migration keeps it
+    /// from running (an answer that says it did not run: see
+    /// [`RedisStoreError::not_executed`]), for as long as the lock's lease
+    /// surely runs; the renewal (one key, never refused that way) keeps it
+    /// running meanwhile.
+    async fn fenced_save(
+        &self,
+        record: &Record,
+        state: &LockState,
+        release: bool,
+    ) -> Result<i64, Error> {
+        let seed = state.acquired.elapsed().subsec_nanos().into();
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, seed, state.lease);
+        loop {
+            match self.save_script(record, Some(state.fencing(release))).await {
+                Err(error)
+                    if RedisStoreError::is_not_executed(&error)
+                        && state.within_lease()
+                        && !state.lost.load(Ordering::Acquire) =>
+                {
+                    tracing::debug!(%error, "fenced save refused while its slot moves; trying again");
+                    if backoff.pause().await.is_err() {
+                        return Err(error);
+                    }
+                }
+                answer => return answer,
+            }
+        }
     }
 }
 

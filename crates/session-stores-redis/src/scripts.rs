@@ -151,7 +151,7 @@ return 1
 ///
 /// KEYS: record, optionally the lock. ARGV: value, expire-at, length of the
 /// value's head, prefix, index, then with a lock: its token, `1` to
-/// release it (`0` to keep it), and `1` to publish a release notice. Returns 1 if saved, 0 if there is no record
+/// release it (`0` to keep it), and the notice flag of `RELEASE`. Returns 1 if saved, 0 if there is no record
 /// (nothing written), -1 if the lock is no longer the caller's (nothing
 /// written, lock untouched).
 pub(crate) static SAVE: LazyLock<Lua> = LazyLock::new(|| {
@@ -181,7 +181,8 @@ elseif type(old) == 'string' then
 end
 if lock and ARGV[7] == '1' then
   redis.call('DEL', lock)
-  if ARGV[8] == '1' then redis.pcall('PUBLISH', lock, '') end
+  if ARGV[8] == '1' then redis.pcall('PUBLISH', lock, '')
+  elseif ARGV[8] == '2' then redis.pcall('SPUBLISH', lock, '') end
 end
 return saved
 "#
@@ -313,10 +314,13 @@ return v
     )
 });
 
-/// Releases a lock if it still holds the caller's token, and with
-/// `ARGV[2] == '1'` tells the waiters (a release notice on the lock key's
-/// own channel; see `wakeups.rs`). The notice is `pcall`ed: a Redis user
-/// without the right to publish there keeps working, its waiters polling.
+/// Releases a lock if it still holds the caller's token, and tells the
+/// waiters with a release notice on the lock key's own channel (see
+/// `wakeups.rs`) when the notice flag `ARGV[2]` asks for one: `1` publishes
+/// it, `2` publishes it on the shard channel (Redis Cluster: the notice
+/// stays in the lock's slot instead of reaching every node), `0` not at all.
+/// The notice is `pcall`ed: a Redis user without the right to publish there
+/// keeps working, its waiters polling.
 ///
 /// KEYS: lock. ARGV: token, notice flag. Returns 1 if released, 0 if it was
 /// not ours.
@@ -325,7 +329,8 @@ pub(crate) static RELEASE: LazyLock<Lua> = LazyLock::new(|| {
         r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-if ARGV[2] == '1' then redis.pcall('PUBLISH', KEYS[1], '') end
+if ARGV[2] == '1' then redis.pcall('PUBLISH', KEYS[1], '')
+elseif ARGV[2] == '2' then redis.pcall('SPUBLISH', KEYS[1], '') end
 return 1
 "#,
     )

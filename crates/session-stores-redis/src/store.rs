@@ -21,7 +21,7 @@ use crate::error::RedisStoreError;
 use crate::renewer::Locks;
 use crate::scripts::{self, Lua};
 use crate::value::{self, Corrupt};
-use crate::wakeups::Wakeups;
+use crate::wakeups::{Notices, Wakeups};
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "session:";
@@ -203,8 +203,9 @@ impl RedisStore {
     /// [`with_notice_poll`](Self::with_notice_poll), the slow poll it keeps
     /// as a safety net. [`from_url`](Self::from_url) turns this on; every
     /// process on the store's Redis and prefix should have it on (a store
-    /// without it neither publishes nor listens). Not on Redis Cluster yet,
-    /// whose waiters poll.
+    /// without it neither publishes nor listens). On Redis Cluster, see
+    /// `with_cluster_release_notices` (feature `cluster`); a store on a
+    /// cluster ignores this.
     ///
     /// ```rust,no_run
     /// use session_stores_redis::{RedisStore, deadpool_redis};
@@ -221,9 +222,15 @@ impl RedisStore {
     #[must_use]
     pub fn with_release_notices(mut self, client: redis::Client) -> Self {
         if !self.on_cluster() {
-            self.wakeups = Some(Arc::new(Wakeups::new(client)));
+            self.wakeups = Some(Arc::new(Wakeups::new(Notices::Standalone(client))));
         }
         self
+    }
+
+    /// The `SAVE`/`RELEASE` scripts' notice flag: how a release tells the
+    /// waiters, if at all.
+    pub(crate) fn notice_flag(&self) -> &'static str {
+        self.wakeups.as_ref().map_or("0", |wakeups| wakeups.publish_flag())
     }
 
     /// How often a waiter that listens for release notices still tries the
@@ -493,7 +500,7 @@ impl RedisStore {
             .arg(self.prefix.as_bytes())
             .arg(self.index_flag());
         if let Some(lock) = &lock {
-            command.arg(lock.token).arg(flag(lock.release)).arg(flag(self.wakeups.is_some()));
+            command.arg(lock.token).arg(flag(lock.release)).arg(self.notice_flag());
         }
         #[cfg(feature = "cluster")]
         if self.on_cluster() {

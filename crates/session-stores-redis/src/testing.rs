@@ -327,12 +327,122 @@ impl PrivateRedisCluster {
         }
     }
 
+    /// The hash slot of `key` (`CLUSTER KEYSLOT`).
+    ///
+    /// # Panics
+    ///
+    /// If no node answers.
+    #[must_use]
+    pub fn slot_of(&self, key: &str) -> u16 {
+        let reply = self.cli_on_any(&["CLUSTER", "KEYSLOT", key]);
+        reply.trim().parse().unwrap_or_else(|_| panic!("CLUSTER KEYSLOT answered {reply:?}"))
+    }
+
+    /// The port of the primary that serves `slot` now (`CLUSTER NODES`).
+    ///
+    /// # Panics
+    ///
+    /// If no node answers or none serves the slot.
+    #[must_use]
+    pub fn owner_of(&self, slot: u16) -> u16 {
+        let nodes = self.cli_on_any(&["CLUSTER", "NODES"]);
+        slot_owner(&nodes, slot).unwrap_or_else(|| panic!("no primary serves slot {slot}"))
+    }
+
+    /// Moves `slot` to the primary on port `to`, as `redis-cli --cluster
+    /// reshard` does but slowly: the slot is marked migrating, then its keys
+    /// move one `MIGRATE` at a time with `pause` before each, then every
+    /// primary is told the new owner. Requests meanwhile meet each state a
+    /// migration has: `ASK` for keys already moved, `TRYAGAIN` for a script
+    /// whose keys are split between the two nodes.
+    ///
+    /// # Panics
+    ///
+    /// If a `redis-cli` command fails.
+    pub fn migrate_slot(&self, slot: u16, to: u16, pause: Duration) {
+        let from = self.owner_of(slot);
+        if from == to {
+            return;
+        }
+        let slot_arg = slot.to_string();
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        cli_ok(to, &["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &from_id]);
+        cli_ok(from, &["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &to_id]);
+        loop {
+            std::thread::sleep(pause);
+            let keys = cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot_arg, "1"]);
+            let Some(key) = keys.lines().map(str::trim).find(|key| !key.is_empty()) else {
+                break;
+            };
+            let to_port = to.to_string();
+            let moved =
+                cli(from, &["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS", key]);
+            // NOKEY: the key expired or was deleted since it was listed.
+            assert!(matches!(moved.trim(), "OK" | "NOKEY"), "MIGRATE {key} answered {moved:?}");
+        }
+        cli_ok(to, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
+        cli_ok(from, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
+        for primary in self.primaries() {
+            if primary != from && primary != to {
+                cli_ok(primary, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
+            }
+        }
+    }
+
+    fn node_id(&self, port: u16) -> String {
+        cli(port, &["CLUSTER", "MYID"]).trim().to_owned()
+    }
+
+    fn cli_on_any(&self, args: &[&str]) -> String {
+        self.nodes
+            .iter()
+            .filter(|node| node.child.is_some())
+            .find_map(|node| Some(cli(node.port, args)).filter(|reply| !reply.trim().is_empty()))
+            .unwrap_or_else(|| panic!("no node of the cluster answered {args:?}"))
+    }
+
     fn node(&mut self, port: u16) -> &mut PrivateRedis {
         self.nodes
             .iter_mut()
             .find(|node| node.port == port)
             .unwrap_or_else(|| panic!("no node of this cluster on port {port}"))
     }
+}
+
+/// `redis-cli -p <port> <args>`: its output, without the type annotations
+/// of a terminal (stdout is a pipe).
+fn cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}); it comes with redis-server"));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// [`cli`] for a command that answers `OK`.
+fn cli_ok(port: u16, args: &[&str]) {
+    let reply = cli(port, args);
+    assert_eq!(reply.trim(), "OK", "redis-cli -p {port} {args:?}");
+}
+
+/// The port of the primary that serves `slot` in a `CLUSTER NODES` reply
+/// (`<id> <host:port@bus> <flags> <primary> <ping> <pong> <epoch> <link>
+/// <slot or range>...`; ranges `a-b`, migration marks `[a->-id]` skipped).
+fn slot_owner(nodes: &str, slot: u16) -> Option<u16> {
+    nodes.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 9 || !fields[2].contains("master") {
+            return None;
+        }
+        let serves = fields[8..].iter().filter(|range| !range.starts_with('[')).any(|range| {
+            let (first, last) = range.split_once('-').unwrap_or((range, range));
+            matches!((first.parse::<u16>(), last.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+        });
+        let port = fields[1].split('@').next()?.rsplit_once(':')?.1;
+        if serves { port.parse().ok() } else { None }
+    })
 }
 
 /// One inline command to a node, its whole reply as text; `None` if the node

@@ -11,7 +11,12 @@
 //! confirmed yet when the lock is released): waiters still poll, slowly, as
 //! a safety net, and are all woken when the connection comes back.
 //!
-//! Redis Cluster does not use notices yet: its waiters poll.
+//! On Redis Cluster the notices are sharded (`SPUBLISH`/`SSUBSCRIBE`): a
+//! notice stays in its lock's slot, and the one cluster connection of the
+//! subscriber follows each channel to whichever node serves its slot after a
+//! migration or a failover, subscribing again there. Every such
+//! resubscription wakes the channel's waiters, since a notice may have been
+//! lost on the way.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -27,9 +32,18 @@ const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
 /// Pause before connecting again after the pub/sub connection failed.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
 
+/// Where a store's release notices come from.
+pub(crate) enum Notices {
+    /// Pub/sub on one Redis.
+    Standalone(redis::Client),
+    /// Sharded pub/sub on a Redis Cluster (a RESP3 client: notices are pushed).
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster::ClusterClient),
+}
+
 /// The release notices of one store.
 pub(crate) struct Wakeups {
-    client: redis::Client,
+    notices: Notices,
     state: Mutex<State>,
 }
 
@@ -52,8 +66,18 @@ enum Command {
 }
 
 impl Wakeups {
-    pub(crate) fn new(client: redis::Client) -> Self {
-        Self { client, state: Mutex::default() }
+    pub(crate) fn new(notices: Notices) -> Self {
+        Self { notices, state: Mutex::default() }
+    }
+
+    /// The scripts' notice flag (see `scripts::RELEASE`): `1` publishes,
+    /// `2` publishes on the shard channel.
+    pub(crate) fn publish_flag(&self) -> &'static str {
+        match self.notices {
+            Notices::Standalone(_) => "1",
+            #[cfg(feature = "cluster")]
+            Notices::Cluster(_) => "2",
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -90,7 +114,12 @@ impl Wakeups {
     fn send(self: &Arc<Self>, state: &mut State, command: Command) {
         let task = state.task.get_or_insert_with(|| {
             let (sender, inbox) = mpsc::unbounded_channel();
-            tokio::spawn(subscriber(Arc::downgrade(self), inbox));
+            let wakeups = Arc::downgrade(self);
+            match &self.notices {
+                Notices::Standalone(_) => tokio::spawn(subscriber(wakeups, inbox)),
+                #[cfg(feature = "cluster")]
+                Notices::Cluster(_) => tokio::spawn(cluster_subscriber(wakeups, inbox)),
+            };
             sender
         });
         // The task ends only when the store is gone, with its waiters.
@@ -107,6 +136,13 @@ impl Wakeups {
         }
     }
 
+    /// Wakes every waiter (the connection was lost: notices may be too).
+    fn notify_all(&self) {
+        for channel in self.state().channels.values() {
+            channel.notify.notify_waiters();
+        }
+    }
+
     fn notify(&self, lock_key: &[u8]) {
         if let Some(channel) = self.state().channels.get(lock_key) {
             channel.notify.notify_waiters();
@@ -116,11 +152,8 @@ impl Wakeups {
     /// After a reconnect: every channel waited on now, and a wake-up for all
     /// (notices may have been lost meanwhile).
     fn resubscribe_all(&self) -> Vec<Vec<u8>> {
-        let state = self.state();
-        for channel in state.channels.values() {
-            channel.notify.notify_waiters();
-        }
-        state.channels.keys().cloned().collect()
+        self.notify_all();
+        self.state().channels.keys().cloned().collect()
     }
 }
 
@@ -152,7 +185,10 @@ async fn subscriber(
     mut inbox: mpsc::UnboundedReceiver<Command>,
 ) {
     loop {
-        let Some(client) = wakeups.upgrade().map(|w| w.client.clone()) else { return };
+        let client = match wakeups.upgrade().as_deref().map(|w| &w.notices) {
+            Some(Notices::Standalone(client)) => client.clone(),
+            _ => return,
+        };
         let pubsub = match client.get_async_pubsub().await {
             Ok(pubsub) => pubsub,
             Err(error) => {
@@ -198,4 +234,75 @@ async fn subscriber(
 
 fn channel_of(message: &Msg) -> &[u8] {
     message.get_channel_name().as_bytes()
+}
+
+/// The store's one sharded pub/sub connection on a cluster. The cluster
+/// connection reconnects and resubscribes by itself (also on the new owner
+/// of a migrated slot) and pushes a confirmation each time: that wakes the
+/// channel's waiters, whose notice may have been lost meanwhile. A
+/// subscribe that fails leaves the waiter polling; the connection is made
+/// anew, with every channel, after a pause.
+#[cfg(feature = "cluster")]
+async fn cluster_subscriber(
+    wakeups: std::sync::Weak<Wakeups>,
+    mut inbox: mpsc::UnboundedReceiver<Command>,
+) {
+    use redis::cluster::ClusterConfig;
+    use redis::{PushKind, Value};
+
+    loop {
+        let (pushes, mut pushed) = mpsc::unbounded_channel();
+        let connection = match wakeups.upgrade().as_deref().map(|w| &w.notices) {
+            Some(Notices::Cluster(client)) => {
+                let config = ClusterConfig::new().set_push_sender(pushes);
+                client.get_async_connection_with_config(config).await
+            }
+            _ => return,
+        };
+        let mut connection = match connection {
+            Ok(connection) => connection,
+            Err(error) => {
+                tracing::debug!(%error, "release notices: cannot connect to the cluster; waiters poll meanwhile");
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+                continue;
+            }
+        };
+        let channels = match wakeups.upgrade() {
+            Some(wakeups) => wakeups.resubscribe_all(),
+            None => return,
+        };
+        let mut healthy = true;
+        for channel in channels {
+            healthy &= connection.ssubscribe(channel).await.is_ok();
+        }
+        while healthy {
+            tokio::select! {
+                command = inbox.recv() => match command {
+                    None => return,
+                    Some(Command::Subscribe(channel, done)) => {
+                        healthy = connection.ssubscribe(channel).await.is_ok();
+                        let _ = done.send(());
+                    }
+                    Some(Command::Unsubscribe(channel)) => {
+                        healthy = connection.sunsubscribe(channel).await.is_ok();
+                    }
+                },
+                push = pushed.recv() => {
+                    let Some(wakeups) = wakeups.upgrade() else { return };
+                    match push {
+                        Some(push) => match (push.kind, push.data.first()) {
+                            (PushKind::SMessage | PushKind::SSubscribe, Some(Value::BulkString(channel))) => {
+                                wakeups.notify(channel);
+                            }
+                            (PushKind::Disconnection, _) => wakeups.notify_all(),
+                            _ => {}
+                        },
+                        None => healthy = false,
+                    }
+                }
+            }
+        }
+        tracing::debug!("release notices: the cluster connection failed; connecting again");
+        tokio::time::sleep(RECONNECT_PAUSE).await;
+    }
 }

@@ -690,13 +690,8 @@ async fn a_lost_release_is_tried_again_until_it_is_done() {
 /// the lock is held (its first try, and one once it listens for the
 /// release), none while it waits, and one more when the release's notice
 /// arrives, which takes the lock.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_waiter_is_woken_by_the_release_not_by_polling() {
-    let (holder, _) = common::two_stores("notices");
-    let waiter = RedisStore::from_url(&common::redis_url())
-        .unwrap()
-        .with_prefix(holder.prefix().to_owned())
-        .with_notice_poll(Duration::from_secs(60));
+async fn woken_by_the_release_not_by_polling(holder: RedisStore, waiter: RedisStore) {
+    let waiter = waiter.with_notice_poll(Duration::from_secs(60));
     let key = SessionId::random().storage_key();
     let held =
         holder.lock(&key, options(Duration::from_secs(30), Duration::from_secs(5))).await.unwrap();
@@ -720,4 +715,19 @@ async fn a_waiter_is_woken_by_the_release_not_by_polling() {
     let taken = waiting.await.unwrap().unwrap_or_else(|e| panic!("not woken by the release: {e}"));
     assert_eq!(testing::lock_attempts(&waiter), 3, "one request after the notice");
     taken.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_is_woken_by_the_release_not_by_polling() {
+    let (holder, _) = common::two_stores("notices");
+    let waiter =
+        RedisStore::from_url(&common::redis_url()).unwrap().with_prefix(holder.prefix().to_owned());
+    woken_by_the_release_not_by_polling(holder, waiter).await;
+}
+
+/// The same on Redis Cluster, through sharded pub/sub in the lock's slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_waiter_is_woken_by_the_release_not_by_polling() {
+    let (holder, waiter) = common::two_cluster_stores("notices");
+    woken_by_the_release_not_by_polling(holder, waiter).await;
 }
