@@ -205,7 +205,7 @@ async fn a_slot_migration_under_locked_increments_fails_nothing_and_loses_nothin
             let slot = cluster.slot_of(&record_key);
             let from = cluster.owner_of(slot);
             let to = cluster.primaries().into_iter().find(|&p| p != from).unwrap();
-            cluster.migrate_slot(slot, to, Duration::from_millis(150));
+            cluster.migrate_slot(slot, to, Duration::from_millis(700));
             assert_eq!(cluster.owner_of(slot), to, "slot {slot} moved");
             moved += 1;
         }

@@ -360,33 +360,33 @@ impl PrivateRedisCluster {
     ///
     /// If a `redis-cli` command fails.
     pub fn migrate_slot(&self, slot: u16, to: u16, pause: Duration) {
+        let Some(migration) = self.start_migration(slot, to) else { return };
+        loop {
+            std::thread::sleep(pause);
+            let Some(key) = migration.keys_left().into_iter().next() else { break };
+            migration.move_key(&key);
+        }
+        migration.finish();
+    }
+
+    /// Starts moving `slot` to the primary on port `to` (`CLUSTER SETSLOT
+    /// ... IMPORTING` there, `MIGRATING` on its owner), for a test that
+    /// moves the keys itself; `None` if `to` serves it already.
+    ///
+    /// # Panics
+    ///
+    /// If a `redis-cli` command fails.
+    #[must_use]
+    pub fn start_migration(&self, slot: u16, to: u16) -> Option<SlotMigration<'_>> {
         let from = self.owner_of(slot);
         if from == to {
-            return;
+            return None;
         }
         let slot_arg = slot.to_string();
         let (from_id, to_id) = (self.node_id(from), self.node_id(to));
         cli_ok(to, &["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &from_id]);
         cli_ok(from, &["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &to_id]);
-        loop {
-            std::thread::sleep(pause);
-            let keys = cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot_arg, "1"]);
-            let Some(key) = keys.lines().map(str::trim).find(|key| !key.is_empty()) else {
-                break;
-            };
-            let to_port = to.to_string();
-            let moved =
-                cli(from, &["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS", key]);
-            // NOKEY: the key expired or was deleted since it was listed.
-            assert!(matches!(moved.trim(), "OK" | "NOKEY"), "MIGRATE {key} answered {moved:?}");
-        }
-        cli_ok(to, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
-        cli_ok(from, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
-        for primary in self.primaries() {
-            if primary != from && primary != to {
-                cli_ok(primary, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
-            }
-        }
+        Some(SlotMigration { cluster: self, slot: slot_arg, from, to, to_id })
     }
 
     fn node_id(&self, port: u16) -> String {
@@ -406,6 +406,63 @@ impl PrivateRedisCluster {
             .iter_mut()
             .find(|node| node.port == port)
             .unwrap_or_else(|| panic!("no node of this cluster on port {port}"))
+    }
+}
+
+/// A slot being moved between two primaries of a [`PrivateRedisCluster`]
+/// ([`PrivateRedisCluster::start_migration`]).
+#[derive(Debug)]
+pub struct SlotMigration<'a> {
+    cluster: &'a PrivateRedisCluster,
+    slot: String,
+    from: u16,
+    to: u16,
+    to_id: String,
+}
+
+impl SlotMigration<'_> {
+    /// The keys of the slot still on the old owner.
+    #[must_use]
+    pub fn keys_left(&self) -> Vec<String> {
+        cli(self.from, &["CLUSTER", "GETKEYSINSLOT", &self.slot, "100"])
+            .lines()
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Moves one key to the new owner (`MIGRATE`); a key that is gone
+    /// meanwhile is fine.
+    ///
+    /// # Panics
+    ///
+    /// If `MIGRATE` fails.
+    pub fn move_key(&self, key: &str) {
+        let to = self.to.to_string();
+        let moved = cli(self.from, &["MIGRATE", "127.0.0.1", &to, "", "0", "5000", "KEYS", key]);
+        // NOKEY: the key expired or was deleted since it was listed.
+        assert!(matches!(moved.trim(), "OK" | "NOKEY"), "MIGRATE {key} answered {moved:?}");
+    }
+
+    /// Moves the keys left, then hands the slot to the new owner on every
+    /// primary (`CLUSTER SETSLOT ... NODE`).
+    ///
+    /// # Panics
+    ///
+    /// If a `redis-cli` command fails.
+    pub fn finish(self) {
+        for key in self.keys_left() {
+            self.move_key(&key);
+        }
+        let slot = self.slot.as_str();
+        cli_ok(self.to, &["CLUSTER", "SETSLOT", slot, "NODE", &self.to_id]);
+        cli_ok(self.from, &["CLUSTER", "SETSLOT", slot, "NODE", &self.to_id]);
+        for primary in self.cluster.primaries() {
+            if primary != self.from && primary != self.to {
+                cli_ok(primary, &["CLUSTER", "SETSLOT", slot, "NODE", &self.to_id]);
+            }
+        }
     }
 }
 

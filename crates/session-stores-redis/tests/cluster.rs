@@ -241,3 +241,45 @@ fn cluster_checks_the_urls_but_does_not_connect() {
     ));
     assert!(session_stores_redis::RedisStore::cluster(["redis://127.0.0.1:1/"]).is_ok());
 }
+
+/// A slot migration that has split a session's keys (its record moved to
+/// the new owner, its lock still on the old one) makes the fenced save
+/// answer `TRYAGAIN` for as long as the split lasts, here longer than the
+/// client's own retries: the save is sent again while the lock's lease
+/// runs, and lands once the slot has moved. On a cluster of its own, so
+/// that no other test meets the migration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_save_waits_out_a_migration_that_split_its_keys() {
+    let cluster = tokio::task::spawn_blocking(testing::PrivateRedisCluster::start).await.unwrap();
+    let store = RedisStore::cluster(cluster.urls()).unwrap();
+    let now = Timestamp::now();
+    let mut record = record(now);
+    store.create(&record).await.unwrap();
+    let guard = store.lock(&record.key, LockOptions::default()).await.unwrap();
+
+    let record_key = testing::record_key(&store, &record.key);
+    let slot = cluster.slot_of(&record_key);
+    let from = cluster.owner_of(slot);
+    let to = cluster.primaries().into_iter().find(|&port| port != from).unwrap();
+    let migration = cluster.start_migration(slot, to).unwrap();
+    migration.move_key(&record_key);
+
+    record.data.insert_value("n", 1.into());
+    let saving = {
+        let (store, record) = (store.clone(), record.clone());
+        tokio::spawn(async move { store.save_and_release(&record, guard).await })
+    };
+    // Past the client's own retries (about half a second at most).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::task::block_in_place(|| migration.finish());
+    saving.await.unwrap().unwrap_or_else(|e| panic!("the save did not wait for the slot: {e}"));
+
+    assert_eq!(cluster.owner_of(slot), to);
+    let stored = store.load(&record.key, Timestamp::now()).await.unwrap().unwrap();
+    assert_eq!(stored.data.as_map(), record.data.as_map(), "the save landed");
+    let options =
+        LockOptions { wait_timeout: Duration::from_millis(100), ..LockOptions::default() };
+    let next =
+        store.lock(&record.key, options).await.unwrap_or_else(|e| panic!("not released: {e}"));
+    next.release().await.unwrap();
+}
