@@ -71,6 +71,18 @@ impl RedisStore {
     /// failover, requests get [`Error::Backend`] (503) until the cluster has
     /// promoted a replica, then the same store carries on.
     ///
+    /// While a session's slot migrates to another node, its requests wait
+    /// for the move instead of failing: the client follows `MOVED` and `ASK`
+    /// and retries `TRYAGAIN` (a script whose keys the migration has split
+    /// between the two nodes) within milliseconds, and a lock request or a
+    /// fenced save that is still refused when the client gives up is sent
+    /// again by the store, within the lock's wait timeout and lease
+    /// respectively (it surely did not run, so a retry is safe). A session's
+    /// record and lock share one slot, so they move together.
+    ///
+    /// Waiters for a busy lock are woken by its release through sharded
+    /// pub/sub ([`with_cluster_release_notices`](Self::with_cluster_release_notices)).
+    ///
     /// No connection is made here.
     ///
     /// # Errors
@@ -171,7 +183,7 @@ impl RedisStore {
     #[must_use]
     pub fn with_cluster_release_notices(mut self, client: redis::cluster::ClusterClient) -> Self {
         if self.on_cluster() {
-            self.wakeups = Some(Arc::new(Wakeups::new(Notices::Cluster(client))));
+            self.wakeups = Some(Arc::new(Wakeups::new(Notices::Cluster(Box::new(client)))));
         }
         self
     }

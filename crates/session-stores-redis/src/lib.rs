@@ -22,7 +22,8 @@
 //! through one pub/sub connection per store
 //! ([`RedisStore::with_release_notices`], on with
 //! [`RedisStore::from_url`]), polling only slowly as a safety net; on Redis
-//! Cluster waiters poll.
+//! Cluster through sharded pub/sub, in the lock's own slot
+//! (`RedisStore::with_cluster_release_notices`, on with `RedisStore::cluster`).
 //!
 //! Connections come from a [`deadpool_redis::Pool`] (re-exported here with
 //! its `redis` crate). A Redis that is down, slow to accept connections or an

@@ -38,7 +38,7 @@ pub(crate) enum Notices {
     Standalone(redis::Client),
     /// Sharded pub/sub on a Redis Cluster (a RESP3 client: notices are pushed).
     #[cfg(feature = "cluster")]
-    Cluster(redis::cluster::ClusterClient),
+    Cluster(Box<redis::cluster::ClusterClient>),
 }
 
 /// The release notices of one store.
