@@ -11,7 +11,10 @@ use crate::config::ErrorResponder;
 /// The [`Session`](crate::Session) extractor was used on a route without the
 /// matching [`SessionLayer`](crate::SessionLayer). A programming error: 500,
 /// with a message naming the missing layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "Missing session layer for session kind `{kind}`: add a `SessionLayer` for it around this route"
+)]
 pub struct MissingSessionLayer {
     kind: &'static str,
 }
@@ -33,18 +36,6 @@ impl MissingSessionLayer {
         self.to_string()
     }
 }
-
-impl fmt::Display for MissingSessionLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Missing session layer for session kind `{}`: add a `SessionLayer` for it around this route",
-            self.kind
-        )
-    }
-}
-
-impl std::error::Error for MissingSessionLayer {}
 
 impl IntoResponse for MissingSessionLayer {
     fn into_response(self) -> Response {
@@ -69,7 +60,10 @@ impl IntoResponse for MissingSessionLayer {
 /// }
 /// # let _: axum::Router = axum::Router::new().route("/", axum::routing::get(handler));
 /// ```
+#[derive(thiserror::Error)]
+#[error("{error}")]
 pub struct SessionError {
+    #[source]
     error: session_core::Error,
     responder: Arc<dyn ErrorResponder>,
 }
@@ -102,18 +96,6 @@ impl SessionError {
 impl fmt::Debug for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("SessionError").field(&self.error).finish()
-    }
-}
-
-impl fmt::Display for SessionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.error.fmt(f)
-    }
-}
-
-impl std::error::Error for SessionError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
     }
 }
 

@@ -23,7 +23,8 @@ use crate::rejection::{MissingSessionLayer, SessionError};
 /// let response = Unauthenticated::default().into_response();
 /// assert_eq!(response.status(), 401);
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, thiserror::Error)]
+#[error("Login required.\n")]
 #[non_exhaustive]
 pub struct Unauthenticated;
 
@@ -36,12 +37,14 @@ pub struct Unauthenticated;
 ///
 /// assert_eq!(Forbidden::default().into_response().status(), 403);
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, thiserror::Error)]
+#[error("Forbidden.\n")]
 #[non_exhaustive]
 pub struct Forbidden;
 
+/// The status, body and response of a rejection whose answer never varies.
 macro_rules! fixed_rejection {
-    ($name:ident, $status:ident, $body:literal) => {
+    ($name:ident, $status:ident) => {
         impl $name {
             /// The response status.
             #[must_use]
@@ -56,14 +59,6 @@ macro_rules! fixed_rejection {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str($body)
-            }
-        }
-
-        impl std::error::Error for $name {}
-
         impl IntoResponse for $name {
             fn into_response(self) -> Response {
                 tracing::trace!(
@@ -71,14 +66,14 @@ macro_rules! fixed_rejection {
                     rejection = stringify!($name),
                     "rejecting request"
                 );
-                (self.status(), $body).into_response()
+                (self.status(), self.body_text()).into_response()
             }
         }
     };
 }
 
-fixed_rejection!(Unauthenticated, UNAUTHORIZED, "Login required.\n");
-fixed_rejection!(Forbidden, FORBIDDEN, "Forbidden.\n");
+fixed_rejection!(Unauthenticated, UNAUTHORIZED);
+fixed_rejection!(Forbidden, FORBIDDEN);
 
 /// An auth extractor or guard was used on a route without the matching
 /// [`AuthLayer`](crate::AuthLayer). A programming error: 500, with a message
@@ -98,7 +93,10 @@ fixed_rejection!(Forbidden, FORBIDDEN, "Forbidden.\n");
 /// // "Missing auth layer for user type `...User` ...".
 /// let app: Router = Router::new().route("/", get(|_: CurrentUser<User>| async { "hi" }));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "Missing auth layer for user type `{user_type}` on session kind `{kind}`: add an `AuthLayer` for it around this route"
+)]
 pub struct MissingAuthLayer {
     user_type: &'static str,
     kind: &'static str,
@@ -121,18 +119,6 @@ impl MissingAuthLayer {
         self.to_string()
     }
 }
-
-impl fmt::Display for MissingAuthLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Missing auth layer for user type `{}` on session kind `{}`: add an `AuthLayer` for it around this route",
-            self.user_type, self.kind
-        )
-    }
-}
-
-impl std::error::Error for MissingAuthLayer {}
 
 impl IntoResponse for MissingAuthLayer {
     fn into_response(self) -> Response {
@@ -175,10 +161,12 @@ impl IntoResponse for MissingAuthLayer {
 /// assert_eq!(respond(&down).status(), 503);
 /// # let _ = config;
 /// ```
-#[derive(Clone)]
+#[derive(Clone, thiserror::Error)]
+#[error("loading the user failed: {}", loader_error(error))]
 pub struct UserLoadFailed {
     /// An [`Error::Backend`] for [`Self::STORE`]: shared, because every
     /// later lookup of the same request fails with it again.
+    #[source]
     error: Arc<Error>,
     responder: Arc<dyn ErrorResponder>,
 }
@@ -240,18 +228,11 @@ impl fmt::Debug for UserLoadFailed {
     }
 }
 
-impl fmt::Display for UserLoadFailed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &*self.error {
-            Error::Backend { source, .. } => write!(f, "loading the user failed: {source}"),
-            other => write!(f, "loading the user failed: {other}"),
-        }
-    }
-}
-
-impl std::error::Error for UserLoadFailed {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.error)
+/// The loader's own error inside `error`, for the message.
+fn loader_error(error: &Error) -> &dyn std::fmt::Display {
+    match error {
+        Error::Backend { source, .. } => source,
+        other => other,
     }
 }
 
@@ -287,23 +268,29 @@ impl IntoResponse for UserLoadFailed {
 /// assert_eq!(rejection.status(), 401);
 /// assert_eq!(rejection.to_string(), "Login required.\n");
 /// ```
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthRejection {
     /// No logged-in user: 401.
-    Unauthenticated(Unauthenticated),
+    #[error("{0}")]
+    Unauthenticated(#[from] Unauthenticated),
     /// The user lacks a permission: 403.
-    Forbidden(Forbidden),
+    #[error("{0}")]
+    Forbidden(#[from] Forbidden),
     /// The user loader failed: the configured error response (503 by
     /// default).
-    UserLoadFailed(UserLoadFailed),
+    #[error("{0}")]
+    UserLoadFailed(#[from] UserLoadFailed),
     /// The session store failed: the configured error response (503 by
     /// default for a store that is down).
-    Session(SessionError),
+    #[error("{0}")]
+    Session(#[from] SessionError),
     /// No [`AuthLayer`](crate::AuthLayer) for this user type: 500.
-    MissingAuthLayer(MissingAuthLayer),
+    #[error("{0}")]
+    MissingAuthLayer(#[from] MissingAuthLayer),
     /// No [`SessionLayer`](crate::SessionLayer): 500.
-    MissingSessionLayer(MissingSessionLayer),
+    #[error("{0}")]
+    MissingSessionLayer(#[from] MissingSessionLayer),
 }
 
 impl AuthRejection {
@@ -329,32 +316,6 @@ impl AuthRejection {
     }
 }
 
-impl fmt::Display for AuthRejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unauthenticated(inner) => inner.fmt(f),
-            Self::Forbidden(inner) => inner.fmt(f),
-            Self::UserLoadFailed(inner) => inner.fmt(f),
-            Self::Session(inner) => inner.fmt(f),
-            Self::MissingAuthLayer(inner) => inner.fmt(f),
-            Self::MissingSessionLayer(inner) => inner.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for AuthRejection {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Unauthenticated(inner) => Some(inner),
-            Self::Forbidden(inner) => Some(inner),
-            Self::UserLoadFailed(inner) => Some(inner),
-            Self::Session(inner) => Some(inner),
-            Self::MissingAuthLayer(inner) => Some(inner),
-            Self::MissingSessionLayer(inner) => Some(inner),
-        }
-    }
-}
-
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
         match self {
@@ -365,23 +326,5 @@ impl IntoResponse for AuthRejection {
             Self::MissingAuthLayer(inner) => inner.into_response(),
             Self::MissingSessionLayer(inner) => inner.into_response(),
         }
-    }
-}
-
-macro_rules! from_variant {
-    ($($variant:ident),*) => {$(
-        impl From<$variant> for AuthRejection {
-            fn from(inner: $variant) -> Self {
-                Self::$variant(inner)
-            }
-        }
-    )*};
-}
-
-from_variant!(Unauthenticated, Forbidden, UserLoadFailed, MissingAuthLayer, MissingSessionLayer);
-
-impl From<SessionError> for AuthRejection {
-    fn from(inner: SessionError) -> Self {
-        Self::Session(inner)
     }
 }
