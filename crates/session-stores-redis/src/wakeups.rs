@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, Msg};
+use deadpool_redis::redis;
 use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -114,12 +114,7 @@ impl Wakeups {
     fn send(self: &Arc<Self>, state: &mut State, command: Command) {
         let task = state.task.get_or_insert_with(|| {
             let (sender, inbox) = mpsc::unbounded_channel();
-            let wakeups = Arc::downgrade(self);
-            match &self.notices {
-                Notices::Standalone(_) => tokio::spawn(subscriber(wakeups, inbox)),
-                #[cfg(feature = "cluster")]
-                Notices::Cluster(_) => tokio::spawn(cluster_subscriber(wakeups, inbox)),
-            };
+            tokio::spawn(subscriber(Arc::downgrade(self), inbox));
             sender
         });
         // The task ends only when the store is gone, with its waiters.
@@ -178,26 +173,30 @@ impl Drop for Watch {
     }
 }
 
-/// The store's one pub/sub connection: (re)connects, follows the waiters'
-/// subscriptions and hands notices to them, until the store is gone.
+/// The store's one notice connection: (re)connects, follows the waiters'
+/// subscriptions and hands notices to them, until the store is gone. A
+/// cluster connection reconnects and resubscribes by itself (also on the
+/// new owner of a migrated slot) and pushes a confirmation each time: that
+/// wakes the channel's waiters, whose notice may have been lost meanwhile.
+/// A subscribe that fails leaves the waiter polling; the connection is made
+/// anew, with every channel, after a pause.
 async fn subscriber(
     wakeups: std::sync::Weak<Wakeups>,
     mut inbox: mpsc::UnboundedReceiver<Command>,
 ) {
     loop {
-        let client = match wakeups.upgrade().as_deref().map(|w| &w.notices) {
-            Some(Notices::Standalone(client)) => client.clone(),
-            _ => return,
+        let connected = match wakeups.upgrade() {
+            Some(wakeups) => connect(&wakeups.notices).await,
+            None => return,
         };
-        let pubsub = match client.get_async_pubsub().await {
-            Ok(pubsub) => pubsub,
+        let (mut sink, mut arrivals) = match connected {
+            Ok(connection) => connection,
             Err(error) => {
                 tracing::debug!(%error, "release notices: cannot connect; waiters poll meanwhile");
                 tokio::time::sleep(RECONNECT_PAUSE).await;
                 continue;
             }
         };
-        let (mut sink, mut messages) = pubsub.split();
         let channels = match wakeups.upgrade() {
             Some(wakeups) => wakeups.resubscribe_all(),
             None => return,
@@ -218,13 +217,15 @@ async fn subscriber(
                         healthy = sink.unsubscribe(channel).await.is_ok();
                     }
                 },
-                message = messages.next() => match message {
-                    Some(message) => match wakeups.upgrade() {
-                        Some(wakeups) => wakeups.notify(channel_of(&message)),
-                        None => return,
-                    },
-                    None => healthy = false,
-                },
+                arrival = arrivals.next() => {
+                    let Some(wakeups) = wakeups.upgrade() else { return };
+                    match arrival {
+                        Arrival::Notice(channel) => wakeups.notify(&channel),
+                        Arrival::Reconnected => wakeups.notify_all(),
+                        Arrival::Other => {}
+                        Arrival::Closed => healthy = false,
+                    }
+                }
             }
         }
         tracing::debug!("release notices: connection lost; reconnecting");
@@ -232,77 +233,91 @@ async fn subscriber(
     }
 }
 
-fn channel_of(message: &Msg) -> &[u8] {
-    message.get_channel_name().as_bytes()
+/// Opens the notice connection: what subscribes, and what notices arrive on.
+async fn connect(notices: &Notices) -> redis::RedisResult<(Sink, Arrivals)> {
+    match notices {
+        Notices::Standalone(client) => {
+            let (sink, messages) = client.get_async_pubsub().await?.split();
+            Ok((Sink::Standalone(sink), Arrivals::Standalone(messages)))
+        }
+        #[cfg(feature = "cluster")]
+        Notices::Cluster(client) => {
+            let (pushes, pushed) = mpsc::unbounded_channel();
+            let config = redis::cluster::ClusterConfig::new().set_push_sender(pushes);
+            let connection = client.get_async_connection_with_config(config).await?;
+            Ok((Sink::Cluster(Box::new(connection)), Arrivals::Cluster(pushed)))
+        }
+    }
 }
 
-/// The store's one sharded pub/sub connection on a cluster. The cluster
-/// connection reconnects and resubscribes by itself (also on the new owner
-/// of a migrated slot) and pushes a confirmation each time: that wakes the
-/// channel's waiters, whose notice may have been lost meanwhile. A
-/// subscribe that fails leaves the waiter polling; the connection is made
-/// anew, with every channel, after a pause.
-#[cfg(feature = "cluster")]
-async fn cluster_subscriber(
-    wakeups: std::sync::Weak<Wakeups>,
-    mut inbox: mpsc::UnboundedReceiver<Command>,
-) {
-    use redis::cluster::ClusterConfig;
-    use redis::{PushKind, Value};
+/// Where subscriptions are sent.
+enum Sink {
+    Standalone(redis::aio::PubSubSink),
+    /// Sharded subscriptions, routed by the channel's slot.
+    #[cfg(feature = "cluster")]
+    Cluster(Box<redis::cluster_async::ClusterConnection>),
+}
 
-    loop {
-        let (pushes, mut pushed) = mpsc::unbounded_channel();
-        let connection = match wakeups.upgrade().as_deref().map(|w| &w.notices) {
-            Some(Notices::Cluster(client)) => {
-                let config = ClusterConfig::new().set_push_sender(pushes);
-                client.get_async_connection_with_config(config).await
-            }
-            _ => return,
-        };
-        let mut connection = match connection {
-            Ok(connection) => connection,
-            Err(error) => {
-                tracing::debug!(%error, "release notices: cannot connect to the cluster; waiters poll meanwhile");
-                tokio::time::sleep(RECONNECT_PAUSE).await;
-                continue;
-            }
-        };
-        let channels = match wakeups.upgrade() {
-            Some(wakeups) => wakeups.resubscribe_all(),
-            None => return,
-        };
-        let mut healthy = true;
-        for channel in channels {
-            healthy &= connection.ssubscribe(channel).await.is_ok();
+impl Sink {
+    async fn subscribe(&mut self, channel: Vec<u8>) -> redis::RedisResult<()> {
+        match self {
+            Sink::Standalone(sink) => sink.subscribe(channel).await,
+            #[cfg(feature = "cluster")]
+            Sink::Cluster(connection) => connection.ssubscribe(channel).await,
         }
-        while healthy {
-            tokio::select! {
-                command = inbox.recv() => match command {
-                    None => return,
-                    Some(Command::Subscribe(channel, done)) => {
-                        healthy = connection.ssubscribe(channel).await.is_ok();
-                        let _ = done.send(());
-                    }
-                    Some(Command::Unsubscribe(channel)) => {
-                        healthy = connection.sunsubscribe(channel).await.is_ok();
-                    }
-                },
-                push = pushed.recv() => {
-                    let Some(wakeups) = wakeups.upgrade() else { return };
-                    match push {
-                        Some(push) => match (push.kind, push.data.first()) {
-                            (PushKind::SMessage | PushKind::SSubscribe, Some(Value::BulkString(channel))) => {
-                                wakeups.notify(channel);
-                            }
-                            (PushKind::Disconnection, _) => wakeups.notify_all(),
-                            _ => {}
-                        },
-                        None => healthy = false,
-                    }
+    }
+
+    async fn unsubscribe(&mut self, channel: Vec<u8>) -> redis::RedisResult<()> {
+        match self {
+            Sink::Standalone(sink) => sink.unsubscribe(channel).await,
+            #[cfg(feature = "cluster")]
+            Sink::Cluster(connection) => connection.sunsubscribe(channel).await,
+        }
+    }
+}
+
+/// Where notices arrive.
+enum Arrivals {
+    Standalone(redis::aio::PubSubStream),
+    /// The cluster connection's RESP3 pushes.
+    #[cfg(feature = "cluster")]
+    Cluster(mpsc::UnboundedReceiver<redis::PushInfo>),
+}
+
+/// What arrived.
+enum Arrival {
+    /// A release notice on this lock's channel.
+    Notice(Vec<u8>),
+    /// The connection was lost and made again: any notice may be lost.
+    Reconnected,
+    /// Nothing for the waiters (a subscription confirmed, say).
+    Other,
+    /// The connection is gone for good.
+    Closed,
+}
+
+impl Arrivals {
+    async fn next(&mut self) -> Arrival {
+        match self {
+            Arrivals::Standalone(messages) => match messages.next().await {
+                Some(message) => Arrival::Notice(message.get_channel_name().as_bytes().to_vec()),
+                None => Arrival::Closed,
+            },
+            #[cfg(feature = "cluster")]
+            Arrivals::Cluster(pushed) => {
+                use redis::{PushKind, Value};
+                let Some(push) = pushed.recv().await else { return Arrival::Closed };
+                match (push.kind, push.data.first()) {
+                    // A resubscription after a reconnect or a slot move is
+                    // confirmed like a first one: the notice may be lost.
+                    (
+                        PushKind::SMessage | PushKind::SSubscribe,
+                        Some(Value::BulkString(channel)),
+                    ) => Arrival::Notice(channel.clone()),
+                    (PushKind::Disconnection, _) => Arrival::Reconnected,
+                    _ => Arrival::Other,
                 }
             }
         }
-        tracing::debug!("release notices: the cluster connection failed; connecting again");
-        tokio::time::sleep(RECONNECT_PAUSE).await;
     }
 }
