@@ -27,6 +27,8 @@ pub mod rejection;
 mod save;
 pub mod service;
 mod session;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
 pub use auth::{
     Auth, AuthLayer, AuthUser, CurrentUser, UserLoader, login_required, permission_required,

@@ -221,7 +221,9 @@ async fn subscriber(
                     let Some(wakeups) = wakeups.upgrade() else { return };
                     match arrival {
                         Arrival::Notice(channel) => wakeups.notify(&channel),
+                        #[cfg(feature = "cluster")]
                         Arrival::Reconnected => wakeups.notify_all(),
+                        #[cfg(feature = "cluster")]
                         Arrival::Other => {}
                         Arrival::Closed => healthy = false,
                     }
@@ -289,8 +291,10 @@ enum Arrival {
     /// A release notice on this lock's channel.
     Notice(Vec<u8>),
     /// The connection was lost and made again: any notice may be lost.
+    #[cfg(feature = "cluster")]
     Reconnected,
     /// Nothing for the waiters (a subscription confirmed, say).
+    #[cfg(feature = "cluster")]
     Other,
     /// The connection is gone for good.
     Closed,
