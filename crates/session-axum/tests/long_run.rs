@@ -130,6 +130,9 @@ struct StoreFigures {
     indexes: usize,
     /// The pool's (size, available, max size) (Redis only).
     pool: Option<(usize, usize, usize)>,
+    /// Whether the release-notice connection is open (Redis only): one more
+    /// connection, driven by two tasks, for as long as the store lives.
+    notices: bool,
 }
 
 /// Reads a store's figures.
@@ -221,6 +224,7 @@ mod redis_gauge {
             }
             let status = self.store.pool().expect("a standalone pool").status();
             figures.pool = Some((status.size, status.available, status.max_size));
+            figures.notices = session_stores_redis::testing::release_notices_open(&self.store);
             figures
         }
     }
@@ -567,18 +571,21 @@ impl Run {
             "every browser logged out: the store is back to its baseline, no lock is left"
         );
         // Every connection the server accepted is closed, and the clients' too;
-        // only the store's own connections (Redis: pool and shared one) remain.
-        let store_connections = self.end.store.pool.map_or(0, |(size, ..)| size + 1);
+        // only the store's own connections (Redis: pool, shared one, and the
+        // release-notice connection once a waiter opened it) remain.
+        let notices = usize::from(self.end.store.notices);
+        let store_connections = self.end.store.pool.map_or(0, |(size, ..)| size + 1) + notices;
         assert!(
             self.end.fds <= self.start.fds + store_connections,
             "{} descriptors open at the end, {} at the start",
             self.end.fds,
             self.start.fds
         );
-        // Each of those connections has one task driving it; nothing else the
-        // requests started (lock renewals, connection tasks) may outlive them.
+        // Each of those connections has one task driving it (the notice
+        // connection one more: its subscriber); nothing else the requests
+        // started (lock renewals, connection tasks) may outlive them.
         assert!(
-            self.end.tasks <= self.start.tasks + store_connections,
+            self.end.tasks <= self.start.tasks + store_connections + notices,
             "{} tasks alive at the end, {} at the start",
             self.end.tasks,
             self.start.tasks

@@ -552,3 +552,13 @@ pub fn index_key(store: &RedisStore, user: &str) -> String {
 pub fn lock_attempts(store: &RedisStore) -> u64 {
     store.locks.attempts.load(std::sync::atomic::Ordering::Relaxed)
 }
+
+/// Whether `store` has opened its release-notice connection (see
+/// [`RedisStore::with_release_notices`]): once a waiter needed it, it stays
+/// open while the store lives, driven by two tasks (the subscriber and the
+/// connection's own); for tests that count a process's connections and
+/// tasks.
+#[must_use]
+pub fn release_notices_open(store: &RedisStore) -> bool {
+    store.wakeups.as_ref().is_some_and(|wakeups| wakeups.is_open())
+}

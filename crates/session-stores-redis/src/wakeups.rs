@@ -70,6 +70,12 @@ impl Wakeups {
         Self { notices, state: Mutex::default() }
     }
 
+    /// Whether the notice connection was opened (a waiter needed it): it
+    /// stays, with its task, while the store lives.
+    pub(crate) fn is_open(&self) -> bool {
+        self.state().task.is_some()
+    }
+
     /// The scripts' notice flag (see `scripts::RELEASE`): `1` publishes,
     /// `2` publishes on the shard channel.
     pub(crate) fn publish_flag(&self) -> &'static str {

@@ -33,7 +33,7 @@ const RNG_STORE: &str = "random number generator";
 /// there is none).
 ///
 /// It needs the [`SessionLayer`](crate::SessionLayer) for `K` around the
-/// route (not a [`CsrfLayer`]: pages that show forms are usually `GET`s).
+/// route (not a [`CsrfLayer`](super::CsrfLayer): pages that show forms are usually `GET`s).
 ///
 /// ```
 /// use axum::response::Html;
