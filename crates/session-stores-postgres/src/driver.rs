@@ -1,7 +1,7 @@
 //! [`Pg`]: what the SQL code shared with SQLite needs to know about
 //! PostgreSQL.
 
-use session_stores_sql::{Driver, UserIds, ValueTypes};
+use session_stores_sql::{Cleanup, Driver, Insert, Parameters, UserIds, ValueTypes};
 use sqlx::postgres::PgQueryResult;
 
 use crate::error::{STORE, backend};
@@ -12,8 +12,9 @@ pub(crate) struct Pg;
 impl Driver for Pg {
     type Database = sqlx::Postgres;
     const STORE: &'static str = STORE;
-    const PARAMETER_PREFIX: &'static str = "$";
-    const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
+    const PARAMETERS: Parameters = Parameters::Numbered("$");
+    const INSERT: Insert = Insert::OnConflictDoNothing;
+    const CLEANUP: Cleanup = Cleanup::Subquery { lock: "FOR UPDATE SKIP LOCKED" };
     // Every column has one type: a value of another means a table made by an
     // older version of this crate.
     const VALUE_TYPES: ValueTypes = ValueTypes::PerColumn { fix: "run `PostgresStore::migrate`" };

@@ -7,22 +7,16 @@
 //! and kept for as long as the guard lives. The lock belongs to that
 //! database session, so it is released by `pg_advisory_unlock` on the same
 //! connection, or by the server when the connection closes (a crashed
-//! process cannot leave a lock behind).
-//!
-//! The invariant that keeps pooled connections safe: a connection goes back
-//! to the pool only when it is known to hold no advisory lock. Every other
-//! path (a failed or cancelled unlock, a cancelled attempt, a drop without a
-//! runtime) closes the connection instead, and the server drops its locks.
+//! process cannot leave a lock behind); the connection goes back to the
+//! pool only when it is known to hold none (see `session_stores_sql`'s
+//! [`ConnectionLock`]).
 
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use session_core::{
-    Error, HeldLock, LockGuard, LockOptions, LockingStore, Record, StorageKey, Timestamp,
-    async_trait,
+    Error, LockGuard, LockOptions, LockingStore, Record, StorageKey, Timestamp, async_trait,
 };
-use session_stores_sql::{Encoded, SessionTable, Write};
-use sqlx::pool::PoolConnection;
+use session_stores_sql::{ConnectionLock, Encoded, SessionLevelLock, SessionTable, Write};
 use sqlx::{PgConnection, Postgres, Row};
 use tokio::time::Instant;
 
@@ -41,60 +35,30 @@ pub(crate) const FIRST_BACKOFF: Duration = Duration::from_micros(500);
 /// sleeps costs that waiter at most.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_millis(8);
 
-/// A pooled connection that may hold an advisory lock. Unless marked clean,
-/// it is closed rather than returned to the pool when dropped.
-struct LockConnection {
-    conn: Option<PoolConnection<Postgres>>,
-    clean: bool,
-}
+/// A PostgreSQL advisory lock: its 64-bit key, the first 64 bits of the
+/// session's storage key.
+#[derive(Clone, Copy)]
+struct Advisory(i64);
 
-impl LockConnection {
-    fn new(conn: PoolConnection<Postgres>) -> Self {
-        Self { conn: Some(conn), clean: false }
-    }
+#[async_trait]
+impl SessionLevelLock for Advisory {
+    type Database = Postgres;
+    const STORE: &'static str = STORE;
 
-    fn get(&mut self) -> Result<&mut PgConnection, Error> {
-        match self.conn.as_mut() {
-            Some(conn) => Ok(&mut **conn),
-            None => Err(PgStoreError::LockLost.into()),
-        }
-    }
-
-    /// Releases the lock; on success the connection may go back to the pool.
-    async fn unlock(mut self, lock_id: i64) -> Result<(), Error> {
-        let released: bool = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
-            .bind(lock_id)
-            .fetch_one(self.get()?)
+    async fn unlock(&self, conn: &mut PgConnection) -> Result<bool, Error> {
+        sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+            .bind(self.0)
+            .fetch_one(conn)
             .await
-            .map_err(backend)?;
-        if released {
-            self.clean = true;
-            Ok(())
-        } else {
-            Err(PgStoreError::LockLost.into())
-        }
+            .map_err(backend)
     }
 }
 
-impl Drop for LockConnection {
-    fn drop(&mut self) {
-        let Some(mut conn) = self.conn.take() else {
-            return;
-        };
-        if self.clean {
-            return; // dropping returns it to the pool
-        }
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // Closing ends the database session, which releases its locks.
-            conn.close_on_drop();
-            drop(conn);
-        } else {
-            // No runtime to close it gracefully: drop the socket; the server
-            // ends the session when it notices.
-            drop(conn.detach());
-        }
-    }
-}
+/// A pooled connection that may hold an advisory lock.
+type LockConnection = session_stores_sql::LockConnection<Postgres>;
+
+/// A held advisory lock: the connection that holds it.
+type PgLock = ConnectionLock<Advisory>;
 
 /// What an attempt to take the lock does besides taking it.
 #[derive(Clone, Copy)]
@@ -116,7 +80,7 @@ enum Attempt {
 async fn wait_for_lock(
     store: &PostgresStore,
     key: &StorageKey,
-    lock_id: i64,
+    lock: Advisory,
     attempt: Attempt,
     wait: Duration,
 ) -> Result<Option<(LockConnection, Option<Record>)>, Error> {
@@ -127,7 +91,7 @@ async fn wait_for_lock(
     // ends the wait in the server.
     let waited = sqlx::query("SELECT set_config('lock_timeout', $1, true), pg_advisory_lock($2)")
         .bind(timeout)
-        .bind(lock_id)
+        .bind(lock.0)
         .execute(conn.get()?)
         .await;
     match waited {
@@ -135,7 +99,7 @@ async fn wait_for_lock(
         Err(sqlx::Error::Database(error))
             if error.code().as_deref() == Some(LOCK_NOT_AVAILABLE) =>
         {
-            conn.clean = true; // the statement failed: it took nothing
+            conn.set_clean(); // the statement failed: it took nothing
             return Ok(None);
         }
         Err(error) => return Err(backend(error)),
@@ -144,25 +108,7 @@ async fn wait_for_lock(
         Attempt::Lock => Ok(None),
         Attempt::LockAndLoad(now) => store.table.sessions.load(conn.get()?, key, now).await,
     };
-    held(conn, lock_id, record).await
-}
-
-/// The lock taken on `conn`, with what loading the record under it gave; a
-/// load that failed unlocks again.
-async fn held(
-    conn: LockConnection,
-    lock_id: i64,
-    record: Result<Option<Record>, Error>,
-) -> Result<Option<(LockConnection, Option<Record>)>, Error> {
-    match record {
-        Ok(record) => Ok(Some((conn, record))),
-        Err(error) => {
-            if let Err(unlock) = conn.unlock(lock_id).await {
-                tracing::warn!(store = STORE, error = %unlock, "unlocking after a failed load");
-            }
-            Err(error)
-        }
-    }
+    conn.loaded(&lock, record).await.map(Some)
 }
 
 /// SQLSTATE `55P03`: `lock_timeout` ran out.
@@ -180,7 +126,7 @@ const SERVER_ANSWER_GRACE: Duration = Duration::from_secs(1);
 async fn try_lock(
     store: &PostgresStore,
     key: &StorageKey,
-    lock_id: i64,
+    lock: Advisory,
     attempt: Attempt,
 ) -> Result<Option<(LockConnection, Option<Record>)>, Error> {
     // Boxed: sqlx's acquire future is ~8.6 KB (it can open a connection),
@@ -191,10 +137,10 @@ async fn try_lock(
     // If this future is dropped mid-query the lock may or may not have been
     // taken; `conn` is not clean, so it is closed, never pooled.
     let row = match attempt {
-        Attempt::Lock => sqlx::query("SELECT pg_try_advisory_lock($1)").bind(lock_id),
+        Attempt::Lock => sqlx::query("SELECT pg_try_advisory_lock($1)").bind(lock.0),
         Attempt::LockAndLoad(now) => sqlx::query(store.table.lock_and_load.clone())
             .bind(key.as_bytes().as_slice())
-            .bind(lock_id)
+            .bind(lock.0)
             .bind(now.unix_seconds()),
     }
     .fetch_one(conn.get()?)
@@ -202,7 +148,7 @@ async fn try_lock(
     .map_err(backend)?;
     let taken: bool = row.try_get(0).map_err(backend)?;
     if !taken {
-        conn.clean = true;
+        conn.set_clean();
         return Ok(None);
     }
     let record = match attempt {
@@ -213,58 +159,7 @@ async fn try_lock(
             Err(error) => Err(backend(error)),
         },
     };
-    held(conn, lock_id, record).await
-}
-
-/// A held advisory lock: the connection that holds it.
-struct PgLock {
-    /// Taken out by `save_and_release`, which saves and unlocks on it, or by
-    /// `release` / `drop`, which unlock.
-    conn: Mutex<Option<LockConnection>>,
-    lock_id: i64,
-}
-
-impl PgLock {
-    fn take(&self) -> Option<LockConnection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner).take()
-    }
-
-    fn put_back(&self, conn: LockConnection) {
-        *self.conn.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
-    }
-}
-
-#[async_trait]
-impl HeldLock for PgLock {
-    async fn release(self: Box<Self>) -> Result<(), Error> {
-        match self.take() {
-            Some(conn) => conn.unlock(self.lock_id).await,
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for PgLock {
-    fn drop(&mut self) {
-        let Some(conn) = self.take() else {
-            return;
-        };
-        let lock_id = self.lock_id;
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if let Err(error) = conn.unlock(lock_id).await {
-                        tracing::warn!(
-                            store = STORE,
-                            %error,
-                            "unlocking a dropped session lock failed; its connection was closed",
-                        );
-                    }
-                });
-            }
-            Err(_) => drop(conn), // closes the connection
-        }
-    }
+    conn.loaded(&lock, record).await.map(Some)
 }
 
 impl PostgresStore {
@@ -281,14 +176,12 @@ impl PostgresStore {
         options: LockOptions,
         attempt: Attempt,
     ) -> Result<(LockGuard, Option<Record>), Error> {
-        let lock_id = key.prefix_u64().cast_signed();
+        let lock = Advisory(key.prefix_u64().cast_signed());
         let timed_out = || Error::LockTimeout { waited: options.wait_timeout };
         let deadline = Instant::now() + options.wait_timeout;
         let turn = self.queue.turn(key, options.wait_timeout).await?;
-        let held = |(conn, record)| {
-            (LockGuard::queued(PgLock { conn: Mutex::new(Some(conn)), lock_id }, turn), record)
-        };
-        match tokio::time::timeout_at(deadline, try_lock(self, key, lock_id, attempt)).await {
+        let held = |(conn, record)| (LockGuard::queued(PgLock::new(conn, lock), turn), record);
+        match tokio::time::timeout_at(deadline, try_lock(self, key, lock, attempt)).await {
             Err(_elapsed) => return Err(timed_out()),
             Ok(result) => {
                 if let Some(taken) = result? {
@@ -300,7 +193,7 @@ impl PostgresStore {
         if wait.is_zero() {
             return Err(timed_out());
         }
-        let waiting = wait_for_lock(self, key, lock_id, attempt, wait);
+        let waiting = wait_for_lock(self, key, lock, attempt, wait);
         match tokio::time::timeout_at(deadline + SERVER_ANSWER_GRACE, waiting).await {
             Err(_) | Ok(Ok(None)) => Err(timed_out()),
             Ok(Ok(Some(taken))) => Ok(held(taken)),
@@ -315,28 +208,26 @@ impl PostgresStore {
         &self,
         record: &Record,
         mut conn: LockConnection,
-        lock_id: i64,
+        lock: Advisory,
     ) -> Result<(), Error> {
         let row = match Encoded::new(record) {
             Ok(row) => row,
             Err(error) => {
-                if let Err(unlock) = conn.unlock(lock_id).await {
-                    tracing::warn!(store = STORE, error = %unlock, "unlocking after a failed encode");
-                }
+                conn.unlock_quietly(&lock, "encode").await;
                 return Err(error);
             }
         };
         // The procedure takes an update's parameters, then the lock id.
         let save = sqlx::query(self.table.save_and_unlock.clone());
         let done = SessionTable::<Pg>::bind(Write::Update, save, &row)
-            .bind(lock_id)
+            .bind(lock.0)
             .fetch_one(conn.get()?)
             .await
             .and_then(|row| Ok((row.try_get::<bool, _>(0)?, row.try_get::<bool, _>(1)?)));
         match done {
             Ok((saved, unlocked)) => {
                 if unlocked {
-                    conn.clean = true;
+                    conn.set_clean();
                 } else {
                     tracing::warn!(
                         store = STORE,
@@ -348,9 +239,7 @@ impl PostgresStore {
             }
             Err(error) => {
                 // Not saved, or unknown: the lock may still be held.
-                if let Err(unlock) = conn.unlock(lock_id).await {
-                    tracing::warn!(store = STORE, error = %unlock, "unlocking after a failed save");
-                }
+                conn.unlock_quietly(&lock, "save").await;
                 Err(backend(error))
             }
         }
@@ -447,10 +336,10 @@ impl LockingStore for PostgresStore {
             // Another store's lock, or another key's: save, then release it.
             return guard.save_through(self, record).await;
         };
-        let (conn, lock_id) = (lock.take(), lock.lock_id);
+        let (conn, advisory) = (lock.take(), *lock.lock());
         drop(guard); // holds no connection any more: nothing to unlock
         match conn {
-            Some(conn) => self.save_on(record, conn, lock_id).await,
+            Some(conn) => self.save_on(record, conn, advisory).await,
             None => Err(PgStoreError::LockLost.into()),
         }
     }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use session_stores_sql::{InvalidTableName, MAX_IDENT, check_identifier, quote};
+use session_stores_sql::{InvalidTableName, MAX_IDENT, fnv1a64, quote, split_qualified};
 
 /// A validated, possibly schema-qualified table name.
 #[derive(Clone, PartialEq, Eq)]
@@ -13,21 +13,7 @@ pub(crate) struct TableName {
 
 impl TableName {
     pub(crate) fn parse(name: &str) -> Result<Self, InvalidTableName> {
-        let mut parts = name.split('.');
-        let (schema, table) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(table), None, None) => (None, table),
-            (Some(schema), Some(table), None) => (Some(schema), table),
-            _ => {
-                return Err(InvalidTableName::new(
-                    name,
-                    "at most one `.` (schema.table) is allowed",
-                ));
-            }
-        };
-        if let Some(schema) = schema {
-            check_identifier(name, schema)?;
-        }
-        check_identifier(name, table)?;
+        let (schema, table) = split_qualified(name)?;
         Ok(Self { schema: schema.map(str::to_owned), table: table.to_owned() })
     }
 
@@ -97,14 +83,6 @@ impl fmt::Debug for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.to_string())
     }
-}
-
-/// FNV-1a: tiny, and stable across Rust releases (unlike `DefaultHasher`),
-/// which matters for names written into the database.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

@@ -12,15 +12,16 @@ use sqlx::{AssertSqlSafe, Database, SqlSafeStr, SqlStr};
 /// crate is generic over it.
 ///
 /// ```
-/// use session_stores_sql::{Driver, UserIds, ValueTypes};
+/// use session_stores_sql::{Cleanup, Driver, Insert, Parameters, UserIds, ValueTypes};
 ///
 /// struct Sqlite;
 ///
 /// impl Driver for Sqlite {
 ///     type Database = sqlx::Sqlite;
 ///     const STORE: &'static str = "sqlite";
-///     const PARAMETER_PREFIX: &'static str = "?";
-///     const SKIP_LOCKED: &'static str = "";
+///     const PARAMETERS: Parameters = Parameters::Numbered("?");
+///     const INSERT: Insert = Insert::OnConflictDoNothing;
+///     const CLEANUP: Cleanup = Cleanup::Subquery { lock: "" };
 ///     const VALUE_TYPES: ValueTypes = ValueTypes::PerValue;
 ///     const USER_IDS: UserIds = UserIds::Text;
 ///
@@ -41,16 +42,15 @@ pub trait Driver: Send + Sync + 'static {
     /// The store name in [`Error::Backend`] and in log lines.
     const STORE: &'static str;
 
-    /// What precedes a parameter's 1-based number in SQL (`$` for `$1`, `?`
-    /// for `?1`).
-    const PARAMETER_PREFIX: &'static str;
+    /// How statements write their parameters.
+    const PARAMETERS: Parameters;
 
-    /// Appended to the cleanup's inner `SELECT`, so rows another transaction
-    /// holds are skipped rather than waited for (PostgreSQL: `FOR UPDATE SKIP
-    /// LOCKED`, so several instances clean up at once without queueing behind
-    /// each other or behind a request's `UPDATE`); empty where writes are
-    /// serialized anyway.
-    const SKIP_LOCKED: &'static str;
+    /// How `create` inserts a session without overwriting one under the
+    /// same key.
+    const INSERT: Insert;
+
+    /// How the cleanup deletes one batch of expired sessions.
+    const CLEANUP: Cleanup;
 
     /// Whether a value's type is the column's or the value's own.
     const VALUE_TYPES: ValueTypes;
@@ -64,6 +64,73 @@ pub trait Driver: Send + Sync + 'static {
 
     /// A driver error as this store's [`Error::Backend`].
     fn backend(error: sqlx::Error) -> Error;
+}
+
+/// How a driver's statements write their parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parameters {
+    /// A prefix and the parameter's 1-based number (`$1` in PostgreSQL, `?1`
+    /// in SQLite): the statements bind `session_key` first wherever it stands.
+    Numbered(&'static str),
+    /// A bare `?` each, bound in the order they stand in the statement
+    /// (MySQL): an `UPDATE` binds its new values first and `session_key`,
+    /// which its `WHERE` names, last.
+    Positional,
+}
+
+impl Parameters {
+    /// Parameter `n` (1-based) as the statement writes it.
+    ///
+    /// ```
+    /// use session_stores_sql::Parameters;
+    ///
+    /// assert_eq!(Parameters::Numbered("$").nth(3), "$3");
+    /// assert_eq!(Parameters::Positional.nth(3), "?");
+    /// ```
+    #[must_use]
+    pub fn nth(self, n: usize) -> String {
+        match self {
+            Self::Numbered(prefix) => format!("{prefix}{n}"),
+            Self::Positional => "?".to_owned(),
+        }
+    }
+
+    /// Whether an `UPDATE` binds `session_key` before its new values.
+    #[must_use]
+    pub fn key_first(self) -> bool {
+        matches!(self, Self::Numbered(_))
+    }
+}
+
+/// How `create` keeps a taken key from being overwritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insert {
+    /// `INSERT ... ON CONFLICT (session_key) DO NOTHING`: a taken key
+    /// changes no row.
+    OnConflictDoNothing,
+    /// A plain `INSERT`, which a taken key fails with the database's
+    /// duplicate-key error (MySQL: its `INSERT IGNORE` would also turn a value
+    /// that does not fit its column into a warning and store it cut short).
+    Plain,
+}
+
+/// How the cleanup deletes one batch of expired sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleanup {
+    /// `DELETE ... WHERE session_key IN (SELECT ... LIMIT n <lock>)`. `lock`
+    /// ends the inner `SELECT` so that rows another transaction holds are
+    /// skipped rather than waited for (PostgreSQL: `FOR UPDATE SKIP LOCKED`,
+    /// so several instances clean up at once without queueing behind each
+    /// other or behind a request's `UPDATE`); empty where writes are
+    /// serialized anyway (SQLite).
+    Subquery {
+        /// The inner `SELECT`'s locking clause, or nothing.
+        lock: &'static str,
+    },
+    /// `DELETE ... WHERE expires_at <= ? LIMIT n` (MySQL, which refuses both
+    /// a `LIMIT` inside `IN (...)` and a subquery on the table it deletes
+    /// from).
+    DeleteLimit,
 }
 
 /// Where a value's SQL type comes from, which decides what a value of an
@@ -105,7 +172,8 @@ pub enum UserIds {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Write {
-    /// An `INSERT ... ON CONFLICT DO NOTHING` of a new session.
+    /// An `INSERT` of a new session that changes no row where the key is
+    /// taken (see [`Insert`](crate::Insert) for the form that fails instead).
     Insert,
     /// An `UPDATE` of an existing session (save, touch), which never brings
     /// back a deleted one.

@@ -62,6 +62,51 @@ pub fn check_identifier(name: &str, part: &str) -> Result<(), InvalidTableName> 
     Ok(())
 }
 
+/// The optional qualifier and the table of `name` (`table` or
+/// `qualifier.table`, a schema in PostgreSQL, a database in MySQL), each
+/// checked with [`check_identifier`].
+///
+/// # Errors
+///
+/// [`InvalidTableName`] for more than one `.`, or a part that is not one
+/// identifier.
+///
+/// ```
+/// use session_stores_sql::split_qualified;
+///
+/// assert_eq!(split_qualified("app.sessions").unwrap(), (Some("app"), "sessions"));
+/// assert_eq!(split_qualified("sessions").unwrap(), (None, "sessions"));
+/// assert!(split_qualified("a.b.c").is_err());
+/// ```
+pub fn split_qualified(name: &str) -> Result<(Option<&str>, &str), InvalidTableName> {
+    let mut parts = name.split('.');
+    let (qualifier, table) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(table), None, None) => (None, table),
+        (Some(qualifier), Some(table), None) => (Some(qualifier), table),
+        _ => {
+            return Err(InvalidTableName::new(name, "at most one `.` (schema.table) is allowed"));
+        }
+    };
+    if let Some(qualifier) = qualifier {
+        check_identifier(name, qualifier)?;
+    }
+    check_identifier(name, table)?;
+    Ok((qualifier, table))
+}
+
+/// FNV-1a: tiny, and stable across Rust releases (unlike `DefaultHasher`),
+/// which matters for names written into the database.
+///
+/// ```
+/// assert_eq!(session_stores_sql::fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+/// ```
+#[must_use]
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// `identifier` double-quoted for SQL, so it is used exactly as given, case
 /// included. Only for identifiers that passed [`check_identifier`] (which
 /// contain no quotes).

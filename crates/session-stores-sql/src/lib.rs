@@ -1,5 +1,6 @@
 //! What the SQL session stores (`session-stores-postgres`,
-//! `session-stores-sqlite`) share, independent of the driver:
+//! `session-stores-mysql`, `session-stores-sqlite`) share, independent of
+//! the driver:
 //!
 //! - [`Driver`], what a store crate tells this one: its sqlx database, the
 //!   few places its SQL dialect differs, its error type;
@@ -12,26 +13,32 @@
 //! - [`impl_session_store!`], a store's `SessionStore` impl as its table's
 //!   operations on its pool, and the defaults [`DEFAULT_TABLE_NAME`] and
 //!   [`DEFAULT_CLEANUP_BATCH_SIZE`];
-//! - table name checks: [`check_identifier`], [`quote`] and the error
-//!   [`InvalidTableName`], which the stores re-export.
+//! - [`ConnectionLock`] and [`LockConnection`], a session lock that one
+//!   pooled connection holds ([`SessionLevelLock`]: PostgreSQL's advisory
+//!   lock, MySQL's `GET_LOCK`), never pooled again while it may hold it;
+//! - table name checks: [`check_identifier`], [`split_qualified`],
+//!   [`quote`] and the error [`InvalidTableName`], which the stores
+//!   re-export; [`fnv1a64`], a stable hash for names derived from them.
 //!
-//! The table's DDL, locks and anything else one database does its own way
-//! stay in the driver crates.
+//! The table's DDL, how a lock is taken and anything else one database does
+//! its own way stay in the driver crates.
 //!
 //! Not for direct use; see the `session-axum` crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod driver;
+mod held;
 mod ident;
 mod row;
 mod store;
 mod table;
 
-pub use driver::{Driver, UserIds, ValueTypes, Write, trusted_sql};
-pub use ident::{InvalidTableName, MAX_IDENT, check_identifier, quote};
+pub use driver::{Cleanup, Driver, Insert, Parameters, UserIds, ValueTypes, Write, trusted_sql};
+pub use held::{ConnectionLock, LockConnection, SessionLevelLock};
+pub use ident::{InvalidTableName, MAX_IDENT, check_identifier, fnv1a64, quote, split_qualified};
 pub use row::{Bound, COLUMNS, Encoded, RECORD_COLUMNS, UPDATED_COLUMNS};
 pub use store::{DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME};
-pub use table::SessionTable;
+pub use table::{SessionTable, update_statement};
 
 /// For [`impl_session_store!`]: core, as the store crates see it.
 #[doc(hidden)]

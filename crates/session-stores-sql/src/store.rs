@@ -19,13 +19,14 @@ pub const DEFAULT_CLEANUP_BATCH_SIZE: u32 = 1000;
 /// crate's: no blanket impl here may cover it.
 ///
 /// ```
-/// # use session_stores_sql::{Driver, UserIds, ValueTypes};
+/// # use session_stores_sql::{Cleanup, Driver, Insert, Parameters, UserIds, ValueTypes};
 /// # struct Sqlite;
 /// # impl Driver for Sqlite {
 /// #     type Database = sqlx::Sqlite;
 /// #     const STORE: &'static str = "sqlite";
-/// #     const PARAMETER_PREFIX: &'static str = "?";
-/// #     const SKIP_LOCKED: &'static str = "";
+/// #     const PARAMETERS: Parameters = Parameters::Numbered("?");
+/// #     const INSERT: Insert = Insert::OnConflictDoNothing;
+/// #     const CLEANUP: Cleanup = Cleanup::Subquery { lock: "" };
 /// #     const VALUE_TYPES: ValueTypes = ValueTypes::PerValue;
 /// #     const USER_IDS: UserIds = UserIds::Text;
 /// #     fn rows_affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 { done.rows_affected() }

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use session_core::{Error, Record, StorageKey, Timestamp};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, SqlStr, Type};
 
-use crate::driver::{Driver, Write, trusted_sql};
+use crate::driver::{Cleanup, Driver, Insert, Write, trusted_sql};
 use crate::row::{Bound, COLUMNS, Encoded, RECORD_COLUMNS, UPDATED_COLUMNS, bind_user, decode_row};
 
 /// A sessions table's statements in `D`'s dialect, built once, and the
@@ -18,13 +18,14 @@ use crate::row::{Bound, COLUMNS, Encoded, RECORD_COLUMNS, UPDATED_COLUMNS, bind_
 /// procedures) stays in the store crate.
 ///
 /// ```
-/// # use session_stores_sql::{Driver, UserIds, ValueTypes};
+/// # use session_stores_sql::{Cleanup, Driver, Insert, Parameters, UserIds, ValueTypes};
 /// # struct Sqlite;
 /// # impl Driver for Sqlite {
 /// #     type Database = sqlx::Sqlite;
 /// #     const STORE: &'static str = "sqlite";
-/// #     const PARAMETER_PREFIX: &'static str = "?";
-/// #     const SKIP_LOCKED: &'static str = "";
+/// #     const PARAMETERS: Parameters = Parameters::Numbered("?");
+/// #     const INSERT: Insert = Insert::OnConflictDoNothing;
+/// #     const CLEANUP: Cleanup = Cleanup::Subquery { lock: "" };
 /// #     const VALUE_TYPES: ValueTypes = ValueTypes::PerValue;
 /// #     const USER_IDS: UserIds = UserIds::Text;
 /// #     fn rows_affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 { done.rows_affected() }
@@ -63,37 +64,44 @@ impl<D: Driver> SessionTable<D> {
     #[must_use]
     pub fn new(quoted: &str, shown: impl fmt::Display, batch_size: u32) -> Self {
         let t = quoted;
-        let p = |n: usize| format!("{}{n}", D::PARAMETER_PREFIX);
+        let p = |n: usize| D::PARAMETERS.nth(n);
         let values: Vec<String> = (1..=COLUMNS.split(',').count()).map(p).collect();
         let values = values.join(", ");
-        // `session_key` is parameter 1, the updated columns follow in order.
-        let set: Vec<String> = UPDATED_COLUMNS
-            .iter()
-            .zip(2..)
-            .map(|(column, n)| format!("{column} = {}", p(n)))
-            .collect();
-        let set = set.join(", ");
-        let skip_locked =
-            if D::SKIP_LOCKED.is_empty() { String::new() } else { format!(" {}", D::SKIP_LOCKED) };
-        let (p1, p2, p3) = (p(1), p(2), p(3));
+        let on_conflict = match D::INSERT {
+            Insert::OnConflictDoNothing => " ON CONFLICT (session_key) DO NOTHING",
+            Insert::Plain => "",
+        };
+        let (p1, p2) = (p(1), p(2));
+        // Positional parameters bind in the order they stand: the new values,
+        // then the key of the `WHERE`.
+        let (touch_key, last_seen, idle_deadline) =
+            if D::PARAMETERS.key_first() { (p(1), p(2), p(3)) } else { (p(3), p(1), p(2)) };
+        let delete_expired = match D::CLEANUP {
+            Cleanup::Subquery { lock } => {
+                let lock = if lock.is_empty() { String::new() } else { format!(" {lock}") };
+                format!(
+                    "DELETE FROM {t} WHERE session_key IN (\
+                     SELECT session_key FROM {t} WHERE expires_at <= {p1} LIMIT {p2}{lock})"
+                )
+            }
+            Cleanup::DeleteLimit => format!("DELETE FROM {t} WHERE expires_at <= {p1} LIMIT {p2}"),
+        };
         Self {
             shown: shown.to_string(),
             batch_size,
             create: trusted_sql(format!(
-                "INSERT INTO {t} ({COLUMNS}) VALUES ({values}) ON CONFLICT (session_key) DO NOTHING"
+                "INSERT INTO {t} ({COLUMNS}) VALUES ({values}){on_conflict}"
             )),
             load: trusted_sql(format!(
                 "SELECT {RECORD_COLUMNS} FROM {t} WHERE session_key = {p1} AND expires_at > {p2}"
             )),
-            save: trusted_sql(format!("UPDATE {t} SET {set} WHERE session_key = {p1}")),
+            save: trusted_sql(update_statement::<D>(t, "")),
             delete: trusted_sql(format!("DELETE FROM {t} WHERE session_key = {p1}")),
             touch: trusted_sql(format!(
-                "UPDATE {t} SET last_seen = {p2}, idle_deadline = {p3} WHERE session_key = {p1}"
+                "UPDATE {t} SET last_seen = {last_seen}, idle_deadline = {idle_deadline} \
+                 WHERE session_key = {touch_key}"
             )),
-            delete_expired: trusted_sql(format!(
-                "DELETE FROM {t} WHERE session_key IN (\
-                 SELECT session_key FROM {t} WHERE expires_at <= {p1} LIMIT {p2}{skip_locked})"
-            )),
+            delete_expired: trusted_sql(delete_expired),
             list_for_user: trusted_sql(format!(
                 "SELECT {COLUMNS} FROM {t} WHERE user_id = {p1} AND expires_at > {p2}"
             )),
@@ -107,6 +115,49 @@ impl<D: Driver> SessionTable<D> {
     pub fn batch_size(&self) -> u32 {
         self.batch_size
     }
+}
+
+/// The `UPDATE` of [`SessionTable::save`] on the table `quoted`, in `D`'s
+/// dialect, with `and` (unless empty) as one more condition of its `WHERE`.
+/// Its parameters are bound by [`SessionTable::bind`] with [`Write::Update`];
+/// those of `and` follow them (numbered from 9, or positional after the key).
+///
+/// For a save fenced by a lock in the same statement:
+///
+/// ```
+/// # use session_stores_sql::{Cleanup, Driver, Insert, Parameters, UserIds, ValueTypes};
+/// # struct MySql;
+/// # impl Driver for MySql {
+/// #     type Database = sqlx::Sqlite;
+/// #     const STORE: &'static str = "mysql";
+/// #     const PARAMETERS: Parameters = Parameters::Positional;
+/// #     const INSERT: Insert = Insert::Plain;
+/// #     const CLEANUP: Cleanup = Cleanup::DeleteLimit;
+/// #     const VALUE_TYPES: ValueTypes = ValueTypes::PerValue;
+/// #     const USER_IDS: UserIds = UserIds::Bytes;
+/// #     fn rows_affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 { done.rows_affected() }
+/// #     fn backend(error: sqlx::Error) -> session_core::Error {
+/// #         session_core::Error::backend(Self::STORE, error)
+/// #     }
+/// # }
+/// let fenced = session_stores_sql::update_statement::<MySql>("`s`", "IS_USED_LOCK(?) = CONNECTION_ID()");
+/// assert!(fenced.starts_with("UPDATE `s` SET data = ?, last_seen = ?"));
+/// assert!(fenced.ends_with("WHERE session_key = ? AND IS_USED_LOCK(?) = CONNECTION_ID()"));
+/// ```
+#[must_use]
+pub fn update_statement<D: Driver>(quoted: &str, and: &str) -> String {
+    let p = |n: usize| D::PARAMETERS.nth(n);
+    // Numbered: `session_key` is parameter 1 and the updated columns follow in
+    // order; positional: the columns first, in order, then the key.
+    let (key, first) =
+        if D::PARAMETERS.key_first() { (1, 2) } else { (UPDATED_COLUMNS.len() + 1, 1) };
+    let set: Vec<String> = UPDATED_COLUMNS
+        .iter()
+        .zip(first..)
+        .map(|(column, n)| format!("{column} = {}", p(n)))
+        .collect();
+    let and = if and.is_empty() { String::new() } else { format!(" AND {and}") };
+    format!("UPDATE {quoted} SET {} WHERE session_key = {}{and}", set.join(", "), p(key))
 }
 
 impl<D> fmt::Debug for SessionTable<D> {
@@ -137,13 +188,18 @@ where
 {
     /// Binds the columns `write` writes to `query`: for an insert every
     /// column, in [`COLUMNS`] order as parameters 1 to 9; for an update
-    /// `session_key`, then [`UPDATED_COLUMNS`] in order, as parameters 1 to 8.
+    /// `session_key`, then [`UPDATED_COLUMNS`] in order, as parameters 1 to 8
+    /// ([`Parameters::Numbered`](crate::Parameters::Numbered)), or the
+    /// columns first and the key last, in the order [`update_statement`]
+    /// writes them ([`Parameters::Positional`](crate::Parameters::Positional)).
     pub fn bind<'q>(
         write: Write,
         query: Bound<'q, D::Database>,
         row: &Encoded<'_>,
     ) -> Bound<'q, D::Database> {
-        let mut query = query.bind(row.key).bind(row.data.as_str());
+        let key_first = write == Write::Insert || D::PARAMETERS.key_first();
+        let mut query = if key_first { query.bind(row.key) } else { query };
+        query = query.bind(row.data.as_str());
         if write == Write::Insert {
             query = query.bind(row.created_at);
         }
@@ -152,7 +208,8 @@ where
             .bind(row.idle_deadline)
             .bind(row.absolute_deadline)
             .bind(row.expiry.as_deref());
-        bind_user::<D>(query, row.user).bind(row.version)
+        let query = bind_user::<D>(query, row.user).bind(row.version);
+        if key_first { query } else { query.bind(row.key) }
     }
 
     /// The record in `row` from column `first` on: [`RECORD_COLUMNS`],
@@ -177,7 +234,8 @@ where
         decode_row::<D>(row, first, key, &self.shown)
     }
 
-    /// Inserts `record` unless its key is taken.
+    /// Inserts `record` unless its key is taken (which changes no row, or
+    /// fails with a duplicate-key error: see [`Insert`]).
     ///
     /// # Errors
     ///
@@ -185,10 +243,17 @@ where
     /// data cannot be written as JSON, or `D`'s [`Error::Backend`].
     pub async fn create(&self, pool: &Pool<D::Database>, record: &Record) -> Result<(), Error> {
         let row = Encoded::new(record)?;
-        let done = Self::bind(Write::Insert, sqlx::query(self.create.clone()), &row)
+        let done = match Self::bind(Write::Insert, sqlx::query(self.create.clone()), &row)
             .execute(pool)
             .await
-            .map_err(D::backend)?;
+        {
+            Ok(done) => done,
+            // A plain `INSERT` (`Insert::Plain`) on a taken key.
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                return Err(Error::IdCollision);
+            }
+            Err(error) => return Err(D::backend(error)),
+        };
         Write::Insert.outcome(D::rows_affected(&done))
     }
 
@@ -259,13 +324,13 @@ where
     /// [`Error::NotFound`] if there is no such session, or `D`'s
     /// [`Error::Backend`].
     pub async fn touch(&self, pool: &Pool<D::Database>, record: &Record) -> Result<(), Error> {
-        let done = sqlx::query(self.touch.clone())
-            .bind(record.key.as_bytes().as_slice())
-            .bind(record.last_seen.unix_seconds())
-            .bind(record.idle_deadline.unix_seconds())
-            .execute(pool)
-            .await
-            .map_err(D::backend)?;
+        let key = record.key.as_bytes().as_slice();
+        let query = sqlx::query(self.touch.clone());
+        let query = if D::PARAMETERS.key_first() { query.bind(key) } else { query };
+        let query =
+            query.bind(record.last_seen.unix_seconds()).bind(record.idle_deadline.unix_seconds());
+        let query = if D::PARAMETERS.key_first() { query } else { query.bind(key) };
+        let done = query.execute(pool).await.map_err(D::backend)?;
         Write::Update.outcome(D::rows_affected(&done))
     }
 
@@ -340,5 +405,51 @@ where
             .await
             .map_err(D::backend)?;
         Ok(D::rows_affected(&done))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Parameters, UserIds, ValueTypes};
+
+    /// MySQL's dialect, on SQLite's types (only the SQL text is looked at).
+    struct Positional;
+
+    impl Driver for Positional {
+        type Database = sqlx::Sqlite;
+        const STORE: &'static str = "positional";
+        const PARAMETERS: Parameters = Parameters::Positional;
+        const INSERT: Insert = Insert::Plain;
+        const CLEANUP: Cleanup = Cleanup::DeleteLimit;
+        const VALUE_TYPES: ValueTypes = ValueTypes::PerValue;
+        const USER_IDS: UserIds = UserIds::Bytes;
+
+        fn rows_affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+            done.rows_affected()
+        }
+
+        fn backend(error: sqlx::Error) -> Error {
+            Error::backend(Self::STORE, error)
+        }
+    }
+
+    #[test]
+    fn positional_statements_bind_in_the_order_they_stand() {
+        let table = SessionTable::<Positional>::new("`s`", "s", 10);
+        assert_eq!(
+            table.create.as_str(),
+            format!("INSERT INTO `s` ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        );
+        assert_eq!(
+            table.save.as_str(),
+            "UPDATE `s` SET data = ?, last_seen = ?, idle_deadline = ?, absolute_deadline = ?, \
+             expiry = ?, user_id = ?, version = ? WHERE session_key = ?"
+        );
+        assert_eq!(
+            table.touch.as_str(),
+            "UPDATE `s` SET last_seen = ?, idle_deadline = ? WHERE session_key = ?"
+        );
+        assert_eq!(table.delete_expired.as_str(), "DELETE FROM `s` WHERE expires_at <= ? LIMIT ?");
     }
 }

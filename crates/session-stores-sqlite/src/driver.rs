@@ -1,7 +1,7 @@
 //! [`Sqlite`]: what the SQL code shared with PostgreSQL needs to know about
 //! SQLite.
 
-use session_stores_sql::{Driver, UserIds, ValueTypes};
+use session_stores_sql::{Cleanup, Driver, Insert, Parameters, UserIds, ValueTypes};
 use sqlx::sqlite::SqliteQueryResult;
 
 use crate::error::{STORE, backend};
@@ -12,9 +12,10 @@ pub(crate) struct Sqlite;
 impl Driver for Sqlite {
     type Database = sqlx::Sqlite;
     const STORE: &'static str = STORE;
-    const PARAMETER_PREFIX: &'static str = "?";
+    const PARAMETERS: Parameters = Parameters::Numbered("?");
+    const INSERT: Insert = Insert::OnConflictDoNothing;
     // SQLite serializes writers: there are no row locks to skip.
-    const SKIP_LOCKED: &'static str = "";
+    const CLEANUP: Cleanup = Cleanup::Subquery { lock: "" };
     // A column's declared type does not bind its values: a value of another
     // type is a damaged row, read as no session.
     const VALUE_TYPES: ValueTypes = ValueTypes::PerValue;
