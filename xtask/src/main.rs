@@ -23,10 +23,11 @@ USAGE:
 
 COMMANDS:
     test [--] [ARGS...]
-        Start Redis, a Redis Cluster, PostgreSQL and PgBouncer (see SERVICES), run
+        Start Redis, a Redis Cluster, PostgreSQL, PgBouncer and MariaDB (see
+        SERVICES), run
             cargo test --workspace --all-features --all-targets [ARGS...]
-        with REDIS_URL, REDIS_CLUSTER_URLS, DATABASE_URL and PGBOUNCER_URL set to
-        them, stop them again (also when the tests fail, panic or are
+        with REDIS_URL, REDIS_CLUSTER_URLS, DATABASE_URL, PGBOUNCER_URL and
+        MYSQL_URL set to them, stop them again (also when the tests fail, panic or are
         interrupted) and exit with cargo test's status. ARGS go to cargo test as given; with -p/--package, --workspace
         is left out:
             cargo xtask test -- -p session-core
@@ -65,10 +66,10 @@ COMMANDS:
 
     services start | stop | status
         start:  install when missing and start every service; prints
-                REDIS_URL=..., REDIS_CLUSTER_URLS=..., DATABASE_URL=... and
-                PGBOUNCER_URL=... on stdout (progress goes to stderr), so
+                REDIS_URL=..., REDIS_CLUSTER_URLS=..., DATABASE_URL=...,
+                PGBOUNCER_URL=... and MYSQL_URL=... on stdout (progress goes to stderr), so
                 `export $(cargo xtask services start)` works.
-        stop:   stop them all (PgBouncer before PostgreSQL).
+        stop:   stop them all (MariaDB first, PgBouncer before PostgreSQL).
         status: show each; exit status 1 unless all are running (and the
                 cluster is healthy).
 
@@ -84,14 +85,20 @@ SERVICES:
                    port: $XTASK_PG_PORT
     PgBouncer      PGBOUNCER_URL=postgres://postgres@127.0.0.1:64330/sessions
                    port: $XTASK_PGBOUNCER_PORT
+    MariaDB        MYSQL_URL=mysql://root@127.0.0.1:33070/sessions
+                   port: $XTASK_MYSQL_PORT
     Data and logs live in <workspace>/target/services/{redis,redis-cluster,
-    postgres,pgbouncer} ($XTASK_SERVICES_DIR overrides that); stop the services
-    before `cargo clean`. Missing Debian packages (redis-server, postgresql,
-    pgbouncer, and chromium + chromium-driver for the login example's browser
-    test) are installed with apt-get, which needs root. As root, PostgreSQL and
-    PgBouncer run as the `postgres` OS user (created if missing), which is
-    given search permission (o+x) on the directories leading to their data.
-    Redis keeps nothing on disk; PostgreSQL runs with fsync off: test data only.
+    postgres,pgbouncer,mariadb} ($XTASK_SERVICES_DIR overrides that); stop the
+    services before `cargo clean`. Missing Debian packages (redis-server,
+    postgresql, pgbouncer, mariadb-server, and chromium + chromium-driver for
+    the login example's browser test) are installed with apt-get, which needs
+    root. As root, PostgreSQL and PgBouncer run as the `postgres` OS user and
+    MariaDB as the `mysql` one (created if missing), which are given search
+    permission (o+x) on the directories leading to their data. Redis keeps
+    nothing on disk; PostgreSQL runs with fsync off, MariaDB without flushing
+    its log at commit and with --skip-grant-tables (no passwords, loopback
+    only): test data only. MariaDB's socket sits beside its data (in the
+    temporary directory when that path is too long for a socket).
     The cluster has three primaries with one replica each (node timeout 1 s).
     Tests may kill its nodes: `services stop` stops or kills every node and
     wipes its data, and a start that finds it anything but whole and healthy
@@ -104,8 +111,8 @@ SERVICES:
     ports that is not ours (told apart by its pid file) is never used nor
     stopped.
 
-    `test` and `ci` always start and use their own services: REDIS_URL and
-    DATABASE_URL from your environment are overridden for the tests (with a
+    `test` and `ci` always start and use their own services: REDIS_URL,
+    DATABASE_URL, MYSQL_URL and the others from your environment are overridden for the tests (with a
     note), so runs are reproducible and never touch a shared or real database.
     To test against another server, run plain `cargo test` with those set.
     Runs share the services of their checkout: `test`, `ci` and `bench`
@@ -184,7 +191,8 @@ fn services_status() -> cmd::Result<ExitCode> {
 mod tests {
     use super::*;
     use crate::services::{
-        DIR_VAR, PG_PORT_VAR, PGBOUNCER_PORT_VAR, REDIS_CLUSTER_PORT_VAR, REDIS_PORT_VAR,
+        DIR_VAR, MYSQL_PORT_VAR, PG_PORT_VAR, PGBOUNCER_PORT_VAR, REDIS_CLUSTER_PORT_VAR,
+        REDIS_PORT_VAR,
     };
 
     #[test]
@@ -200,11 +208,13 @@ mod tests {
             PG_PORT_VAR,
             REDIS_CLUSTER_PORT_VAR,
             PGBOUNCER_PORT_VAR,
+            MYSQL_PORT_VAR,
             DIR_VAR,
             "REDIS_URL",
             "REDIS_CLUSTER_URLS",
             "DATABASE_URL",
             "PGBOUNCER_URL",
+            "MYSQL_URL",
         ] {
             assert!(HELP.contains(word), "{word}");
         }

@@ -1,6 +1,7 @@
-//! Redis, a Redis Cluster, PostgreSQL and PgBouncer in front of it for the
-//! tests: installed from Debian packages when missing, run on private ports
-//! with their data under `target/services/`.
+//! Redis, a Redis Cluster, PostgreSQL and PgBouncer in front of it, and
+//! MariaDB (its own module, `mariadb.rs`) for the tests: installed from
+//! Debian packages when missing, run on private ports with their data under
+//! `target/services/`.
 //!
 //! The start-up sequences follow shell scripts verified on the development
 //! machines, with these differences:
@@ -46,6 +47,7 @@ pub(crate) const PG_PORT_VAR: &str = "XTASK_PG_PORT";
 pub(crate) const REDIS_CLUSTER_PORT_VAR: &str = "XTASK_REDIS_CLUSTER_PORT";
 /// Environment variable overriding the PgBouncer port.
 pub(crate) const PGBOUNCER_PORT_VAR: &str = "XTASK_PGBOUNCER_PORT";
+pub(crate) use mariadb::PORT_VAR as MYSQL_PORT_VAR;
 /// Environment variable overriding where the services keep their data.
 pub(crate) const DIR_VAR: &str = "XTASK_SERVICES_DIR";
 /// OS user that owns and runs the PostgreSQL cluster when we are root.
@@ -77,12 +79,19 @@ pub(crate) enum Service {
     Postgres,
     /// PgBouncer in front of PostgreSQL.
     PgBouncer,
+    /// MariaDB, for the MySQL store.
+    MariaDb,
 }
 
 impl Service {
     /// All of them, in start order (PgBouncer after PostgreSQL); stop in reverse.
-    pub(crate) const ALL: [Service; 4] =
-        [Service::Redis, Service::RedisCluster, Service::Postgres, Service::PgBouncer];
+    pub(crate) const ALL: [Service; 5] = [
+        Service::Redis,
+        Service::RedisCluster,
+        Service::Postgres,
+        Service::PgBouncer,
+        Service::MariaDb,
+    ];
 
     /// Its name in messages.
     pub(crate) fn name(self) -> &'static str {
@@ -91,6 +100,7 @@ impl Service {
             Service::RedisCluster => "redis-cluster",
             Service::Postgres => "postgres",
             Service::PgBouncer => "pgbouncer",
+            Service::MariaDb => "mariadb",
         }
     }
 }
@@ -105,11 +115,13 @@ pub(crate) struct Config {
     /// The first of the cluster's [`CLUSTER_NODES`] consecutive ports.
     redis_cluster_port: u16,
     pgbouncer_port: u16,
+    mysql_port: u16,
 }
 
 impl Config {
     /// The defaults, overridden by [`REDIS_PORT_VAR`], [`PG_PORT_VAR`],
-    /// [`REDIS_CLUSTER_PORT_VAR`], [`PGBOUNCER_PORT_VAR`] and [`DIR_VAR`].
+    /// [`REDIS_CLUSTER_PORT_VAR`], [`PGBOUNCER_PORT_VAR`],
+    /// [`MYSQL_PORT_VAR`] and [`DIR_VAR`].
     pub(crate) fn from_env() -> Result<Self> {
         let dir = match std::env::var_os(DIR_VAR).filter(|d| !d.is_empty()) {
             // Absolute, since the servers run in other directories.
@@ -124,6 +136,7 @@ impl Config {
             pg_port: port_from_env(PG_PORT_VAR, DEFAULT_PG_PORT)?,
             redis_cluster_port: port_from_env(REDIS_CLUSTER_PORT_VAR, DEFAULT_REDIS_CLUSTER_PORT)?,
             pgbouncer_port: port_from_env(PGBOUNCER_PORT_VAR, DEFAULT_PGBOUNCER_PORT)?,
+            mysql_port: port_from_env(MYSQL_PORT_VAR, mariadb::DEFAULT_PORT)?,
         };
         cfg.check_ports()?;
         Ok(cfg)
@@ -148,6 +161,7 @@ impl Config {
             (self.redis_port, format!("redis ({REDIS_PORT_VAR})")),
             (self.pg_port, format!("postgres ({PG_PORT_VAR})")),
             (self.pgbouncer_port, format!("pgbouncer ({PGBOUNCER_PORT_VAR})")),
+            (self.mysql_port, format!("mariadb ({MYSQL_PORT_VAR})")),
         ];
         for port in self.cluster_ports() {
             used.push((port, format!("a redis cluster node ({REDIS_CLUSTER_PORT_VAR})")));
@@ -299,12 +313,13 @@ impl Config {
     }
 
     /// The variables the tests read.
-    pub(crate) fn env(&self) -> [(&'static str, String); 4] {
+    pub(crate) fn env(&self) -> [(&'static str, String); 5] {
         [
             ("REDIS_URL", self.redis_url()),
             ("REDIS_CLUSTER_URLS", self.redis_cluster_urls()),
             ("DATABASE_URL", self.database_url()),
             ("PGBOUNCER_URL", self.pgbouncer_url()),
+            ("MYSQL_URL", self.mysql_url()),
         ]
     }
 }
@@ -327,6 +342,9 @@ fn port_from_env(var: &str, default: u16) -> Result<u16> {
 macro_rules! say {
     ($($arg:tt)*) => { eprintln!("xtask: {}", format_args!($($arg)*)) };
 }
+
+// After `say!`, which it uses.
+mod mariadb;
 
 /// A child command whose stdout also goes to our stderr.
 fn quiet(mut cmd: Command) -> Command {
@@ -374,6 +392,11 @@ impl Services {
                 BouncerProbe::Down => Ok(false),
                 BouncerProbe::Foreign(what) => Err(self.pgbouncer_foreign(&what)),
             },
+            Service::MariaDb => match self.mariadb_probe() {
+                mariadb::Probe::Ours => Ok(true),
+                mariadb::Probe::Down => Ok(self.mariadb_pid().is_some()),
+                mariadb::Probe::Foreign(what) => Err(self.mariadb_foreign(&what)),
+            },
         }
     }
 
@@ -384,6 +407,7 @@ impl Services {
             Service::RedisCluster => self.cluster_start(),
             Service::Postgres => self.pg_start(),
             Service::PgBouncer => self.pgbouncer_start(),
+            Service::MariaDb => self.mariadb_start(),
         }
     }
 
@@ -394,6 +418,7 @@ impl Services {
             Service::RedisCluster => self.cluster_stop(),
             Service::Postgres => self.pg_stop(),
             Service::PgBouncer => self.pgbouncer_stop(),
+            Service::MariaDb => self.mariadb_stop(),
         }
     }
 
@@ -505,6 +530,11 @@ impl Services {
         };
         status_line("pgbouncer:", &bouncer);
         status_line("", &format!("config {}", self.cfg.pgbouncer_ini().display()));
+
+        let (running, mariadb, data) = self.mariadb_status();
+        all &= running;
+        status_line("mariadb:", &mariadb);
+        status_line("", &data);
         all
     }
 
@@ -740,7 +770,7 @@ impl Services {
         let log = self.cfg.pg_log();
         create_dir(&dir)?;
         if self.root {
-            self.pg_prepare_dir_as_root(&dir)?;
+            self.prepare_dir_for(PG_OS_USER, &dir)?;
         }
 
         if !data.join("PG_VERSION").is_file() {
@@ -838,20 +868,21 @@ impl Services {
         Ok(())
     }
 
-    /// As root: make sure the postgres OS user exists, can reach `dir` and owns it.
-    fn pg_prepare_dir_as_root(&self, dir: &Path) -> Result<()> {
-        if !cmd::succeeds(Command::new("id").args(["-u", PG_OS_USER])) {
-            say!("creating the {PG_OS_USER} OS user");
+    /// As root: make sure the OS user `user` (who runs a server) exists, can
+    /// reach `dir` and owns it.
+    fn prepare_dir_for(&self, user: &str, dir: &Path) -> Result<()> {
+        if !cmd::succeeds(Command::new("id").args(["-u", user])) {
+            say!("creating the {user} OS user");
             cmd::run(quiet(Command::new("useradd")).args([
                 "--system",
                 "--no-create-home",
                 "--shell",
                 "/usr/sbin/nologin",
-                PG_OS_USER,
+                user,
             ]))?;
         }
         // The checkout may live under a directory others cannot enter (e.g. /root, mode
-        // 0700). PostgreSQL needs to reach its data dir, so grant search (x, not read) on
+        // 0700). The server needs to reach its data dir, so grant search (x, not read) on
         // each ancestor that lacks it, and say so.
         for ancestor in dir.ancestors().skip(1) {
             let meta = fs::metadata(ancestor)
@@ -859,7 +890,7 @@ impl Services {
             let mode = meta.permissions().mode();
             if mode & 0o001 == 0 {
                 say!(
-                    "chmod o+x {} (so the {PG_OS_USER} user can reach {})",
+                    "chmod o+x {} (so the {user} user can reach {})",
                     ancestor.display(),
                     dir.display()
                 );
@@ -867,13 +898,13 @@ impl Services {
                     .map_err(|e| Error::msg(format!("chmod o+x {}: {e}", ancestor.display())))?;
             }
         }
-        cmd::run(Command::new("chown").args(["-R", PG_OS_USER]).arg(dir))?;
+        cmd::run(Command::new("chown").args(["-R", user]).arg(dir))?;
         // Check it, as that user, rather than trust the reasoning above.
         let mut check = Command::new("runuser");
-        check.args(["-u", PG_OS_USER, "--", "test", "-w"]).arg(dir).current_dir("/");
+        check.args(["-u", user, "--", "test", "-w"]).arg(dir).current_dir("/");
         if !cmd::succeeds(&mut check) {
             return Err(Error::msg(format!(
-                "the {PG_OS_USER} OS user cannot write {} even after chown/chmod",
+                "the {user} OS user cannot write {} even after chown/chmod",
                 dir.display()
             )));
         }
@@ -1286,7 +1317,7 @@ impl Services {
         }
         if self.root {
             // Like PostgreSQL, PgBouncer refuses to run as root.
-            self.pg_prepare_dir_as_root(&dir)?;
+            self.prepare_dir_for(PG_OS_USER, &dir)?;
         }
         say!(
             "starting pgbouncer on 127.0.0.1:{port} for postgres on port {} (config {})",
@@ -1809,13 +1840,14 @@ mod tests {
         assert_eq!(redis_probe(port, Path::new("/nope")), RedisProbe::Down);
     }
 
-    fn config() -> Config {
+    pub(super) fn config() -> Config {
         Config {
             dir: PathBuf::from("/w/target/services"),
             redis_port: DEFAULT_REDIS_PORT,
             pg_port: DEFAULT_PG_PORT,
             redis_cluster_port: DEFAULT_REDIS_CLUSTER_PORT,
             pgbouncer_port: DEFAULT_PGBOUNCER_PORT,
+            mysql_port: mariadb::DEFAULT_PORT,
         }
     }
 
@@ -1823,7 +1855,10 @@ mod tests {
     fn env_names_every_service() {
         let env = config().env();
         let names: Vec<&str> = env.iter().map(|(name, _)| *name).collect();
-        assert_eq!(names, ["REDIS_URL", "REDIS_CLUSTER_URLS", "DATABASE_URL", "PGBOUNCER_URL"]);
+        assert_eq!(
+            names,
+            ["REDIS_URL", "REDIS_CLUSTER_URLS", "DATABASE_URL", "PGBOUNCER_URL", "MYSQL_URL"]
+        );
         assert_eq!(env[3].1, "postgres://postgres@127.0.0.1:64330/sessions");
     }
 
@@ -1854,6 +1889,7 @@ mod tests {
             Config { redis_port: 7395, ..config() },
             Config { pgbouncer_port: 17397, ..config() },
             Config { pg_port: DEFAULT_PGBOUNCER_PORT, ..config() },
+            Config { mysql_port: DEFAULT_PG_PORT, ..config() },
         ] {
             let err = clash.check_ports().expect_err("a clash");
             assert!(err.to_string().contains("used twice"), "{err}");

@@ -102,8 +102,9 @@ impl ServicesSession {
         Ok(session)
     }
 
-    /// `REDIS_URL`, `REDIS_CLUSTER_URLS`, `DATABASE_URL` and `PGBOUNCER_URL` of the services.
-    pub(crate) fn env(&self) -> [(&'static str, String); 4] {
+    /// `REDIS_URL`, `REDIS_CLUSTER_URLS`, `DATABASE_URL`, `PGBOUNCER_URL` and
+    /// `MYSQL_URL` of the services.
+    pub(crate) fn env(&self) -> [(&'static str, String); 5] {
         self.services.config().env()
     }
 
