@@ -7,6 +7,7 @@
         feature = "sqlite",
         feature = "redis",
         feature = "postgres",
+        feature = "mysql",
         feature = "fs",
         feature = "cookie-fernet",
         feature = "cookie-jwt",
@@ -98,6 +99,18 @@ pub mod postgres {
     pub use session_stores_postgres::{
         CleanupHandle, DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, InvalidTableName, LockMode,
         PgConnectOptions, PgPool, PgPoolOptions, PostgresStore,
+    };
+}
+
+/// The MySQL and MariaDB store, with `GET_LOCK` session locks held by a
+/// pooled connection.
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub mod mysql {
+    #[doc(inline)]
+    pub use session_stores_mysql::{
+        CleanupHandle, DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, InvalidTableName,
+        MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlStore,
     };
 }
 

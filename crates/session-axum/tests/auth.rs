@@ -1,7 +1,7 @@
 //! The auth scenarios on the memory store, plus auth behaviour that does not
-//! depend on the store. Redis and Postgres come from `REDIS_URL` /
-//! `DATABASE_URL`, PgBouncer (Postgres in lease mode) from `PGBOUNCER_URL`,
-//! which `cargo xtask test` sets.
+//! depend on the store. Redis, Postgres and MySQL come from `REDIS_URL` /
+//! `DATABASE_URL` / `MYSQL_URL`, PgBouncer (Postgres in lease mode) from
+//! `PGBOUNCER_URL`, which `cargo xtask test` sets.
 
 #![allow(clippy::expect_used)] // Store constructors in test helpers.
 
@@ -30,7 +30,7 @@ auth_race_tests!(make_store);
 
 /// The URL of a service that `cargo xtask test` starts; the test fails
 /// (never skips) without it.
-#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "redis", feature = "postgres", feature = "mysql"))]
 fn service_url(variable: &str) -> String {
     std::env::var(variable).unwrap_or_else(|_| {
         panic!("{variable} is not set: run the tests with `cargo xtask test`, which starts the services")
@@ -122,6 +122,23 @@ mod postgres_lease_pgbouncer {
             .with_table_name("axum_auth_tests_lease")
             .expect("a name")
             .with_lock_mode(LockMode::Lease);
+        store.migrate().await.expect("migrations");
+        store
+    }
+
+    crate::auth_tests!(make_store);
+    crate::auth_race_tests!(make_store);
+}
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    use session_axum::mysql::{MySqlPool, MySqlStore};
+
+    async fn make_store() -> MySqlStore {
+        let url = crate::service_url("MYSQL_URL");
+        let pool = MySqlPool::connect(&url).await.expect("a MySQL pool");
+        // One table for every run: users and session ids are random per test.
+        let store = MySqlStore::new(pool).with_table_name("axum_auth_tests").expect("a name");
         store.migrate().await.expect("migrations");
         store
     }

@@ -669,9 +669,39 @@ mod postgres {
     }
 }
 
+#[cfg(feature = "mysql")]
+mod mysql {
+    use session_axum::mysql::{MySqlPool, MySqlPoolOptions, MySqlStore};
+
+    use super::*;
+
+    async fn stores() -> (MySqlStore, MySqlStore) {
+        let url = crate::common::service_url("MYSQL_URL");
+        // One table for every run: each test uses fresh random ids and users.
+        let open =
+            |pool: MySqlPool| MySqlStore::new(pool).with_table_name("axum_bad_inputs").unwrap();
+        let first = open(MySqlPool::connect(&url).await.unwrap());
+        first.migrate().await.unwrap();
+        (first, open(MySqlPool::connect(&url).await.unwrap()))
+    }
+
+    server_rows!(stores);
+
+    /// Row 22 for real: nothing listens where the pool points.
+    #[tokio::test]
+    async fn row22_unreachable_mysql_is_503_never_a_fresh_session() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pool = MySqlPoolOptions::new()
+            .acquire_timeout(Duration::from_millis(500))
+            .connect_lazy(&format!("mysql://root@127.0.0.1:{port}/sessions"))
+            .unwrap();
+        unreachable_is_503(MySqlStore::new(pool)).await;
+    }
+}
+
 /// Requests to a store that cannot be reached get the 503, with no cookie:
 /// neither a well-formed cookie nor a write turns into a fresh session.
-#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "redis", feature = "postgres", feature = "mysql"))]
 async fn unreachable_is_503(store: impl LockingStore + Clone) {
     let app = app(SessionLayer::new(store));
     let cookie = format!("id={}", SessionId::random().expose());

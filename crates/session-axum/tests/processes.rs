@@ -6,12 +6,18 @@
 //! process serving on a loopback port, and the store checked from this one.
 //! The auth apps share one user database too: a directory of user files.
 //!
-//! Redis, PostgreSQL, the filesystem store and SQLite: the stores whose lock
-//! works across processes. (The memory store is one process by nature.)
+//! Redis, PostgreSQL, MySQL, the filesystem store and SQLite: the stores whose
+//! lock works across processes. (The memory store is one process by nature.)
 //!
 //! Each test is also the entry of its own app servers: run again with
 //! [`SERVER_ENV`] set, it serves the app instead of testing.
-#![cfg(all(feature = "redis", feature = "postgres", feature = "fs", feature = "sqlite"))]
+#![cfg(all(
+    feature = "redis",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "fs",
+    feature = "sqlite"
+))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers.
 
 // Both support modules bring the shared wire client and handlers; two copies
@@ -29,6 +35,7 @@ use common::{service_url, unique};
 use session_axum::SessionLayer;
 use session_axum::core::{LockOptions, LockingStore, SessionId};
 use session_axum::fs::FsStore;
+use session_axum::mysql::{MySqlPool, MySqlStore};
 use session_axum::postgres::{PgPool, PostgresStore};
 use session_axum::redis::RedisStore;
 use session_axum::sqlite::SqliteStore;
@@ -42,6 +49,7 @@ const SERVER_ENV: &str = "SESSION_AXUM_PROCESSES_SERVER";
 enum Kind {
     Redis,
     Postgres,
+    MySql,
     Fs,
     Sqlite,
 }
@@ -51,6 +59,7 @@ impl Kind {
         match self {
             Self::Redis => "redis",
             Self::Postgres => "postgres",
+            Self::MySql => "mysql",
             Self::Fs => "fs",
             Self::Sqlite => "sqlite",
         }
@@ -75,6 +84,7 @@ impl Shared {
         let (locator, name) = match kind {
             Kind::Redis => (service_url("REDIS_URL"), format!("processes:{}:", unique())),
             Kind::Postgres => (service_url("DATABASE_URL"), "axum_process_races".to_owned()),
+            Kind::MySql => (service_url("MYSQL_URL"), "axum_process_races".to_owned()),
             Kind::Fs => (dir.path().join("sessions").display().to_string(), String::new()),
             Kind::Sqlite => (dir.path().join("sessions.db").display().to_string(), String::new()),
         };
@@ -119,6 +129,13 @@ async fn postgres(locator: &str, table: &str) -> PostgresStore {
     store
 }
 
+async fn mysql(locator: &str, table: &str) -> MySqlStore {
+    let store =
+        MySqlStore::new(MySqlPool::connect(locator).await.unwrap()).with_table_name(table).unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
 /// Opens the store `spec` names, for this process's checks.
 async fn open(spec: &str) -> Box<dyn LockingStore> {
     match parts(spec) {
@@ -126,6 +143,7 @@ async fn open(spec: &str) -> Box<dyn LockingStore> {
             Box::new(RedisStore::from_url(url).unwrap().with_prefix(prefix))
         }
         ["postgres", url, table, _] => Box::new(postgres(url, table).await),
+        ["mysql", url, table, _] => Box::new(mysql(url, table).await),
         ["fs", dir, ..] => Box::new(FsStore::new(dir).unwrap()),
         ["sqlite", file, ..] => Box::new(SqliteStore::open(file).await.unwrap()),
         [other, ..] => panic!("unknown store `{other}`"),
@@ -141,6 +159,7 @@ async fn serve_if_child() {
     let layer = match kind {
         "redis" => SessionLayer::new(RedisStore::from_url(locator).unwrap().with_prefix(name)),
         "postgres" => SessionLayer::new(postgres(locator, name).await),
+        "mysql" => SessionLayer::new(mysql(locator, name).await),
         "fs" => SessionLayer::new(FsStore::new(locator).unwrap()),
         "sqlite" => SessionLayer::new(SqliteStore::open(locator).await.unwrap()),
         other => panic!("unknown store `{other}`"),
@@ -260,7 +279,17 @@ async fn a_killed_postgres_holder_frees_its_session_at_once() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_mysql_holder_frees_its_session_at_once() {
+    a_killed_holder_frees_its_session(
+        Kind::MySql,
+        "a_killed_mysql_holder_frees_its_session_at_once",
+    )
+    .await;
+}
+
 across_processes!(redis, Kind::Redis);
 across_processes!(postgres, Kind::Postgres);
+across_processes!(mysql, Kind::MySql);
 across_processes!(fs, Kind::Fs);
 across_processes!(sqlite, Kind::Sqlite);

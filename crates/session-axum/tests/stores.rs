@@ -1,7 +1,7 @@
 //! The HTTP scenarios of `route_tests!` on every server-side store besides
-//! memory (which `tests/memory.rs` covers). Redis and Postgres come from
-//! `REDIS_URL` / `REDIS_CLUSTER_URLS` / `DATABASE_URL`, PgBouncer (for Postgres in
-//! lease mode) from `PGBOUNCER_URL`, which `cargo xtask test` sets.
+//! memory (which `tests/memory.rs` covers). Redis, Postgres and MySQL come from
+//! `REDIS_URL` / `REDIS_CLUSTER_URLS` / `DATABASE_URL` / `MYSQL_URL`, PgBouncer (for
+//! Postgres in lease mode) from `PGBOUNCER_URL`, which `cargo xtask test` sets.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Store constructors in test helpers.
 
@@ -79,6 +79,22 @@ mod postgres_lease_pgbouncer {
             .with_table_name("axum_route_tests_lease")
             .unwrap()
             .with_lock_mode(LockMode::Lease);
+        store.migrate().await.unwrap();
+        store
+    }
+
+    crate::route_tests!(make_store);
+    crate::race_tests!(make_store);
+}
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    use session_axum::mysql::{MySqlPool, MySqlStore};
+
+    async fn make_store() -> MySqlStore {
+        let pool = MySqlPool::connect(&crate::common::service_url("MYSQL_URL")).await.unwrap();
+        // One table for all runs: every test uses fresh random session ids.
+        let store = MySqlStore::new(pool).with_table_name("axum_route_tests").unwrap();
         store.migrate().await.unwrap();
         store
     }

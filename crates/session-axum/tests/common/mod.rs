@@ -924,8 +924,8 @@ macro_rules! route_tests {
 pub fn service_url(variable: &str) -> String {
     std::env::var(variable).unwrap_or_else(|_| {
         panic!(
-            "{variable} is not set: run the tests with `cargo xtask test`, which starts Redis and \
-             PostgreSQL and sets REDIS_URL and DATABASE_URL"
+            "{variable} is not set: run the tests with `cargo xtask test`, which starts Redis, \
+             PostgreSQL and MariaDB and sets REDIS_URL, DATABASE_URL and MYSQL_URL"
         )
     })
 }
