@@ -10,6 +10,7 @@ use session_axum::cookie_store::{FernetFormat, JwtFormat, Key, Keyring};
 use session_axum::core::{CleanupHandle, SpawnCleanup};
 use session_axum::fs::FsStore;
 use session_axum::memory::MemoryStore;
+use session_axum::mysql::{MySqlPool, MySqlStore};
 use session_axum::postgres::{PgPool, PostgresStore};
 use session_axum::redis::RedisStore;
 use session_axum::sqlite::SqliteStore;
@@ -25,6 +26,7 @@ stores:
   memory    sessions in this process; gone on restart
   redis     sessions in Redis at $REDIS_URL, with a distributed lock
   postgres  sessions in PostgreSQL at $DATABASE_URL (table axum_sessions)
+  mysql     sessions in MySQL or MariaDB at $MYSQL_URL (table axum_sessions)
   fs        one file per session under $LOGIN_FS_DIR (default ./login-sessions)
   fernet    client-side: the session encrypted in the cookie
   jwt       client-side: the session signed (readable) in the cookie
@@ -40,6 +42,7 @@ enum Store {
     Sqlite,
     Redis,
     Postgres,
+    MySql,
     Fs,
     Fernet,
     Jwt,
@@ -54,6 +57,7 @@ impl Store {
             "sqlite" => Self::Sqlite,
             "redis" => Self::Redis,
             "postgres" => Self::Postgres,
+            "mysql" => Self::MySql,
             "fs" => Self::Fs,
             "fernet" => Self::Fernet,
             "jwt" => Self::Jwt,
@@ -116,6 +120,12 @@ async fn sessions(
         Store::Redis => (SessionLayer::new(RedisStore::from_url(&env("REDIS_URL")?)?), None),
         Store::Postgres => {
             let store = PostgresStore::new(PgPool::connect(&env("DATABASE_URL")?).await?);
+            store.migrate().await?;
+            let cleanup = store.spawn_cleanup(every);
+            (SessionLayer::new(store), Some(cleanup))
+        }
+        Store::MySql => {
+            let store = MySqlStore::new(MySqlPool::connect(&env("MYSQL_URL")?).await?);
             store.migrate().await?;
             let cleanup = store.spawn_cleanup(every);
             (SessionLayer::new(store), Some(cleanup))
@@ -201,6 +211,7 @@ mod tests {
             ("sqlite", Store::Sqlite),
             ("redis", Store::Redis),
             ("postgres", Store::Postgres),
+            ("mysql", Store::MySql),
             ("fs", Store::Fs),
             ("fernet", Store::Fernet),
             ("jwt", Store::Jwt),
