@@ -122,7 +122,8 @@ async fn serve(options: Options) -> Result<()> {
     axum::serve(listener, app).await.map_err(|e| format!("serve: {e}"))
 }
 
-/// Connections in the Postgres pools (ours and tower-sessions'): more than
+/// Connections in the SQL pools (PostgreSQL and MySQL, ours and
+/// tower-sessions'): more than
 /// wrk's 32 connections, because our store holds a second connection per
 /// locked request (see BENCHMARKS.md).
 pub(crate) const PG_POOL: u32 = 48;

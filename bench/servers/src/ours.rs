@@ -16,6 +16,7 @@ use session_core::{
 };
 use session_stores_cookie::{FernetFormat, JwtFormat, Key, Keyring, SignedFormat};
 use session_stores_fs::FsStore;
+use session_stores_mysql::{MySqlPoolOptions, MySqlStore};
 use session_stores_postgres::{LockMode, PgPoolOptions, PostgresStore};
 use session_stores_redis::RedisStore;
 use session_stores_sqlite::SqliteStore;
@@ -118,6 +119,20 @@ async fn postgres_store(url_var: &str, table: &str, mode: LockMode) -> Result<Ro
         .map_err(|e| format!("postgres: {e}"))?
         .with_lock_mode(mode);
     store.migrate().await.map_err(|e| format!("postgres: {e}"))?;
+    Ok(counter(store, Locking::Lock))
+}
+
+/// `ours-mysql`: the MySQL store and its `GET_LOCK` lock, on MariaDB.
+pub(crate) async fn mysql() -> Result<Router> {
+    let pool = MySqlPoolOptions::new()
+        .max_connections(crate::PG_POOL)
+        .connect(&crate::env("MYSQL_URL")?)
+        .await
+        .map_err(|e| format!("mysql: {e}"))?;
+    let store = MySqlStore::new(pool)
+        .with_table_name("bench_sessions")
+        .map_err(|e| format!("mysql: {e}"))?;
+    store.migrate().await.map_err(|e| format!("mysql: {e}"))?;
     Ok(counter(store, Locking::Lock))
 }
 

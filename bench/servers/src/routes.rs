@@ -33,7 +33,8 @@ pub(crate) struct Route {
     /// The comparison row doing the same work (tower-sessions, or axum-extra's
     /// private cookie jar for cookie-held sessions).
     pub(crate) peer: Option<&'static str>,
-    /// Services it needs: `redis`, `redis-cluster`, `postgres`, `pgbouncer`.
+    /// Services it needs: `redis`, `redis-cluster`, `postgres`, `pgbouncer`,
+    /// `mysql`.
     pub(crate) needs: &'static [&'static str],
     pub(crate) kind: Kind,
     /// Whether `--prefill N` is supported (memory stores).
@@ -161,6 +162,24 @@ pub(crate) const ROUTES: &[Route] = &[
         prefill: false,
         what: "session-axum PostgresStore LockMode::Lease through PgBouncer (transaction pooling, 4 server connections), 48 client connections, Session::lock()",
         build: |_| Box::pin(ours::postgres_pgbouncer()),
+    },
+    Route {
+        name: "tower-sessions-mysql",
+        peer: None,
+        needs: &["mysql"],
+        kind: Kind::Server,
+        prefill: false,
+        what: "tower-sessions 0.14 + tower-sessions-sqlx-store 0.15 MySqlStore (sqlx 0.8) on MariaDB, 48 connections",
+        build: |_| Box::pin(tower::mysql()),
+    },
+    Route {
+        name: "ours-mysql",
+        peer: Some("tower-sessions-mysql"),
+        needs: &["mysql"],
+        kind: Kind::Server,
+        prefill: false,
+        what: "session-axum MySqlStore (sqlx 0.9) on MariaDB, 48 connections, Session::lock() (GET_LOCK)",
+        build: |_| Box::pin(ours::mysql()),
     },
     Route {
         name: "ours-sqlite",

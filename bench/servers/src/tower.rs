@@ -69,6 +69,25 @@ pub(crate) async fn postgres() -> Result<Router> {
         .layer(SessionManagerLayer::new(store)))
 }
 
+/// `tower-sessions-mysql`: tower-sessions-sqlx-store 0.15 (sqlx 0.8) on
+/// MariaDB, the same pool size as ours.
+pub(crate) async fn mysql() -> Result<Router> {
+    use tower_sessions_sqlx_store::MySqlStore;
+    use tower_sessions_sqlx_store::sqlx::mysql::MySqlPoolOptions;
+    let url = crate::env("MYSQL_URL")?;
+    let pool = MySqlPoolOptions::new()
+        .max_connections(crate::PG_POOL)
+        .connect(&url)
+        .await
+        .map_err(|e| format!("mysql: {e}"))?;
+    let store = MySqlStore::new(pool);
+    store.migrate().await.map_err(|e| format!("mysql: {e}"))?;
+    Ok(Router::new()
+        .route("/", get(count))
+        .route("/start", get(count))
+        .layer(SessionManagerLayer::new(store)))
+}
+
 /// Fills `store` with `count` live sessions holding a counter.
 async fn prefill(store: &MemoryStore, count: u64) {
     let expiry_date = time::OffsetDateTime::now_utc() + time::Duration::weeks(2);

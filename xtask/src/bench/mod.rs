@@ -54,7 +54,7 @@ pub(crate) const HELP: &str = "\
         window just before it) and to the tower-sessions row doing the same work,
         the lost-update check (N concurrent increments on one session), the
         scaling rows (1k vs 1M live sessions) and bytes per session (skipped
-        with --no-memory). Starts Redis/PostgreSQL when a row needs them;
+        with --no-memory). Starts Redis/PostgreSQL/MariaDB when a row needs them;
         installs wrk with apt-get when missing. See BENCHMARKS.md.
     bench micro [CRITERION ARGS...]
         Run the criterion micro-benchmarks (bench/micro).

@@ -30,7 +30,7 @@ pub(super) fn process_ticks(pid: u32) -> Result<u64> {
     Ok(fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0))
 }
 
-/// utime + stime of every Redis, PostgreSQL and PgBouncer process, in clock ticks: the
+/// utime + stime of every Redis, PostgreSQL, PgBouncer and MariaDB process, in clock ticks: the
 /// databases' own work, which is not noise (and is reported per request).
 pub(super) fn service_ticks() -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
@@ -40,7 +40,10 @@ pub(super) fn service_ticks() -> u64 {
         .filter(|stat| {
             let comm = stat.split_once('(').and_then(|(_, rest)| rest.rsplit_once(')'));
             comm.is_some_and(|(name, _)| {
-                name.starts_with("redis-server") || name == "postgres" || name == "pgbouncer"
+                name.starts_with("redis-server")
+                    || name == "postgres"
+                    || name == "pgbouncer"
+                    || name == "mariadbd"
             })
         })
         .filter_map(|stat| {

@@ -114,7 +114,7 @@ fn database_cpu(out: &mut String, rows: &[Row]) {
     if !databases.is_empty() {
         let _ = writeln!(
             out,
-            "\nThe database's own CPU per request (all redis-server / postgres processes; not \
+            "\nThe database's own CPU per request (all redis-server / postgres / pgbouncer / mariadbd processes; not \
              in `CPU µs/req` nor in `noise`):"
         );
         for row in databases {
