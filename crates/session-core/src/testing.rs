@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use crate::{
     Error, ExpiryPolicy, IdGenerator, LockOptions, LockingStore, Record, Reloaded, SessionId,
-    Timestamp,
+    SessionStore, StorageKey, Timestamp,
 };
 
 /// What the store under test can be held to beyond the core contract.
@@ -812,6 +812,136 @@ pub async fn row28_deleted_session_is_gone_everywhere(store: DynStore, other: Dy
         result => panic!("touch of a deleted session must be NotFound, got {result:?}"),
     }
     assert_absent(&store, &record, now, "no resurrection").await;
+}
+
+/// Which stored session [`row19_corrupt_rows_are_absent_and_cleanup_goes_on`]
+/// asks the store's own test to corrupt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corrupted {
+    /// A live session whose data held `{"n": 1}`.
+    Live,
+    /// A session that expires ten seconds from now.
+    Expired,
+}
+
+/// Row 19, for a store whose records a test can corrupt in its backend:
+/// `corrupt` damages the stored session under a key (its data, its expiry,
+/// a value of the wrong type: whatever the store can be handed), once for
+/// each [`Corrupted`] session. A corrupt session is absent for readers of
+/// either instance, locked or not, and spares its neighbours; the cleanup
+/// still removes the expired one (corrupt or not) and nothing else; a save
+/// from a request that loaded the session before it was corrupted replaces
+/// the record whole: repaired, never merged.
+pub async fn row19_corrupt_rows_are_absent_and_cleanup_goes_on(
+    store: &dyn LockingStore,
+    other: &dyn LockingStore,
+    corrupt: impl AsyncFn(Corrupted, StorageKey),
+) {
+    let now = Timestamp::now();
+    let (mut live, mut expired, good) = (fresh_record(now), fresh_record(now), fresh_record(now));
+    expired.created_at = now - Duration::from_secs(100);
+    expired.idle_deadline = now + Duration::from_secs(10);
+    live.data.insert_value("n", 1.into());
+    for record in [&live, &expired, &good] {
+        store.create(record).await.unwrap_or_else(|e| panic!("create: {e}"));
+    }
+    corrupt(Corrupted::Live, live.key).await;
+    corrupt(Corrupted::Expired, expired.key).await;
+    let short =
+        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(5) };
+    for reader in [store, other] {
+        let loaded = reader.load(&live.key, now).await.unwrap_or_else(|e| panic!("load: {e}"));
+        assert!(loaded.is_none(), "a corrupt session loads as absent");
+        let (guard, loaded) = reader
+            .lock_and_load(&live.key, short, now)
+            .await
+            .unwrap_or_else(|e| panic!("lock_and_load: {e}"));
+        assert!(loaded.is_none(), "a corrupt session loads as absent under the lock");
+        guard.release().await.unwrap_or_else(|e| panic!("release: {e}"));
+        let neighbour = reader.load(&good.key, now).await.unwrap_or_else(|e| panic!("load: {e}"));
+        assert!(neighbour.is_some(), "neighbours load");
+    }
+    let later = now + Duration::from_secs(20);
+    let deleted = other.delete_expired(later).await.unwrap_or_else(|e| panic!("cleanup: {e}"));
+    assert_eq!(deleted, 1, "the expired corrupt session, and nothing else");
+    let neighbour = store.load(&good.key, now).await.unwrap_or_else(|e| panic!("load: {e}"));
+    assert!(neighbour.is_some(), "neighbours untouched by the cleanup");
+    live.version += 1;
+    store.save(&live).await.unwrap_or_else(|e| panic!("save: {e}"));
+    let repaired = other.load(&live.key, now).await.unwrap_or_else(|e| panic!("load: {e}"));
+    assert_eq!(repaired.map(|record| counter(&record)), Some(1), "repaired whole");
+}
+
+/// Row 23, an exhausted pool, for a store on a pool of one connection with a
+/// short acquire timeout: while `hold` keeps that connection, a load, a save
+/// and a lock (waiting longer than the acquire timeout) each fail with
+/// [`Error::Backend`] instead of waiting for good; once it is given back, the
+/// store works again.
+pub async fn row23_exhausted_pool_fails_then_recovers<H>(
+    store: &dyn LockingStore,
+    hold: impl AsyncFnOnce() -> H,
+) {
+    let now = Timestamp::now();
+    let record = fresh_record(now);
+    store.create(&record).await.unwrap_or_else(|e| panic!("create: {e}"));
+    let held = hold().await;
+    let load = store.load(&record.key, now).await;
+    assert!(matches!(load, Err(Error::Backend { .. })), "load, pool exhausted: {load:?}");
+    let save = store.save(&record).await;
+    assert!(matches!(save, Err(Error::Backend { .. })), "save, pool exhausted: {save:?}");
+    let options =
+        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(5) };
+    let lock = store.lock(&record.key, options).await;
+    assert!(matches!(lock, Err(Error::Backend { .. })), "lock, pool exhausted: {lock:?}");
+    drop(held);
+    let loaded = store.load(&record.key, now).await.unwrap_or_else(|e| panic!("load: {e}"));
+    assert!(loaded.is_some(), "the store works again");
+}
+
+/// `delete_expired` on a store told to delete at most `batch` sessions a
+/// statement (its `with_cleanup_batch_size`): more expired sessions than two
+/// batches all go, over as many statements as it takes, and the live one
+/// stays.
+pub async fn delete_expired_in_batches(store: &dyn SessionStore, batch: u64) {
+    let now = Timestamp::now();
+    let expired = 2 * batch + 1;
+    for i in 0..expired {
+        let mut record = fresh_record(now - Duration::from_secs(1000));
+        record.idle_deadline = now - Duration::from_secs(i);
+        store.create(&record).await.unwrap_or_else(|e| panic!("create: {e}"));
+    }
+    let mut live = fresh_record(now - Duration::from_secs(1000));
+    live.idle_deadline = now + Duration::from_secs(60);
+    store.create(&live).await.unwrap_or_else(|e| panic!("create: {e}"));
+    let deleted = store.delete_expired(now).await.unwrap_or_else(|e| panic!("cleanup: {e}"));
+    assert_eq!(deleted, expired);
+    assert_eq!(store.delete_expired(now).await.unwrap_or_else(|e| panic!("cleanup: {e}")), 0);
+    let kept = store.load(&live.key, now).await.unwrap_or_else(|e| panic!("load: {e}"));
+    assert!(kept.is_some(), "the live session stays");
+}
+
+/// The cleanup task ([`SpawnCleanup::spawn_cleanup`](crate::SpawnCleanup))
+/// on `store` deletes an expired session within seconds, and stops when
+/// told to.
+pub async fn cleanup_task_deletes_expired<S: SessionStore + Clone>(store: S) {
+    use crate::SpawnCleanup as _;
+    let now = Timestamp::now();
+    let mut expired = fresh_record(now - Duration::from_secs(100));
+    expired.idle_deadline = now - Duration::from_secs(1);
+    store.create(&expired).await.unwrap_or_else(|e| panic!("create: {e}"));
+    let cleanup = store.spawn_cleanup(Duration::from_millis(20));
+    // Loaded as of before it expired: only a deleted session is absent.
+    let past = now - Duration::from_secs(50);
+    let mut gone = false;
+    for _ in 0..500 {
+        if store.load(&expired.key, past).await.unwrap_or_else(|e| panic!("load: {e}")).is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "the cleanup task deleted the expired session");
+    cleanup.stop().await;
 }
 
 /// Runs every check in order.

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use session_core::{Error, LocalLocks, StorageKey};
 use session_stores_sql::{
-    DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, InvalidTableName, SessionTable, trusted_sql,
-    update_statement,
+    DEFAULT_CLEANUP_BATCH_SIZE, InvalidTableName, SessionTable, trusted_sql, update_statement,
 };
 use sqlx::{MySqlPool, SqlStr};
 
@@ -50,8 +49,8 @@ use crate::table::TableName;
 /// the number of sessions locked at once plus the connections other requests
 /// need; a locked read-modify-write needs no second connection. The pool's
 /// acquire timeout bounds every operation: with the pool exhausted, calls
-/// fail with [`Error::Backend`] after that timeout, and a lock after its
-/// wait ([`Error::LockTimeout`]). See the crate docs for proxies.
+/// fail with [`Error::Backend`] after that timeout (a lock whose wait ends
+/// first, with [`Error::LockTimeout`]). See the crate docs for proxies.
 ///
 /// ```rust,no_run
 /// use session_stores_mysql::{MySqlPool, MySqlStore};
@@ -120,16 +119,14 @@ impl Table {
 }
 
 impl MySqlStore {
-    /// A store on `pool`, using the table [`DEFAULT_TABLE_NAME`]. Call
+    /// A store on `pool`, using the table
+    /// [`DEFAULT_TABLE_NAME`](crate::DEFAULT_TABLE_NAME). Call
     /// [`migrate`](Self::migrate) before first use.
     #[must_use]
     pub fn new(pool: MySqlPool) -> Self {
         Self {
             pool,
-            table: Arc::new(Table::new(
-                TableName::unchecked(DEFAULT_TABLE_NAME),
-                DEFAULT_CLEANUP_BATCH_SIZE,
-            )),
+            table: Arc::new(Table::new(TableName::default(), DEFAULT_CLEANUP_BATCH_SIZE)),
             queue: Arc::default(),
         }
     }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::fmt::Write as _;
 
 use session_core::StorageKey;
-use session_stores_sql::{InvalidTableName, fnv1a64, split_qualified};
+use session_stores_sql::{InvalidTableName, QualifiedName, fnv1a64};
 
 use crate::lock::LockName;
 
@@ -13,43 +13,35 @@ use crate::lock::LockName;
 /// MySQL's 64 characters.
 const LOCK_KEY_BYTES: usize = 20;
 
-/// A validated table name, optionally qualified by its database.
+/// A validated table name, optionally qualified by its database; by
+/// default [`DEFAULT_TABLE_NAME`](crate::DEFAULT_TABLE_NAME).
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct TableName {
-    database: Option<String>,
-    table: String,
+    name: QualifiedName,
     /// The start of every lock name of this table (see [`lock_name`](Self::lock_name)).
     lock_prefix: String,
 }
 
+impl Default for TableName {
+    fn default() -> Self {
+        Self::new(QualifiedName::default())
+    }
+}
+
 impl TableName {
     pub(crate) fn parse(name: &str) -> Result<Self, InvalidTableName> {
-        let (database, table) = split_qualified(name)?;
-        Ok(Self::new(database, table))
+        QualifiedName::parse(name).map(Self::new)
     }
 
-    /// A name known to be valid (a constant of this crate).
-    pub(crate) fn unchecked(table: &str) -> Self {
-        debug_assert!(Self::parse(table).is_ok(), "{table}");
-        Self::new(None, table)
-    }
-
-    fn new(database: Option<&str>, table: &str) -> Self {
-        let shown = match database {
-            Some(database) => format!("{database}.{table}"),
-            None => table.to_owned(),
-        };
-        let lock_prefix = format!("session_{:08x}_", fnv1a64(shown.as_bytes()) as u32);
-        Self { database: database.map(str::to_owned), table: table.to_owned(), lock_prefix }
+    fn new(name: QualifiedName) -> Self {
+        let lock_prefix = format!("session_{:08x}_", fnv1a64(name.to_string().as_bytes()) as u32);
+        Self { name, lock_prefix }
     }
 
     /// The name for SQL: each part in backquotes (so it is used exactly as
     /// given; the parts hold no backquote).
     pub(crate) fn quoted(&self) -> String {
-        match &self.database {
-            Some(database) => format!("`{database}`.`{}`", self.table),
-            None => format!("`{}`", self.table),
-        }
+        self.name.quoted_with(|part| format!("`{part}`"))
     }
 
     /// The `GET_LOCK` name of the session stored under `key` in this table.
@@ -69,16 +61,13 @@ impl TableName {
 
 impl fmt::Display for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.database {
-            Some(database) => write!(f, "{database}.{}", self.table),
-            None => f.write_str(&self.table),
-        }
+        self.name.fmt(f)
     }
 }
 
 impl fmt::Debug for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.to_string())
+        fmt::Debug::fmt(&self.name, f)
     }
 }
 

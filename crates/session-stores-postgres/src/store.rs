@@ -4,9 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use session_core::{Error, LocalLocks, Record, SessionStore, StorageKey, Timestamp, async_trait};
-use session_stores_sql::{
-    DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME, InvalidTableName, SessionTable, trusted_sql,
-};
+use session_stores_sql::{DEFAULT_CLEANUP_BATCH_SIZE, InvalidTableName, SessionTable, trusted_sql};
 use sqlx::{PgPool, SqlStr};
 
 use crate::LockMode;
@@ -209,16 +207,14 @@ impl Table {
 }
 
 impl PostgresStore {
-    /// A store on `pool`, using the table [`DEFAULT_TABLE_NAME`]. Call
+    /// A store on `pool`, using the table
+    /// [`DEFAULT_TABLE_NAME`](crate::DEFAULT_TABLE_NAME). Call
     /// [`migrate`](Self::migrate) before first use.
     #[must_use]
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            table: Arc::new(Table::new(
-                TableName::unchecked(DEFAULT_TABLE_NAME),
-                DEFAULT_CLEANUP_BATCH_SIZE,
-            )),
+            table: Arc::new(Table::new(TableName::default(), DEFAULT_CLEANUP_BATCH_SIZE)),
             mode: LockMode::Advisory,
             queue: Arc::default(),
         }

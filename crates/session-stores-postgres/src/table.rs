@@ -2,41 +2,30 @@
 
 use std::fmt;
 
-use session_stores_sql::{InvalidTableName, MAX_IDENT, fnv1a64, quote, split_qualified};
+use session_stores_sql::{InvalidTableName, MAX_IDENT, QualifiedName, fnv1a64, quote};
 
-/// A validated, possibly schema-qualified table name.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct TableName {
-    schema: Option<String>,
-    table: String,
-}
+/// A validated, possibly schema-qualified table name; by default
+/// [`DEFAULT_TABLE_NAME`](crate::DEFAULT_TABLE_NAME).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub(crate) struct TableName(QualifiedName);
 
 impl TableName {
     pub(crate) fn parse(name: &str) -> Result<Self, InvalidTableName> {
-        let (schema, table) = split_qualified(name)?;
-        Ok(Self { schema: schema.map(str::to_owned), table: table.to_owned() })
-    }
-
-    /// A name known to be valid (a constant of this crate).
-    pub(crate) fn unchecked(table: &str) -> Self {
-        debug_assert!(Self::parse(table).is_ok(), "{table}");
-        Self { schema: None, table: table.to_owned() }
+        QualifiedName::parse(name).map(Self)
     }
 
     /// The name for SQL: each part double-quoted (so it is used exactly as
     /// given, case included).
     pub(crate) fn quoted(&self) -> String {
-        match &self.schema {
-            Some(schema) => format!("{}.{}", quote(schema), quote(&self.table)),
-            None => quote(&self.table),
-        }
+        self.0.quoted_with(quote)
     }
 
     /// A quoted, unqualified name for an object belonging to this table (an
     /// index), at most 63 characters, distinct for distinct tables and
     /// suffixes.
     pub(crate) fn derived(&self, suffix: &str) -> String {
-        let plain = format!("{}_{suffix}", self.table);
+        let table = self.0.table();
+        let plain = format!("{table}_{suffix}");
         if plain.len() <= MAX_IDENT {
             return format!("\"{plain}\"");
         }
@@ -44,7 +33,7 @@ impl TableName {
         // names could collide. Shorten and add a stable hash of the full name.
         let hash = fnv1a64(self.to_string().as_bytes()) as u32;
         let keep = MAX_IDENT - suffix.len() - 10;
-        format!("\"{}_{hash:08x}_{suffix}\"", &self.table[..keep])
+        format!("\"{}_{hash:08x}_{suffix}\"", &table[..keep])
     }
 
     /// A quoted name for a routine belonging to this table, in the table's
@@ -57,7 +46,7 @@ impl TableName {
     /// table's schema (if it names one): like [`derived`](Self::derived),
     /// qualified.
     pub(crate) fn qualified(&self, suffix: &str) -> String {
-        match &self.schema {
+        match self.0.qualifier() {
             Some(schema) => format!("{}.{}", quote(schema), self.derived(suffix)),
             None => self.derived(suffix),
         }
@@ -72,16 +61,13 @@ impl TableName {
 
 impl fmt::Display for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.schema {
-            Some(schema) => write!(f, "{schema}.{}", self.table),
-            None => f.write_str(&self.table),
-        }
+        self.0.fmt(f)
     }
 }
 
 impl fmt::Debug for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.to_string())
+        fmt::Debug::fmt(&self.0, f)
     }
 }
 

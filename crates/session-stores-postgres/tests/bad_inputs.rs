@@ -22,7 +22,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use session_core::testing;
 use session_core::{
@@ -102,45 +101,24 @@ async fn row07(store: PostgresStore, other: PostgresStore) {
 
 in_both_modes!(row07: row07_nul_in_a_user_id_works, row07_nul_in_a_user_id_works_lease);
 
-/// A corrupt row is absent for readers of either store; the cleanup still
-/// removes what expired (corrupt or not) and nothing else.
+/// Row 19 with corrupt JSON in the data of one row and in the expiry of
+/// another, written straight into PostgreSQL.
 async fn row19(store: PostgresStore, other: PostgresStore) {
-    let now = Timestamp::now();
-    let (mut live_corrupt, mut expired_corrupt, good) = (record(now), record(now), record(now));
-    expired_corrupt.created_at = now - Duration::from_secs(100);
-    expired_corrupt.idle_deadline = now + Duration::from_secs(10);
-    live_corrupt.data.insert("n", 1).unwrap();
-    for r in [&live_corrupt, &expired_corrupt, &good] {
-        store.create(r).await.unwrap();
-    }
     let table = common::quoted(&store.table_name());
     let admin = common::pool(1).await;
-    for (r, set) in [(&live_corrupt, "data = '{\"n\": '"), (&expired_corrupt, "expiry = 'nope'")] {
+    let corrupt = async |which, key: session_core::StorageKey| {
+        let set = match which {
+            testing::Corrupted::Live => "data = '{\"n\": '",
+            testing::Corrupted::Expired => "expiry = 'nope'",
+        };
         let sql = format!("UPDATE {table} SET {set} WHERE session_key = $1");
         sqlx::query(AssertSqlSafe(sql))
-            .bind(r.key.as_bytes().as_slice())
+            .bind(key.as_bytes().as_slice())
             .execute(&admin)
             .await
             .unwrap();
-    }
-    let short =
-        LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(5) };
-    for reader in [&store, &other] {
-        assert!(reader.load(&live_corrupt.key, now).await.unwrap().is_none());
-        let (guard, loaded) = reader.lock_and_load(&live_corrupt.key, short, now).await.unwrap();
-        assert!(loaded.is_none());
-        guard.release().await.unwrap();
-        assert!(reader.load(&good.key, now).await.unwrap().is_some());
-    }
-    let later = now + Duration::from_secs(20);
-    assert_eq!(other.delete_expired(later).await.unwrap(), 1, "the expired corrupt row");
-    assert!(store.load(&good.key, now).await.unwrap().is_some(), "neighbours untouched");
-    // A save from a request that loaded the session before it was corrupted
-    // replaces the row whole: repaired, never merged.
-    live_corrupt.version += 1;
-    store.save(&live_corrupt).await.unwrap();
-    let repaired = other.load(&live_corrupt.key, now).await.unwrap().unwrap();
-    assert_eq!(repaired.data.get::<u64>("n").unwrap(), Some(1));
+    };
+    testing::row19_corrupt_rows_are_absent_and_cleanup_goes_on(&store, &other, corrupt).await;
 }
 
 in_both_modes!(

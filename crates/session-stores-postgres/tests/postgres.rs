@@ -13,7 +13,7 @@ use session_core::testing::{
 use session_core::{
     Error, ExpiryPolicy, LockOptions, LockingStore, SessionId, SessionStore, Timestamp,
 };
-use session_stores_postgres::{PgPoolOptions, PostgresStore, SpawnCleanup};
+use session_stores_postgres::{PgPoolOptions, PostgresStore};
 use sqlx::AssertSqlSafe;
 
 fn policy() -> ExpiryPolicy {
@@ -185,28 +185,8 @@ async fn exhausted_pool_errors_after_the_acquire_timeout() {
         .await
         .unwrap();
     let store = common::store_on(pool.clone(), &common::random_table()).await;
-    let now = Timestamp::now();
-    let r = record(now);
-    store.create(&r).await.unwrap();
-
-    let held = pool.acquire().await.unwrap();
-    match store.load(&r.key, now).await {
-        Err(Error::Backend { store, .. }) => assert_eq!(store, "postgres"),
-        other => panic!("expected a backend error, got {other:?}"),
-    }
-    match store.save(&r).await {
-        Err(error @ Error::Backend { .. }) => assert!(error.is_unavailable()),
-        other => panic!("expected a backend error, got {other:?}"),
-    }
-    let lock = store
-        .lock(
-            &r.key,
-            LockOptions { lease: Duration::from_secs(30), wait_timeout: Duration::from_secs(5) },
-        )
-        .await;
-    assert!(matches!(&lock, Err(Error::Backend { .. })), "lock with an exhausted pool: {lock:?}");
-    drop(held);
-    assert!(store.load(&r.key, now).await.unwrap().is_some());
+    let hold = async || pool.acquire().await.unwrap();
+    session_core::testing::row23_exhausted_pool_fails_then_recovers(&store, hold).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,46 +239,12 @@ async fn a_dropped_guard_never_returns_a_locked_connection_to_the_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_expired_works_in_batches() {
     let store = common::fresh_store().await.with_cleanup_batch_size(3);
-    let now = Timestamp::now();
-    let mut live = Vec::new();
-    for i in 0..12 {
-        let mut r = record(now - Duration::from_secs(1000));
-        if i < 10 {
-            r.idle_deadline = now - Duration::from_secs(i);
-        } else {
-            r.idle_deadline = now + Duration::from_secs(60);
-            live.push(r.clone());
-        }
-        store.create(&r).await.unwrap();
-    }
-    assert_eq!(store.delete_expired(now).await.unwrap(), 10);
-    assert_eq!(store.delete_expired(now).await.unwrap(), 0);
-    for r in &live {
-        assert!(store.load(&r.key, now).await.unwrap().is_some());
-    }
+    session_core::testing::delete_expired_in_batches(&store, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_task_deletes_expired_sessions_until_stopped() {
-    let store = common::fresh_store().await;
-    let now = Timestamp::now();
-    let mut expired = record(now - Duration::from_secs(100));
-    expired.idle_deadline = now - Duration::from_secs(1);
-    store.create(&expired).await.unwrap();
-
-    let cleanup = store.spawn_cleanup(Duration::from_millis(20));
-    let past = now - Duration::from_secs(50);
-    // Bounded wait for the task; no timing assertion.
-    let mut gone = false;
-    for _ in 0..500 {
-        if store.load(&expired.key, past).await.unwrap().is_none() {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(gone, "the cleanup task deleted the expired session");
-    cleanup.stop().await;
+    session_core::testing::cleanup_task_deletes_expired(common::fresh_store().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

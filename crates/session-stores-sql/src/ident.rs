@@ -1,5 +1,7 @@
 //! Table names: validation and quoting.
 
+use std::fmt;
+
 /// The longest identifier accepted: PostgreSQL's limit, which SQLite
 /// tables follow too so a name works on either.
 pub const MAX_IDENT: usize = 63;
@@ -62,36 +64,94 @@ pub fn check_identifier(name: &str, part: &str) -> Result<(), InvalidTableName> 
     Ok(())
 }
 
-/// The optional qualifier and the table of `name` (`table` or
-/// `qualifier.table`, a schema in PostgreSQL, a database in MySQL), each
-/// checked with [`check_identifier`].
-///
-/// # Errors
-///
-/// [`InvalidTableName`] for more than one `.`, or a part that is not one
-/// identifier.
+/// A checked table name: `table`, or `qualifier.table` (a schema in
+/// PostgreSQL, a database in MySQL), each part one identifier (see
+/// [`check_identifier`]). Shown (`Display`, `Debug`) as given.
 ///
 /// ```
-/// use session_stores_sql::split_qualified;
+/// use session_stores_sql::{QualifiedName, quote};
 ///
-/// assert_eq!(split_qualified("app.sessions").unwrap(), (Some("app"), "sessions"));
-/// assert_eq!(split_qualified("sessions").unwrap(), (None, "sessions"));
-/// assert!(split_qualified("a.b.c").is_err());
+/// let name = QualifiedName::parse("app.Sessions").unwrap();
+/// assert_eq!((name.qualifier(), name.table()), (Some("app"), "Sessions"));
+/// assert_eq!(name.quoted_with(quote), r#""app"."Sessions""#);
+/// assert_eq!(name.to_string(), "app.Sessions");
+/// assert!(QualifiedName::parse("a.b.c").is_err());
 /// ```
-pub fn split_qualified(name: &str) -> Result<(Option<&str>, &str), InvalidTableName> {
-    let mut parts = name.split('.');
-    let (qualifier, table) = match (parts.next(), parts.next(), parts.next()) {
-        (Some(table), None, None) => (None, table),
-        (Some(qualifier), Some(table), None) => (Some(qualifier), table),
-        _ => {
-            return Err(InvalidTableName::new(name, "at most one `.` (schema.table) is allowed"));
+#[derive(Clone, PartialEq, Eq)]
+pub struct QualifiedName {
+    qualifier: Option<String>,
+    table: String,
+}
+
+impl QualifiedName {
+    /// Checks `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidTableName`] for more than one `.`, or a part that is not one
+    /// identifier.
+    pub fn parse(name: &str) -> Result<Self, InvalidTableName> {
+        let mut parts = name.split('.');
+        let (qualifier, table) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(table), None, None) => (None, table),
+            (Some(qualifier), Some(table), None) => (Some(qualifier), table),
+            _ => {
+                return Err(InvalidTableName::new(
+                    name,
+                    "at most one `.` (schema.table) is allowed",
+                ));
+            }
+        };
+        if let Some(qualifier) = qualifier {
+            check_identifier(name, qualifier)?;
         }
-    };
-    if let Some(qualifier) = qualifier {
-        check_identifier(name, qualifier)?;
+        check_identifier(name, table)?;
+        Ok(Self { qualifier: qualifier.map(str::to_owned), table: table.to_owned() })
     }
-    check_identifier(name, table)?;
-    Ok((qualifier, table))
+
+    /// The schema or database, if the name gives one.
+    #[must_use]
+    pub fn qualifier(&self) -> Option<&str> {
+        self.qualifier.as_deref()
+    }
+
+    /// The table.
+    #[must_use]
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The name for SQL: each part quoted by `quote` (the dialect's, such as
+    /// [`quote`]), joined by `.`.
+    #[must_use]
+    pub fn quoted_with(&self, quote: impl Fn(&str) -> String) -> String {
+        match &self.qualifier {
+            Some(qualifier) => format!("{}.{}", quote(qualifier), quote(&self.table)),
+            None => quote(&self.table),
+        }
+    }
+}
+
+/// [`DEFAULT_TABLE_NAME`](crate::DEFAULT_TABLE_NAME), unqualified.
+impl Default for QualifiedName {
+    fn default() -> Self {
+        Self { qualifier: None, table: crate::DEFAULT_TABLE_NAME.to_owned() }
+    }
+}
+
+impl fmt::Display for QualifiedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.qualifier {
+            Some(qualifier) => write!(f, "{qualifier}.{}", self.table),
+            None => f.write_str(&self.table),
+        }
+    }
+}
+
+impl fmt::Debug for QualifiedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
 }
 
 /// FNV-1a: tiny, and stable across Rust releases (unlike `DefaultHasher`),
@@ -118,6 +178,11 @@ pub fn quote(identifier: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_name_is_valid() {
+        assert_eq!(QualifiedName::parse(crate::DEFAULT_TABLE_NAME), Ok(QualifiedName::default()));
+    }
 
     #[test]
     fn accepts_identifiers() {

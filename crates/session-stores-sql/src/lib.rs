@@ -16,9 +16,9 @@
 //! - [`ConnectionLock`] and [`LockConnection`], a session lock that one
 //!   pooled connection holds ([`SessionLevelLock`]: PostgreSQL's advisory
 //!   lock, MySQL's `GET_LOCK`), never pooled again while it may hold it;
-//! - table name checks: [`check_identifier`], [`split_qualified`],
-//!   [`quote`] and the error [`InvalidTableName`], which the stores
-//!   re-export; [`fnv1a64`], a stable hash for names derived from them.
+//! - table names: [`QualifiedName`] and [`check_identifier`], [`quote`] and
+//!   the error [`InvalidTableName`], which the stores re-export; [`fnv1a64`],
+//!   a stable hash for names derived from them.
 //!
 //! The table's DDL, how a lock is taken and anything else one database does
 //! its own way stay in the driver crates.
@@ -35,7 +35,7 @@ mod table;
 
 pub use driver::{Cleanup, Driver, Insert, Parameters, UserIds, ValueTypes, Write, trusted_sql};
 pub use held::{ConnectionLock, LockConnection, SessionLevelLock};
-pub use ident::{InvalidTableName, MAX_IDENT, check_identifier, fnv1a64, quote, split_qualified};
+pub use ident::{InvalidTableName, MAX_IDENT, QualifiedName, check_identifier, fnv1a64, quote};
 pub use row::{Bound, COLUMNS, Encoded, RECORD_COLUMNS, UPDATED_COLUMNS};
 pub use store::{DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE_NAME};
 pub use table::{SessionTable, update_statement};

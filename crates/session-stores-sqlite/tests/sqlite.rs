@@ -151,23 +151,7 @@ async fn stores_on_one_file_share_their_locks() {
 async fn delete_expired_works_in_batches() {
     let temp = TempStore::new().await;
     let store = temp.store.clone().with_cleanup_batch_size(3);
-    let now = Timestamp::now();
-    let mut live = Vec::new();
-    for i in 0..12 {
-        let mut r = record(now - Duration::from_secs(1000));
-        if i < 10 {
-            r.idle_deadline = now - Duration::from_secs(i);
-        } else {
-            r.idle_deadline = now + Duration::from_secs(60);
-            live.push(r.clone());
-        }
-        store.create(&r).await.unwrap();
-    }
-    assert_eq!(store.delete_expired(now).await.unwrap(), 10);
-    assert_eq!(store.delete_expired(now).await.unwrap(), 0);
-    for r in &live {
-        assert!(store.load(&r.key, now).await.unwrap().is_some());
-    }
+    session_core::testing::delete_expired_in_batches(&store, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
