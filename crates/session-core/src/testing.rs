@@ -1,4 +1,4 @@
-//! The conformance suite every [`SessionStore`](crate::SessionStore) + [`LockingStore`] must pass.
+//! The conformance suite every [`SessionStore`] + [`LockingStore`] must pass.
 //!
 //! A store crate runs it from its tests with one macro, given an async fn
 //! that opens two instances of the store on one fresh [`Backend`]:
