@@ -30,6 +30,11 @@ use session_core::{Error, Record, SessionData, SessionExpiry, StorageKey, Timest
 /// store larger cookies, so a longer value is not one of ours.
 pub(crate) const MAX_VALUE_BYTES: usize = 4096;
 
+/// What to reserve for a payload's JSON: the deadlines alone take about 100
+/// bytes; past serde_json's default of 128, a typical session is written
+/// without regrowing.
+pub(crate) const JSON_CAPACITY: usize = 256;
+
 /// How far in the future an issue time may be (clock skew between servers),
 /// as in the Fernet specification.
 pub(crate) const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
@@ -69,12 +74,18 @@ impl<'a> SealedClaims<'a> {
     }
 
     /// The payload as JSON bytes.
+    #[cfg(any(feature = "fernet", feature = "jwt", feature = "signed"))]
     pub(crate) fn to_json(&self) -> Result<Vec<u8>, Error> {
-        // The deadlines alone take about 100 bytes; start past serde_json's
-        // default of 128 so a typical session is written without regrowing.
-        let mut json = Vec::with_capacity(256);
-        serde_json::to_writer(&mut json, self)?;
+        let mut json = Vec::with_capacity(JSON_CAPACITY);
+        self.write_json(&mut json)?;
         Ok(json)
+    }
+
+    /// Appends the payload as JSON to `out`, for a format that seals it in
+    /// the buffer it writes the rest of the value to.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+        serde_json::to_writer(out, self)?;
+        Ok(())
     }
 }
 

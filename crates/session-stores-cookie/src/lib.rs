@@ -5,15 +5,16 @@
 //! cookie's name, into a cookie value, and opens such a value only if it is
 //! authentic, sealed for that cookie name, and unexpired.
 //!
-//! | format | feature | the client can read it | |
-//! |---|---|---|---|
-//! | [`FernetFormat`] | `fernet` | no (encrypted and authenticated) | Fernet spec, AES-128-CBC + HMAC-SHA256 |
-//! | [`JwtFormat`] | `jwt` | **yes** (signed only) | HS256, or EdDSA (Ed25519) |
-//! | [`SignedFormat`] | `signed` | **yes** (signed only) | base64url JSON + HMAC-SHA256 |
+//! | format | feature | the client can read it | | pick it |
+//! |---|---|---|---|---|
+//! | [`AeadFormat`] | `aead` | no (encrypted and authenticated) | AES-256-GCM | by default, for a new site |
+//! | [`FernetFormat`] | `fernet` | no (encrypted and authenticated) | Fernet spec, AES-128-CBC + HMAC-SHA256 | to share cookies with Python services (`cryptography`'s Fernet) |
+//! | [`JwtFormat`] | `jwt` | **yes** (signed only) | HS256, or EdDSA (Ed25519) | to share cookies with other JWT readers |
+//! | [`SignedFormat`] | `signed` | **yes** (signed only) | base64url JSON + HMAC-SHA256 | when nothing in the session is secret |
 //!
 //! No feature is on by default. Applications enable them through
-//! `session-axum`'s `cookie-fernet`, `cookie-jwt` and `cookie-signed`
-//! features.
+//! `session-axum`'s `cookie-aead`, `cookie-fernet`, `cookie-jwt` and
+//! `cookie-signed` features.
 //!
 //! # Keys
 //!
@@ -23,7 +24,10 @@
 //! [`Opened::needs_reseal`](session_core::Opened::needs_reseal) set, and the
 //! session layer reissues it under the primary key. Keys are 32 random bytes
 //! written as base64url ([`Key::generate`], [`Key::to_base64`]). Use a
-//! different key per format and per application.
+//! different key per format and per application. (The AEAD format derives
+//! its AES key from the keyring key with a label of its own, so it never
+//! shares a key with another format; the others use the key as it is, as
+//! their specifications say.)
 //!
 //! # What client-side sessions cannot do
 //!
@@ -56,23 +60,28 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // The docs link every format; without all features some links have no target.
 #![cfg_attr(
-    not(all(feature = "fernet", feature = "jwt", feature = "signed")),
+    not(all(feature = "aead", feature = "fernet", feature = "jwt", feature = "signed")),
     allow(rustdoc::broken_intra_doc_links)
 )]
 
-#[cfg(any(feature = "fernet", feature = "jwt", feature = "signed"))]
+#[cfg(feature = "aead")]
+mod aead;
+#[cfg(any(feature = "aead", feature = "fernet", feature = "jwt", feature = "signed"))]
 mod claims;
-#[cfg(any(feature = "fernet", feature = "jwt"))]
+#[cfg(any(feature = "aead", feature = "fernet", feature = "jwt"))]
 mod error;
 #[cfg(feature = "fernet")]
 mod fernet;
 #[cfg(feature = "jwt")]
 mod jwt;
-#[cfg(any(feature = "jwt", feature = "signed"))]
+#[cfg(any(feature = "aead", feature = "jwt", feature = "signed"))]
 mod mac;
 #[cfg(feature = "signed")]
 mod signed;
 
+#[cfg(feature = "aead")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aead")))]
+pub use aead::AeadFormat;
 #[cfg(feature = "fernet")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fernet")))]
 pub use fernet::FernetFormat;

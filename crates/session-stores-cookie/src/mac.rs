@@ -1,6 +1,9 @@
-//! HMAC-SHA256 keyed once per key: the signed format's tag and JWT `HS256`.
+//! HMAC-SHA256 keyed once per key: the signed format's tag, JWT `HS256`,
+//! and the AEAD format's key derivation.
 
+#[cfg(any(feature = "jwt", feature = "signed"))]
 use base64::Engine as _;
+#[cfg(any(feature = "jwt", feature = "signed"))]
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
@@ -13,6 +16,7 @@ type HmacSha256 = Hmac<Sha256>;
 pub(crate) const TAG_BYTES: usize = 32;
 
 /// Length of a tag as unpadded base64url.
+#[cfg(any(feature = "jwt", feature = "signed"))]
 pub(crate) const TAG_CHARS: usize = 43;
 
 /// HMAC-SHA256 with its key already absorbed.
@@ -41,6 +45,7 @@ impl KeyedMac {
 
     /// Whether `tag` is the tag of the concatenation of `parts`, compared in
     /// constant time.
+    #[cfg(any(feature = "jwt", feature = "signed"))]
     pub(crate) fn verify(&self, parts: &[&[u8]], tag: &[u8; TAG_BYTES]) -> bool {
         self.absorb(parts).verify_slice(tag).is_ok()
     }
@@ -56,6 +61,7 @@ impl KeyedMac {
 
 /// Decodes a tag written as canonical unpadded base64url; `None` for any
 /// other text or length.
+#[cfg(any(feature = "jwt", feature = "signed"))]
 pub(crate) fn decode_tag(text: &str) -> Option<[u8; TAG_BYTES]> {
     if text.len() != TAG_CHARS {
         return None;

@@ -2,24 +2,25 @@
 //! formats: where each row that applies to a client-side format is tested,
 //! and the rows that cut across formats.
 //!
-//! Formats: Fernet, Fernet with a TTL, JWT HS256, JWT EdDSA, signed.
+//! Formats: AEAD (AES-256-GCM), Fernet, Fernet with a TTL, JWT HS256, JWT
+//! EdDSA, signed.
 //!
 //! | row | tests |
 //! |-----|-------|
 //! | 1, 2, 4 | `contract.rs`: `rows01_02_04_garbage_and_oversized_values_do_not_open` (every format); `properties.rs`: `open_never_panics_on_arbitrary_text` |
-//! | 3, 20, 21, 27, 28 | the layer: `session-axum/tests/bad_inputs.rs` (`fernet`, `jwt`, `signed` modules) |
+//! | 3, 20, 21, 27, 28 | the layer: `session-axum/tests/bad_inputs.rs` (`aead`, `fernet`, `jwt`, `signed` modules) |
 //! | 5-8, 22-26 | not applicable: no ids, no server, no lock |
-//! | 9 | `fernet_format.rs`: `fernet_row09_*` |
-//! | 10 | `fernet_row10_*`, `signed_row10_*`; `properties.rs`: `any_single_character_change_is_rejected`, `any_single_bit_flip_of_the_decoded_value_is_rejected` (every format) |
-//! | 11 | `contract.rs`: `row11_other_key_and_removed_key_do_not_open` (every format); `fernet_row11_*`, `signed_row11_*` |
-//! | 12 | `fernet_row12_*`, `signed_row12_*`; `contract.rs`: `open_at_or_after_the_*_deadline_is_none`; here: `row12_issued_61_seconds_in_the_future_does_not_open` (every format) |
-//! | 13 | `fernet_row13_*`, `signed_row13_*`, `jwt_row17_exp_minus_one_1e30_u64_max`; here: `row13_extreme_times_never_panic` (every format) |
-//! | 14 | `fernet_row14_*`, `signed_row14_*`, `jwt_claims_of_the_wrong_shape_with_a_valid_signature` |
-//! | 15 | `contract.rs`: `row15_value_for_cookie_a_does_not_open_as_cookie_b` (every format); `fernet_row15_*`, `signed_row15_*`; here: `row15_value_of_another_format_with_the_same_key_does_not_open` |
+//! | 9 | `fernet_format.rs`: `fernet_row09_*`; `aead_format.rs`: `aead_row09_*` (version byte, length) |
+//! | 10 | `aead_row10_*`, `fernet_row10_*`, `signed_row10_*`; `properties.rs`: `any_single_character_change_is_rejected`, `any_single_bit_flip_of_the_decoded_value_is_rejected` (every format) |
+//! | 11 | `contract.rs`: `row11_other_key_and_removed_key_do_not_open` (every format); `aead_row11_*`, `fernet_row11_*`, `signed_row11_*` |
+//! | 12 | `aead_row12_*`, `fernet_row12_*`, `signed_row12_*`; `contract.rs`: `open_at_or_after_the_*_deadline_is_none`; here: `row12_issued_61_seconds_in_the_future_does_not_open` (every format) |
+//! | 13 | `aead_row13_*`, `fernet_row13_*`, `signed_row13_*`, `jwt_row17_exp_minus_one_1e30_u64_max`; here: `row13_extreme_times_never_panic` (every format) |
+//! | 14 | `aead_row14_*`, `fernet_row14_*`, `signed_row14_*`, `jwt_claims_of_the_wrong_shape_with_a_valid_signature` |
+//! | 15 | `contract.rs`: `row15_value_for_cookie_a_does_not_open_as_cookie_b` (every format); `aead_row15_*`, `fernet_row15_*`, `signed_row15_*`; here: `row15_value_of_another_format_with_the_same_key_does_not_open` |
 //! | 16-18 | `jwt_format.rs`: `jwt_row16_*`, `jwt_row17_*`, `jwt_row18_*` |
 //! | 19 | not applicable: nothing is stored |
 //!
-//! The `fuzz/` targets `fernet_open`, `jwt_open` and `signed_open` run the
+//! The `fuzz/` targets `aead_open`, `fernet_open`, `jwt_open` and `signed_open` run the
 //! same properties on generated input (`cargo xtask fuzz`).
 #![allow(clippy::unwrap_used)] // Test helpers outside #[test] functions.
 
@@ -28,13 +29,14 @@ mod common;
 use std::time::Duration;
 
 use session_core::{CookieFormat, Keyring, Record, StorageKey};
-use session_stores_cookie::{FernetFormat, JwtFormat, SignedFormat};
+use session_stores_cookie::{AeadFormat, FernetFormat, JwtFormat, SignedFormat};
 
 use common::*;
 
 /// Every format, all on the same keyring.
 fn formats(keyring: &Keyring) -> Vec<(&'static str, Box<dyn CookieFormat>)> {
     vec![
+        ("aead", Box::new(AeadFormat::new(keyring.clone()))),
         ("fernet", Box::new(FernetFormat::new(keyring.clone()))),
         ("fernet+ttl", Box::new(FernetFormat::new(keyring.clone()).with_ttl(secs(3_600)))),
         ("jwt hs256", Box::new(JwtFormat::hs256(keyring.clone()))),

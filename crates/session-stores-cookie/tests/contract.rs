@@ -4,6 +4,10 @@
 #[macro_use]
 mod common;
 
+mod aead {
+    format_contract_tests!(session_stores_cookie::AeadFormat::new);
+}
+
 mod fernet {
     format_contract_tests!(session_stores_cookie::FernetFormat::new);
 }

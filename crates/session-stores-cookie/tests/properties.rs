@@ -9,13 +9,14 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 use serde_json::Value;
 use session_core::{CookieFormat, Keyring, Record, SessionData, StorageKey};
-use session_stores_cookie::{FernetFormat, JwtFormat, SignedFormat};
+use session_stores_cookie::{AeadFormat, FernetFormat, JwtFormat, SignedFormat};
 
 use common::*;
 
 /// Every format, as the boxed trait the layer holds.
 fn formats(keyring: &Keyring) -> Vec<(&'static str, Box<dyn CookieFormat>)> {
     vec![
+        ("aead", Box::new(AeadFormat::new(keyring.clone()))),
         ("fernet", Box::new(FernetFormat::new(keyring.clone()))),
         ("jwt-hs256", Box::new(JwtFormat::hs256(keyring.clone()))),
         ("jwt-eddsa", Box::new(eddsa(keyring.clone()))),
