@@ -24,6 +24,12 @@ const TAG_BYTES: usize = 16;
 const HEADER: usize = 1 + NONCE_BYTES;
 /// What a value adds to the plaintext, before base64.
 const OVERHEAD: usize = HEADER + TAG_BYTES;
+/// Values that decode to at most this many bytes are decoded on the stack.
+const SMALL_DECODED: usize = 480;
+/// What to reserve for a sealed session: overhead, the times, and room for
+/// a typical session's JSON (user, expiry override, a few keys) without
+/// regrowing.
+const SEALED_CAPACITY: usize = 256;
 
 /// HKDF-Expand's `info` for this format's key (RFC 5869, one block: the
 /// HMAC of `info || 0x01`). Never change it: every key would change with it.
@@ -130,12 +136,12 @@ impl fmt::Debug for AeadFormat {
 
 impl CookieFormat for AeadFormat {
     fn seal(&self, cookie_name: &str, record: &Record) -> Result<String, Error> {
-        // One buffer: version and nonce, then the JSON written straight after
-        // them and encrypted where it lies, then the tag.
-        let mut sealed = Vec::with_capacity(claims::JSON_CAPACITY + OVERHEAD);
+        // One buffer: version and nonce, then the session written straight
+        // after them and encrypted where it lies, then the tag.
+        let mut sealed = Vec::with_capacity(SEALED_CAPACITY);
         sealed.push(VERSION);
         sealed.extend_from_slice(&[0; NONCE_BYTES]);
-        SealedClaims::new(cookie_name, record).write_json(&mut sealed)?;
+        SealedClaims::new(cookie_name, record).write_compact(&mut sealed)?;
         let (header, plaintext) = sealed.split_at_mut(HEADER);
         let mut nonce = [0u8; NONCE_BYTES];
         getrandom::fill(&mut nonce).map_err(FormatError::Random)?;
@@ -151,10 +157,21 @@ impl CookieFormat for AeadFormat {
 
     fn open(&self, cookie_name: &str, value: &str, now: Timestamp) -> Option<Opened> {
         claims::check_length(FORMAT, value)?;
+        // Decoded on the stack when the value is small, as sessions kept in
+        // a cookie should be (a heap buffer cost more than the AES-GCM pass).
+        let mut small = [0u8; SMALL_DECODED];
+        let mut large = Vec::new();
+        let buffer = if value.len() <= SMALL_DECODED / 3 * 4 {
+            &mut small[..]
+        } else {
+            large.resize(value.len().div_ceil(4) * 3, 0);
+            &mut large[..]
+        };
         // Canonical unpadded base64url only, so every value has one text.
-        let Ok(mut sealed) = URL_SAFE_NO_PAD.decode(value) else {
+        let Ok(len) = URL_SAFE_NO_PAD.decode_slice(value, buffer) else {
             return claims::reject(FORMAT, "not base64url");
         };
+        let sealed = &mut buffer[..len];
         if sealed.len() < OVERHEAD {
             return claims::reject(FORMAT, "shorter than version, nonce and tag");
         }
@@ -186,8 +203,13 @@ impl CookieFormat for AeadFormat {
         }) else {
             return claims::reject(FORMAT, "no key opens the value");
         };
-        let record =
-            Claims::from_json(FORMAT, ciphertext)?.into_record(FORMAT, cookie_name, now)?;
+        // The cookie name is authenticated (the associated data), so it is
+        // the sealed name.
+        let record = Claims::from_compact(FORMAT, ciphertext, cookie_name)?.into_record(
+            FORMAT,
+            cookie_name,
+            now,
+        )?;
         Some(Opened { record, needs_reseal: index != 0 })
     }
 }
@@ -235,9 +257,14 @@ mod tests {
                 aes_gcm::Tag::from_slice(tag),
             )
             .unwrap();
-        let json: serde_json::Value = serde_json::from_slice(ciphertext).unwrap();
-        assert_eq!(json["aud"], "sid");
-        assert_eq!(json["exp"], 15);
+        // The compact claims: no flags, created and last seen at 10, idle
+        // deadline 15, no absolute deadline, then the rest as JSON.
+        let mut expected = vec![0];
+        for seconds in [10_i64, 10, 15, 0] {
+            expected.extend_from_slice(&seconds.to_be_bytes());
+        }
+        expected.extend_from_slice(br#"{"dat":{}}"#);
+        assert_eq!(ciphertext, &expected[..]);
         assert_eq!(format!("{format:?}"), "AeadFormat { keys: 1, .. }");
     }
 
