@@ -260,9 +260,15 @@ mod tests {
     fn the_real_manifest_declares_the_targets() {
         let manifest = std::fs::read_to_string(cmd::root().join("fuzz/Cargo.toml")).unwrap();
         let targets = declared_targets(&manifest);
-        for target in
-            ["cookie_header", "session_id", "json_codec", "fernet_open", "jwt_open", "signed_open"]
-        {
+        for target in [
+            "cookie_header",
+            "session_id",
+            "json_codec",
+            "aead_open",
+            "fernet_open",
+            "jwt_open",
+            "signed_open",
+        ] {
             assert!(targets.iter().any(|t| t == target), "{target} in {targets:?}");
         }
     }

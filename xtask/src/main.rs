@@ -62,7 +62,7 @@ COMMANDS:
 
     keygen
         Print a new random 32-byte key (base64url) for the client-side cookie
-        formats (Fernet, JWT HS256, signed); see examples/key-rotation.
+        formats (AEAD, Fernet, JWT HS256, signed); see examples/key-rotation.
 
     services start | stop | status
         start:  install when missing and start every service; prints

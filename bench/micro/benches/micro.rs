@@ -19,7 +19,7 @@ use session_core::{
     Codec, CookieFormat, ExpiryPolicy, JsonCodec, LockingStore, SessionData, SessionId,
     SessionStore, Timestamp,
 };
-use session_stores_cookie::{FernetFormat, JwtFormat, Key, Keyring, SignedFormat};
+use session_stores_cookie::{AeadFormat, FernetFormat, JwtFormat, Key, Keyring, SignedFormat};
 use tower::ServiceExt as _;
 
 /// The benchmark's session: a counter.
@@ -82,7 +82,8 @@ MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC
 
 fn cookie_formats(c: &mut Criterion) {
     let keyring = || Keyring::new(Key::from_bytes([7; 32]));
-    let formats: [(&str, Box<dyn CookieFormat>); 4] = [
+    let formats: [(&str, Box<dyn CookieFormat>); 5] = [
+        ("aead", Box::new(AeadFormat::new(keyring()))),
         ("fernet", Box::new(FernetFormat::new(keyring()))),
         ("jwt_hs256", Box::new(JwtFormat::hs256(keyring()))),
         ("jwt_eddsa", Box::new(JwtFormat::ed25519(ED25519_PEM.as_bytes(), &[]).unwrap())),

@@ -14,7 +14,7 @@ use session_axum::{
 use session_core::{
     CookieFormat, ExpiryPolicy, LockingStore, SessionId, SessionStore as _, Timestamp,
 };
-use session_stores_cookie::{FernetFormat, JwtFormat, Key, Keyring, SignedFormat};
+use session_stores_cookie::{AeadFormat, FernetFormat, JwtFormat, Key, Keyring, SignedFormat};
 use session_stores_fs::FsStore;
 use session_stores_mysql::{MySqlPoolOptions, MySqlStore};
 use session_stores_postgres::{LockMode, PgPoolOptions, PostgresStore};
@@ -154,6 +154,11 @@ pub(crate) fn fs() -> Result<Router> {
 /// A fixed keyring: the benchmark needs no secrecy, only the same work.
 fn keyring() -> Keyring {
     Keyring::new(Key::from_bytes([7; 32]))
+}
+
+/// `ours-aead`: AES-256-GCM encrypted and authenticated cookie.
+pub(crate) fn aead() -> Router {
+    client_side(AeadFormat::new(keyring()))
 }
 
 /// `ours-fernet`: encrypted and authenticated cookie.

@@ -200,6 +200,15 @@ pub(crate) const ROUTES: &[Route] = &[
         build: |_| Box::pin(async { ours::fs() }),
     },
     Route {
+        name: "ours-aead",
+        peer: Some("axum-extra-private-cookie"),
+        needs: &[],
+        kind: Kind::Client,
+        prefill: false,
+        what: "session-axum client-side AeadFormat (AES-256-GCM) cookie",
+        build: |_| Box::pin(async { Ok(ours::aead()) }),
+    },
+    Route {
         name: "ours-fernet",
         peer: Some("axum-extra-private-cookie"),
         needs: &[],

@@ -9,6 +9,7 @@
         feature = "postgres",
         feature = "mysql",
         feature = "fs",
+        feature = "cookie-aead",
         feature = "cookie-fernet",
         feature = "cookie-jwt",
         feature = "cookie-signed"
@@ -128,10 +129,20 @@ pub mod fs {
 /// An application that has an `axum_extra::extract::cookie::Key` for its
 /// `PrivateCookieJar` can build the keyring from it with the `cookie-key`
 /// feature: `Keyring::from(&key)` derives a separate key from its secret.
-#[cfg(any(feature = "cookie-fernet", feature = "cookie-jwt", feature = "cookie-signed"))]
+#[cfg(any(
+    feature = "cookie-aead",
+    feature = "cookie-fernet",
+    feature = "cookie-jwt",
+    feature = "cookie-signed"
+))]
 #[cfg_attr(
     docsrs,
-    doc(cfg(any(feature = "cookie-fernet", feature = "cookie-jwt", feature = "cookie-signed")))
+    doc(cfg(any(
+        feature = "cookie-aead",
+        feature = "cookie-fernet",
+        feature = "cookie-jwt",
+        feature = "cookie-signed"
+    )))
 )]
 pub mod cookie_store {
     #[doc(inline)]

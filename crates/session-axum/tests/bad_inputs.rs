@@ -735,7 +735,12 @@ impl<F: CookieFormat> CookieFormat for Counting<F> {
 
 /// The rows that apply to client-side sessions, one `async fn` each.
 #[cfg_attr(
-    not(any(feature = "cookie-fernet", feature = "cookie-jwt", feature = "cookie-signed")),
+    not(any(
+        feature = "cookie-aead",
+        feature = "cookie-fernet",
+        feature = "cookie-jwt",
+        feature = "cookie-signed"
+    )),
     allow(dead_code)
 )]
 mod client_rows {
@@ -923,7 +928,12 @@ mod client_rows {
 /// One test per applicable row on a cookie format. `$format` is a
 /// `fn() -> impl CookieFormat`.
 #[cfg_attr(
-    not(any(feature = "cookie-fernet", feature = "cookie-jwt", feature = "cookie-signed")),
+    not(any(
+        feature = "cookie-aead",
+        feature = "cookie-fernet",
+        feature = "cookie-jwt",
+        feature = "cookie-signed"
+    )),
     allow(unused_macros)
 )]
 macro_rules! client_rows {
@@ -947,10 +957,24 @@ macro_rules! client_rows {
     )*};
 }
 
-#[cfg(any(feature = "cookie-fernet", feature = "cookie-jwt", feature = "cookie-signed"))]
+#[cfg(any(
+    feature = "cookie-aead",
+    feature = "cookie-fernet",
+    feature = "cookie-jwt",
+    feature = "cookie-signed"
+))]
 fn keyring() -> session_axum::cookie_store::Keyring {
     use session_axum::cookie_store::{Key, Keyring};
     Keyring::new(Key::generate())
+}
+
+#[cfg(feature = "cookie-aead")]
+mod aead {
+    fn format() -> session_axum::cookie_store::AeadFormat {
+        session_axum::cookie_store::AeadFormat::new(crate::keyring())
+    }
+
+    client_rows!(format);
 }
 
 #[cfg(feature = "cookie-fernet")]

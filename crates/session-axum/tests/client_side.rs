@@ -1,6 +1,6 @@
 //! Client-side sessions through the real layer: the whole session in the
 //! cookie. `client_side_tests!(make_layer)` runs every scenario on one format;
-//! the real formats (Fernet, JWT, signed) run it behind their features.
+//! the real formats (AEAD, Fernet, JWT, signed) run it behind their features.
 #![allow(clippy::expect_used)] // Layers built from constant, valid configs.
 
 mod common;
@@ -231,13 +231,30 @@ async fn oversized_incoming_cookies_are_never_opened() {
 }
 
 /// The real formats, each with a fresh random key.
-#[cfg(any(feature = "cookie-fernet", feature = "cookie-jwt", feature = "cookie-signed"))]
+#[cfg(any(
+    feature = "cookie-aead",
+    feature = "cookie-fernet",
+    feature = "cookie-jwt",
+    feature = "cookie-signed"
+))]
 mod formats {
     use session_axum::cookie_store::{Key, Keyring};
     use session_axum::{SessionConfig, SessionLayer};
 
     fn keyring() -> Keyring {
         Keyring::new(Key::generate())
+    }
+
+    #[cfg(feature = "cookie-aead")]
+    mod aead {
+        use super::*;
+
+        fn layer(config: SessionConfig) -> SessionLayer {
+            let format = session_axum::cookie_store::AeadFormat::new(keyring());
+            SessionLayer::client_side(format).with_config(config).expect("a valid session config")
+        }
+
+        crate::client_side_tests!(layer);
     }
 
     #[cfg(feature = "cookie-fernet")]

@@ -43,13 +43,16 @@
 //!
 //! # What is sealed
 //!
-//! One JSON object, the same for every format: `aud` (the cookie name), `iat`
-//! (created), `lst` (last seen), `exp` (the earlier deadline), `idl` (idle
-//! deadline), `abs` (absolute deadline), `usr` (user), `xpy` (expiry
-//! override) and `dat` (the data). Times are Unix seconds. The record's key
-//! and version are not sealed: an opened record has version 0 and an
-//! all-zero [`StorageKey`](session_core::StorageKey), the key the layer
-//! gives new client-side sessions (there is no store to key).
+//! One JSON object, the same for the Fernet, JWT and signed formats: `aud`
+//! (the cookie name), `iat` (created), `lst` (last seen), `exp` (the earlier
+//! deadline), `idl` (idle deadline), `abs` (absolute deadline), `usr`
+//! (user), `xpy` (expiry override) and `dat` (the data). Times are Unix
+//! seconds. The AEAD format seals the same in a compact form (the times as
+//! fixed-width integers, the cookie name as associated data; see
+//! [`AeadFormat`]), and every format makes the same checks when it opens a
+//! value. The record's key and version are not sealed: an opened record has
+//! version 0 and an all-zero [`StorageKey`](session_core::StorageKey), the
+//! key the layer gives new client-side sessions (there is no store to key).
 //!
 //! # Bad cookies
 //!

@@ -8,7 +8,7 @@
 //! cargo xtask keygen                                   # prints a new key (= `-- keygen`)
 //! SESSION_KEYS=<new> cargo run -p key-rotation         # serves http://127.0.0.1:3000
 //! SESSION_KEYS=<newer>,<new> cargo run -p key-rotation # rotate: old cookies still work
-//! SESSION_FORMAT=jwt ...                               # fernet (default), jwt or signed
+//! SESSION_FORMAT=jwt ...                               # aead (default), fernet, jwt or signed
 //! ```
 //!
 //! Rotation in production: deploy with `new,old` (every server can open both,
@@ -18,7 +18,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use axum::Router;
 use axum::routing::get;
-use session_axum::cookie_store::{FernetFormat, JwtFormat, Key, Keyring, SignedFormat};
+use session_axum::cookie_store::{AeadFormat, FernetFormat, JwtFormat, Key, Keyring, SignedFormat};
 use session_axum::{Session, SessionError, SessionLayer};
 
 /// Counts this browser's visits; the count lives in the cookie.
@@ -31,6 +31,7 @@ async fn visit(session: Session) -> Result<String, SessionError> {
 /// The cookie formats this example can seal with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
+    Aead,
     Fernet,
     Jwt,
     Signed,
@@ -39,10 +40,11 @@ enum Format {
 impl Format {
     fn parse(name: &str) -> Result<Self, String> {
         match name {
+            "aead" => Ok(Self::Aead),
             "fernet" => Ok(Self::Fernet),
             "jwt" => Ok(Self::Jwt),
             "signed" => Ok(Self::Signed),
-            other => Err(format!("SESSION_FORMAT={other:?}: expected fernet, jwt or signed")),
+            other => Err(format!("SESSION_FORMAT={other:?}: expected aead, fernet, jwt or signed")),
         }
     }
 }
@@ -61,6 +63,7 @@ fn parse_keyring(keys: &str) -> Result<Keyring, String> {
 
 fn app(format: Format, keyring: Keyring) -> Router {
     let sessions = match format {
+        Format::Aead => SessionLayer::client_side(AeadFormat::new(keyring)),
         Format::Fernet => SessionLayer::client_side(FernetFormat::new(keyring)),
         Format::Jwt => SessionLayer::client_side(JwtFormat::hs256(keyring)),
         Format::Signed => SessionLayer::client_side(SignedFormat::new(keyring)),
@@ -81,8 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
-    let format =
-        Format::parse(&std::env::var("SESSION_FORMAT").unwrap_or_else(|_| "fernet".into()))?;
+    let format = Format::parse(&std::env::var("SESSION_FORMAT").unwrap_or_else(|_| "aead".into()))?;
     let keyring = match std::env::var("SESSION_KEYS") {
         Ok(keys) => parse_keyring(&keys)?,
         Err(_) => {
@@ -136,7 +138,7 @@ mod tests {
         let ring = |keys: &[&Key]| {
             parse_keyring(&keys.iter().map(|k| k.to_base64()).collect::<Vec<_>>().join(","))
         };
-        for format in [Format::Fernet, Format::Jwt, Format::Signed] {
+        for format in [Format::Aead, Format::Fernet, Format::Jwt, Format::Signed] {
             let before = app(format, ring(&[&a]).unwrap());
             let (count, under_a) = visit(&before, None).await;
             assert_eq!(count, "1");
@@ -164,6 +166,7 @@ mod tests {
         assert!(error.contains("#2"), "{error}");
         assert!(!error.contains("not-a-key"), "errors never echo key material: {error}");
         assert_eq!(Format::parse("jwt"), Ok(Format::Jwt));
+        assert_eq!(Format::parse("aead"), Ok(Format::Aead));
         assert!(Format::parse("rot13").is_err());
     }
 }

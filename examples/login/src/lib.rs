@@ -8,6 +8,7 @@
 //! ```text
 //! cargo run -p login                  # SQLite sessions in ./login-sessions.db
 //! cargo run -p login -- --store memory
+//! cargo run -p login -- --store aead  # the whole session in an AES-256-GCM cookie
 //! ```
 //!
 //! The demo user's name and password are printed on start. The server

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use login::{Users, app, create_demo_user, session_config};
 use session_axum::SessionLayer;
-use session_axum::cookie_store::{FernetFormat, JwtFormat, Key, Keyring};
+use session_axum::cookie_store::{AeadFormat, FernetFormat, JwtFormat, Key, Keyring};
 use session_axum::core::{CleanupHandle, SpawnCleanup};
 use session_axum::fs::FsStore;
 use session_axum::memory::MemoryStore;
@@ -28,7 +28,9 @@ stores:
   postgres  sessions in PostgreSQL at $DATABASE_URL (table axum_sessions)
   mysql     sessions in MySQL or MariaDB at $MYSQL_URL (table axum_sessions)
   fs        one file per session under $LOGIN_FS_DIR (default ./login-sessions)
-  fernet    client-side: the session encrypted in the cookie
+  aead      client-side: the session encrypted in the cookie (AES-256-GCM)
+  fernet    client-side: the session encrypted in the cookie (Fernet, which
+            Python's `cryptography` can open)
   jwt       client-side: the session signed (readable) in the cookie
             (client-side sessions cannot list or end other sessions: the
             sessions page and \"log out everywhere\" say so; their key is
@@ -44,6 +46,7 @@ enum Store {
     Postgres,
     MySql,
     Fs,
+    Aead,
     Fernet,
     Jwt,
 }
@@ -59,6 +62,7 @@ impl Store {
             "postgres" => Self::Postgres,
             "mysql" => Self::MySql,
             "fs" => Self::Fs,
+            "aead" => Self::Aead,
             "fernet" => Self::Fernet,
             "jwt" => Self::Jwt,
             other => return Err(format!("unknown store {other:?}")),
@@ -136,6 +140,7 @@ async fn sessions(
             let cleanup = store.spawn_cleanup(every);
             (SessionLayer::new(store), Some(cleanup))
         }
+        Store::Aead => (SessionLayer::client_side(AeadFormat::new(cookie_keyring()?)), None),
         Store::Fernet => (SessionLayer::client_side(FernetFormat::new(cookie_keyring()?)), None),
         Store::Jwt => (SessionLayer::client_side(JwtFormat::hs256(cookie_keyring()?)), None),
     })
@@ -213,6 +218,7 @@ mod tests {
             ("postgres", Store::Postgres),
             ("mysql", Store::MySql),
             ("fs", Store::Fs),
+            ("aead", Store::Aead),
             ("fernet", Store::Fernet),
             ("jwt", Store::Jwt),
         ] {

@@ -268,17 +268,21 @@ async fn logout_everywhere_ends_every_session() {
 
 #[tokio::test]
 async fn client_side_sessions_log_in_and_explain_what_they_cannot_do() {
-    use session_axum::cookie_store::{FernetFormat, Key, Keyring};
+    use session_axum::cookie_store::{AeadFormat, FernetFormat, Key, Keyring};
 
+    let aead = SessionLayer::client_side(AeadFormat::new(Keyring::new(Key::generate())));
+    let fernet = SessionLayer::client_side(FernetFormat::new(Keyring::new(Key::generate())));
+    for layer in [aead, fernet] {
+        client_side_site(layer).await;
+    }
+}
+
+/// `--store aead` and `--store fernet`: logging in works; the pages that need
+/// a server-side session say why they cannot work.
+async fn client_side_site(layer: SessionLayer) {
     let users = Users::with_params(cheap_hashing()).unwrap();
     let demo = create_demo_user(&users).unwrap();
-    let format = FernetFormat::new(Keyring::new(Key::generate()));
-    let app = app(
-        users,
-        SessionLayer::client_side(format)
-            .with_config(session_config())
-            .expect("a valid session config"),
-    );
+    let app = app(users, layer.with_config(session_config()).expect("a valid session config"));
     let cookie = log_in(&app, &demo.password).await;
     assert_eq!(get(&app, "/account", Some(&cookie)).await.status, StatusCode::OK);
     for reply in [
