@@ -247,3 +247,38 @@ pub fn open_and_check(
     check_opened(format, value, now, &opened);
     Some(opened)
 }
+
+/// Mode "raw": the rest of the input is the cookie value. Nothing the
+/// fuzzer makes up may open: only sealed values do, and it cannot forge one.
+pub fn open_raw(format: &dyn CookieFormat, input: Input<'_>, now: Timestamp) {
+    if let Ok(value) = std::str::from_utf8(input.rest())
+        && let Some(opened) = format.open(COOKIE, value, now)
+    {
+        panic!("a raw input opened: {opened:?}");
+    }
+}
+
+/// Mode "sealed": a session built from the input is sealed by `format`,
+/// maybe with one byte changed, then opened. A changed value must not open;
+/// an unchanged one must if it is live and fits in a cookie, unless
+/// `may_refuse_live` (a format with a TTL of its own).
+pub fn open_sealed(
+    format: &dyn CookieFormat,
+    input: &mut Input<'_>,
+    now: Timestamp,
+    may_refuse_live: bool,
+) {
+    let record = record(input, now);
+    let Ok(value) = format.seal(COOKIE, &record) else { return };
+    match tamper(input, &value) {
+        Some(changed) => {
+            open_and_check(format, &changed, now, true);
+        }
+        None => {
+            let opened = open_and_check(format, &value, now, false);
+            if !may_refuse_live && value.len() <= 4096 && should_open(&record, now) {
+                assert!(opened.is_some(), "a live sealed session does not open: {record:?}");
+            }
+        }
+    }
+}

@@ -322,87 +322,35 @@ mod tests {
         assert_eq!(opened.version, 0);
     }
 
-    /// `record()` in the compact form, then `json` instead of its JSON.
-    fn compact(flags: u8, times: [i64; 4], json: &str) -> Vec<u8> {
-        let mut bytes = vec![flags];
-        for seconds in times {
-            bytes.extend_from_slice(&seconds.to_be_bytes());
-        }
-        bytes.extend_from_slice(json.as_bytes());
-        bytes
-    }
-
+    /// The layout byte by byte and its strictness are tested through the
+    /// AEAD format (`aead.rs`, `tests/aead_format.rs`); here, that every
+    /// field survives it.
     #[test]
-    fn the_compact_form_is_flags_four_times_and_json() {
-        let mut bytes = Vec::new();
-        SealedClaims::new("id", &record()).write_compact(&mut bytes).unwrap();
-        assert_eq!(
-            bytes,
-            compact(1, [1_000, 1_000, 2_000, 5_000], r#"{"usr":"alice","dat":{"n":1}}"#)
-        );
-
-        let opened = Claims::from_compact("test", &bytes, "id").unwrap();
-        assert_eq!((opened.exp, opened.nbf, opened.aud.as_ref()), (t(2_000), None, "id"));
-        let opened = opened.into_record("test", "id", t(1_500)).unwrap();
-        assert_eq!(opened.data.as_map(), record().data.as_map());
-        assert_eq!(
-            (opened.user.as_deref(), opened.absolute_deadline),
-            (Some("alice"), Some(t(5_000)))
-        );
-
-        let mut without = record();
-        without.absolute_deadline = None;
-        without.user = None;
-        without.expiry = Some(SessionExpiry::BrowserSession);
-        let mut bytes = Vec::new();
-        SealedClaims::new("id", &without).write_compact(&mut bytes).unwrap();
-        let json = r#"{"xpy":{"kind":"browser_session"},"dat":{"n":1}}"#;
-        assert_eq!(bytes, compact(0, [1_000, 1_000, 2_000, 0], json));
-        let opened = Claims::from_compact("test", &bytes, "id").unwrap();
-        assert_eq!((opened.abs, opened.exp), (None, t(2_000)));
-        assert_eq!(opened.xpy, Some(SessionExpiry::BrowserSession));
-    }
-
-    #[test]
-    fn the_compact_form_is_strict() {
-        let good = compact(1, [1, 1, 9, 20], r#"{"dat":{}}"#);
-        assert!(Claims::from_compact("test", &good, "id").is_some());
-        for bad in [
-            Vec::new(),
-            good[..32].to_vec(),
-            good[..33].to_vec(),
-            compact(2, [1, 1, 9, 20], r#"{"dat":{}}"#),
-            compact(0x81, [1, 1, 9, 20], r#"{"dat":{}}"#),
-            compact(0, [1, 1, 9, 20], r#"{"dat":{}}"#), // an absolute time without its flag
-            compact(1, [1, 1, 9, 20], r#"{}"#),
-            compact(1, [1, 1, 9, 20], r#"{"dat":[]}"#),
-            compact(1, [1, 1, 9, 20], r#"{"dat":{},"aud":"id"}"#),
-            compact(1, [1, 1, 9, 20], r#"{"dat":{},"exp":9}"#),
-            compact(1, [1, 1, 9, 20], r#"{"dat":{},"dat":{}}"#),
-            compact(1, [1, 1, 9, 20], r#"{"dat":{}} {}"#),
-            compact(1, [1, 1, 9, 20], r#"{"usr":7,"dat":{}}"#),
-        ] {
-            assert!(Claims::from_compact("test", &bad, "id").is_none(), "{bad:?}");
+    fn the_compact_form_keeps_every_field_and_computes_exp() {
+        let mut other = record();
+        other.absolute_deadline = None;
+        other.user = None;
+        other.expiry = Some(SessionExpiry::BrowserSession);
+        for sealed in [record(), other] {
+            let mut bytes = Vec::new();
+            SealedClaims::new("id", &sealed).write_compact(&mut bytes).unwrap();
+            let claims = Claims::from_compact("test", &bytes, "id").unwrap();
+            assert_eq!(
+                (claims.exp, claims.nbf, claims.aud.as_ref()),
+                (sealed.expires_at(), None, "id")
+            );
+            let opened = claims.into_record("test", "id", t(1_500)).unwrap();
+            assert_eq!(opened.data.as_map(), sealed.data.as_map());
+            assert_eq!(
+                (opened.created_at, opened.last_seen),
+                (sealed.created_at, sealed.last_seen)
+            );
+            assert_eq!(
+                (opened.idle_deadline, opened.absolute_deadline),
+                (sealed.idle_deadline, sealed.absolute_deadline)
+            );
+            assert_eq!((opened.user, opened.expiry), (sealed.user, sealed.expiry));
         }
-        // The earlier deadline is `exp`, and the usual checks follow.
-        let claims =
-            Claims::from_compact("test", &compact(1, [1, 1, 30, 20], r#"{"dat":{}}"#), "id");
-        let claims = claims.unwrap();
-        assert_eq!(claims.exp, t(20));
-        assert!(claims.into_record("test", "id", t(20)).is_none());
-        let future = compact(0, [100, 100, 200, 0], r#"{"dat":{}}"#);
-        assert!(
-            Claims::from_compact("test", &future, "id")
-                .unwrap()
-                .into_record("test", "id", t(39))
-                .is_none()
-        );
-        assert!(
-            Claims::from_compact("test", &future, "id")
-                .unwrap()
-                .into_record("test", "id", t(40))
-                .is_some()
-        );
     }
 
     #[test]
