@@ -12,10 +12,11 @@
 //! threads. Only the server's own instructions count: Redis and PostgreSQL
 //! run outside it (the wall-clock table's database-CPU line covers them).
 //!
-//! Valgrind's virtual CPU has no SHA-NI or AES-NI, so SHA-256 and AES run
-//! in software here: the cookie rows and every id hash count more than they
-//! cost natively. Compare rows with each other and one commit with another,
-//! not with native time.
+//! Valgrind's virtual CPU has no SHA-NI, so SHA-256 runs in software here:
+//! the HMAC cookie rows and every id hash count more than they cost
+//! natively. (It has AES-NI and PCLMULQDQ: the `aes` and `polyval` crates
+//! take their hardware paths, as natively.) Compare rows with each other and
+//! one commit with another, not with native time.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -277,7 +278,7 @@ fn render(counted: &[(&Route, f64)], requests: u64) -> String {
     let bare = counted.iter().find(|(route, _)| route.name == "bare").map(|(_, n)| *n);
     let mut out = format!(
         "Server instructions per request under callgrind ({requests} requests on one \
-         keep-alive connection after {WARMUP_REQUESTS} of warm-up; software SHA/AES, see \
+         keep-alive connection after {WARMUP_REQUESTS} of warm-up; software SHA-256, see \
          BENCHMARKS.md).\n\n| route | instructions/req | × bare |\n|---|---:|---:|\n"
     );
     for (route, per_request) in counted {
