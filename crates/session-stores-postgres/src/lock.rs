@@ -25,15 +25,10 @@ use crate::error::{PgStoreError, STORE, backend};
 use crate::{LockMode, PostgresStore};
 
 /// First pause between attempts to take a busy lease (lease mode polls:
-/// its holder keeps no transaction open that a waiter could queue behind,
-/// and PgBouncer in transaction pooling offers no `LISTEN`). Below one
-/// locked request's time, so a waiter in another process finds the lease
-/// free soon after its release; only the first waiter of each process
-/// polls (the others queue in the process), which bounds the statements.
-pub(crate) const FIRST_BACKOFF: Duration = Duration::from_micros(500);
-/// Longest pause between attempts: what a lease released while its waiter
-/// sleeps costs that waiter at most.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_millis(8);
+/// its holder keeps no transaction open that a waiter could queue behind).
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(2);
+/// Longest pause between attempts.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A PostgreSQL advisory lock: its 64-bit key, the first 64 bits of the
 /// session's storage key.
